@@ -127,7 +127,7 @@ def build_configs(recipe: str, work_dir: str | Path, **overrides: Any) -> dict[s
 def evaluate_variant(model: torch.nn.Module, cfg: TrainConfig, pgd_size: int | None = None) -> dict[str, Any]:
     """Card metrics on the test split: clean and PGD-10 accuracy, DS at level 1 per kind and summed."""
     test = load_dataset(cfg.dataset, "test", cfg.data_root, cache_dir=cfg.cache_dir, image_size=cfg.image_size)
-    n_pgd = min(pgd_size or len(test), len(test))
+    n_pgd = min(pgd_size or len(test), len(test))  # pgd_size None or 0: the whole split
     pgd_set = test.subset(torch.arange(n_pgd))
     ds = {kind: mean_distance_score(model, test.images, lambda x, k=kind: perturb(x, k, 1)) for kind in KINDS}
     return {
@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default=None, help="override the recipe's data set")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every variant's epochs")
-    parser.add_argument("--pgd-eval-size", type=int, default=None, help="test images attacked (default all)")
+    parser.add_argument("--pgd-eval-size", type=int, default=2000,
+                        help="first N test images attacked with PGD-10 for the cards (0: all)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs instead of resuming")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
