@@ -71,8 +71,10 @@ def main() -> None:
             times[name].append(one_step(variant, cfg))
 
     median = {name: statistics.median(t) for name, t in times.items()}
-    print(f"device {device}, threads {torch.get_num_threads()}, batch {args.batch_size}, width {args.width}, "
-          f"median of {args.steps} interleaved rounds")
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, batch {args.batch_size}, width {args.width}, "
+        f"median of {args.steps} interleaved rounds"
+    )
     print(f"{'variant':<12}{'images/s':>10}{'step ms':>10}{'x standard':>12}")
     for name, t in median.items():
         print(f"{name:<12}{args.batch_size / t:>10.1f}{1000 * t:>10.1f}{t / median['standard']:>12.2f}")

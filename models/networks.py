@@ -138,7 +138,7 @@ class TorchvisionResNet(Classifier):
 NetworkFactory = Callable[..., Classifier]
 
 NETWORKS: dict[str, NetworkFactory] = {
-    "resnet18-cifar": lambda num_classes, width=16, **kw: CifarResNet18(num_classes, width=width, **kw),
+    "resnet18-cifar": lambda num_classes, width=16, **kw: CifarResNet18(num_classes, width=width or 16, **kw),
     "resnet18": lambda num_classes, width=None, **kw: TorchvisionResNet("resnet18", num_classes, **kw),
     "resnet50": lambda num_classes, width=None, **kw: TorchvisionResNet("resnet50", num_classes, **kw),
 }

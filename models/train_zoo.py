@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoints import load_checkpoint, load_model, write_zoo_manifest
+from models.checkpoints import load_checkpoint, load_model, read_zoo_manifest, write_zoo_manifest
 from models.data import load_dataset
 from models.evaluation import accuracy, mean_distance_score, pgd_accuracy
 from models.objectives import VARIANTS
@@ -44,7 +44,8 @@ RECIPES: dict[str, dict[str, Any]] = {
             "pgd_eps": EPS,
         },
         "standard": {"preset": "scratch", "epochs": 6},
-        "C": {"preset": "finetune", "epochs": 2, "alpha": 1.0, "init": "standard"},
+        # alpha 0.1 for C: alpha 1 cost 5 points of validation accuracy (82.5% after epoch 1 vs 89.4%).
+        "C": {"preset": "finetune", "epochs": 2, "alpha": 0.1, "init": "standard"},
         "ADV": {"preset": "finetune", "epochs": 2, "pgd_steps": 3, "pgd_step": 2.5 * EPS / 3, "init": "standard"},
         "ADV+C": {
             "preset": "finetune",
@@ -59,6 +60,8 @@ RECIPES: dict[str, dict[str, Any]] = {
             "data set fashion-mnist-m (paper: CIFAR-100 / ImageNet), which needs no download",
             "standard trained from scratch with SGD+Nesterov, lr 0.05, cosine, 6 epochs (paper: not stated)",
             "C, ADV, ADV+C fine-tuned from standard for 2 epochs with SGD lr 0.01 cosine (paper: Adam lr 1e-5)",
+            "C uses alpha 0.1 (paper: 1.0), chosen on the validation split: with alpha 1 C lost 5 points of "
+            "accuracy in 2 fine-tuning epochs; ADV+C keeps alpha 1",
             "training PGD uses 3 steps of 2.5*eps/3 (paper: 10 steps of 2/255); evaluation uses the paper's PGD-10",
             "ADV+C is logit pairing with CE on clean and adversarial halves, as in Kannan et al. 2018",
         ],
@@ -198,11 +201,8 @@ def train_zoo(
     wanted = variants or list(VARIANTS)
     out.mkdir(parents=True, exist_ok=True)
     (out / "cards").mkdir(exist_ok=True)
-    cards: dict[str, dict[str, Any]] = {}
     manifest_path = out / "zoo.json"
-    if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
-        cards = {v: item["card"] for v, item in previous.get("variants", {}).items()}
+    cards = _cards_on_disk(manifest_path)
     for variant in wanted:
         cfg = configs[variant]
         run_dir = Path(cfg.out)
@@ -237,11 +237,65 @@ def train_zoo(
         }
         shutil.copyfile(run_dir / FINAL_FILE, out / f"{variant}.pt")
         (out / "cards" / f"{variant}.md").write_text(card_markdown(variant, card))
-        cards[variant] = card
+        cards = {**_cards_on_disk(manifest_path), variant: card}  # another run may have written meanwhile
         files = {v: f"{v}.pt" for v in VARIANTS if (out / f"{v}.pt").is_file()}
         write_zoo_manifest(out, files, cards, name=out.name, extra={"recipe": recipe})
         print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
     return cards
+
+
+def summary_table(manifest: dict[str, Any]) -> str:
+    """The zoo's cards as a Markdown table (test split: clean, PGD-10, level-1 DS summed)."""
+    rows = [
+        "| variant | clean accuracy | PGD-10 accuracy | DS level 1 (sum of 4 kinds) | training |",
+        "|---|---|---|---|---|",
+    ]
+    for variant, item in manifest["variants"].items():
+        m, cfg = item["card"]["metrics"], item["card"]["config"]
+        how = f"{cfg['preset']}, {cfg['epochs']:g} epochs" + (f", alpha {cfg['alpha']:g}" if "C" in variant else "")
+        rows.append(
+            f"| {variant} | {100 * m['test_clean_acc']:.2f}% | {100 * m['test_pgd10_acc']:.2f}% "
+            f"(first {m['pgd_eval']['images']}) | {m['ds_level1_sum']:.3f} | {how} |"
+        )
+    return "\n".join(rows)
+
+
+def quality_bars(manifest: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The default zoo's quality bars (issue "The default zoo"): (bar, measured, met) for each."""
+    m = {v: item["card"]["metrics"] for v, item in manifest["variants"].items()}
+    std, c = m["standard"], m["C"]
+    bars = [
+        ("standard clean accuracy >= 88%", f"{100 * std['test_clean_acc']:.2f}%", std["test_clean_acc"] >= 0.88),
+        (
+            "C clean accuracy within 2 points of standard",
+            f"{100 * (c['test_clean_acc'] - std['test_clean_acc']):+.2f} points",
+            abs(c["test_clean_acc"] - std["test_clean_acc"]) <= 0.02,
+        ),
+        (
+            "C level-1 DS sum <= half of standard's",
+            f"{c['ds_level1_sum'] / std['ds_level1_sum']:.3f} x standard",
+            c["ds_level1_sum"] <= 0.5 * std["ds_level1_sum"],
+        ),
+    ]
+    for adv in ("ADV", "ADV+C"):
+        if adv in m:
+            gain = m[adv]["test_pgd10_acc"] - std["test_pgd10_acc"]
+            bars.append((f"{adv} PGD-10 accuracy >= standard's + 40 points", f"{100 * gain:+.2f} points", gain >= 0.40))
+            bars.append(
+                (
+                    f"{adv} clean accuracy >= 75%",
+                    f"{100 * m[adv]['test_clean_acc']:.2f}%",
+                    m[adv]["test_clean_acc"] >= 0.75,
+                )
+            )
+    return bars
+
+
+def _cards_on_disk(manifest_path: Path) -> dict[str, dict[str, Any]]:
+    """The cards of an existing zoo manifest, or {}."""
+    if not manifest_path.is_file():
+        return {}
+    return {v: item["card"] for v, item in json.loads(manifest_path.read_text()).get("variants", {}).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,11 +308,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default=None, help="override the recipe's data set")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every variant's epochs")
-    parser.add_argument("--pgd-eval-size", type=int, default=2000,
-                        help="first N test images attacked with PGD-10 for the cards (0: all)")
+    parser.add_argument(
+        "--pgd-eval-size",
+        type=int,
+        default=2000,
+        help="first N test images attacked with PGD-10 for the cards (0: all)",
+    )
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs instead of resuming")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--summary", action="store_true", help="print the zoo's cards as a Markdown table; no training")
     args = parser.parse_args(argv)
+    if args.summary:
+        manifest = read_zoo_manifest(args.out)
+        print(summary_table(manifest))
+        if {"standard", "C"} <= manifest["variants"].keys():
+            print("\n| quality bar | measured | met |\n|---|---|---|")
+            for bar, value, met in quality_bars(manifest):
+                print(f"| {bar} | {value} | {'yes' if met else '**no**'} |")
+        return 0
     work_dir = args.work_dir or f"runs/zoo-{Path(args.out).name}"
     overrides = {"data_root": args.data_root, "dataset": args.dataset, "device": args.device}
     if args.epochs_scale != 1.0:

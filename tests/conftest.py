@@ -52,13 +52,20 @@ def make_tiny_zoo(folder: Path, num_classes: int = 10, dataset: dict | None = No
     for i, variant in enumerate(VARIANTS):
         torch.manual_seed(100 + i)
         model = create_network("resnet18-cifar", num_classes, width=4)
-        ckpt = make_checkpoint(model, variant=variant, network=network_spec("resnet18-cifar", num_classes, 4),
-                               config={"variant": variant, "dataset": dataset["name"]}, dataset=dataset,
-                               metrics={"val_clean_acc": 0.1})
+        ckpt = make_checkpoint(
+            model,
+            variant=variant,
+            network=network_spec("resnet18-cifar", num_classes, 4),
+            config={"variant": variant, "dataset": dataset["name"]},
+            dataset=dataset,
+            metrics={"val_clean_acc": 0.1},
+        )
         files[variant] = f"{variant}.pt"
         atomic_torch_save(ckpt, folder / files[variant])
-        cards[variant] = {"variant": variant, "metrics": {"test_clean_acc": 0.1, "test_pgd10_acc": 0.0,
-                                                          "ds_level1_sum": 1.0}}
+        cards[variant] = {
+            "variant": variant,
+            "metrics": {"test_clean_acc": 0.1, "test_pgd10_acc": 0.0, "ds_level1_sum": 1.0},
+        }
     write_zoo_manifest(folder, files, cards, name="tiny")
     return folder
 

@@ -23,8 +23,14 @@ DATASET = {"name": "digits", "split": "train", "size": 8}
 
 
 def _save(model, path, variant="standard", metrics=None):
-    ckpt = make_checkpoint(model, variant=variant, network=network_spec("resnet18-cifar", 10, 4),
-                           config={"variant": variant, "seed": 0}, dataset=DATASET, metrics=metrics or {"acc": 0.5})
+    ckpt = make_checkpoint(
+        model,
+        variant=variant,
+        network=network_spec("resnet18-cifar", 10, 4),
+        config={"variant": variant, "seed": 0},
+        dataset=DATASET,
+        metrics=metrics or {"acc": 0.5},
+    )
     atomic_torch_save(ckpt, path)
     return path
 

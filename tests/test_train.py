@@ -18,14 +18,25 @@ from models.networks import create_network
 from models.train import FINAL_FILE, PRESETS, RESUME_FILE, TrainConfig, load_init_weights, pick_device, train
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = dict(dataset="digits", width=4, batch_size=32, train_limit=200, val_size=40, eval_pgd_subset=16,
-            checkpoint_every=2, pgd_steps=2, pgd_step=4 / 255, num_threads=1)
+TINY = dict(
+    dataset="digits",
+    width=4,
+    batch_size=32,
+    train_limit=200,
+    val_size=40,
+    eval_pgd_subset=16,
+    checkpoint_every=2,
+    pgd_steps=2,
+    pgd_step=4 / 255,
+    num_threads=1,
+)
 
 
 def _run_cli(*args: str, timeout: int = 240, **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, **popen
+    )
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -34,8 +45,23 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_cli_trains_a_variant_and_writes_a_self_describing_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = _run_cli("models.train", "--variant", "C", "--dataset", "digits", "--width", "4", "--epochs", "1",
-                    "--batch-size", "64", "--val-size", "100", "--out", str(out))
+    proc = _run_cli(
+        "models.train",
+        "--variant",
+        "C",
+        "--dataset",
+        "digits",
+        "--width",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--val-size",
+        "100",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "img_s=" in proc.stderr and "acc=" in proc.stderr  # the progress bar shows throughput and accuracy
     model, meta = load_model(out / FINAL_FILE)
@@ -61,8 +87,25 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, variant):
 
 def test_ctrl_c_saves_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
-    args = ["models.train", "--variant", "standard", "--dataset", "digits", "--width", "4", "--epochs", "40",
-            "--batch-size", "32", "--val-size", "100", "--checkpoint-every", "1", "--out", str(out)]
+    args = [
+        "models.train",
+        "--variant",
+        "standard",
+        "--dataset",
+        "digits",
+        "--width",
+        "4",
+        "--epochs",
+        "40",
+        "--batch-size",
+        "32",
+        "--val-size",
+        "100",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -75,7 +118,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path):
     assert "--resume" in err
     step = load_checkpoint(out / RESUME_FILE)["training_state"]["step"]
     assert step > 0
-    finish = _run_cli(*args[:args.index("--epochs") + 1], "1", *args[args.index("--epochs") + 2:], "--resume")
+    finish = _run_cli(*args[: args.index("--epochs") + 1], "1", *args[args.index("--epochs") + 2 :], "--resume")
     # epochs changed to 1 (allowed): resume continues from the saved step or ends at once if past it
     assert finish.returncode == 0, finish.stderr[-2000:]
     assert (out / FINAL_FILE).exists()
@@ -98,8 +141,14 @@ def test_init_fine_tunes_from_a_checkpoint_and_renews_a_mismatched_head(tmp_path
     skipped = load_init_weights(five, str(tmp_path / "base" / FINAL_FILE))
     assert skipped == ["head.bias", "head.weight"]
     assert torch.equal(five.state_dict()["stem.0.weight"], src["stem.0.weight"])
-    tuned = TrainConfig(variant="ADV", epochs=0.2, preset="paper", init=str(tmp_path / "base" / FINAL_FILE),
-                        out=str(tmp_path / "tuned"), **TINY)
+    tuned = TrainConfig(
+        variant="ADV",
+        epochs=0.2,
+        preset="paper",
+        init=str(tmp_path / "base" / FINAL_FILE),
+        out=str(tmp_path / "tuned"),
+        **TINY,
+    )
     metrics = train(tuned, progress=False)
     assert "val_pgd_acc" in metrics  # adversarial variants are evaluated under PGD each epoch
     meta = load_checkpoint(tmp_path / "tuned" / FINAL_FILE)
@@ -115,10 +164,37 @@ def test_presets_and_device_choice():
 
 def test_distributed_data_parallel_with_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
-    proc = _run_cli("torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "models.train",
-                    "--variant", "ADV+C", "--dataset", "digits", "--width", "4", "--epochs", "0.5",
-                    "--batch-size", "32", "--train-limit", "256", "--val-size", "50", "--pgd-steps", "2",
-                    "--eval-pgd-subset", "16", "--num-threads", "1", "--no-progress", "--out", str(out))
+    proc = _run_cli(
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "models.train",
+        "--variant",
+        "ADV+C",
+        "--dataset",
+        "digits",
+        "--width",
+        "4",
+        "--epochs",
+        "0.5",
+        "--batch-size",
+        "32",
+        "--train-limit",
+        "256",
+        "--val-size",
+        "50",
+        "--pgd-steps",
+        "2",
+        "--eval-pgd-subset",
+        "16",
+        "--num-threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(out / FINAL_FILE)
     assert ckpt["variant"] == "ADV+C"

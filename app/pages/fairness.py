@@ -1,0 +1,50 @@
+"""Fairness: the colour-bias experiment (paper 4.7, Table 4)."""
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
+    sys.path.insert(0, _root)
+
+from app import components, figures  # noqa: E402
+
+ctx = components.context()
+st.title("Fairness: colour bias")
+st.markdown(
+    "The colour-bias set (paper 4.7): grayscale objects on a coloured background, 95% red / 5% blue in training "
+    "and the reverse in test. A model that learned the *object* keeps its accuracy on the (mostly blue) test set; "
+    "one that learned the *colour* does not. Higher test accuracy, and a smaller red-blue gap, = less bias."
+)
+components.require_zoo(ctx)
+components.zoo_header(ctx)
+results, _ = components.results_or_quick(ctx, None, "Fairness")
+shown = set()
+name, summary = components.pick(results, None, "", {"variant", "test_acc_mean"}, "fairness")
+if summary is not None:
+    shown.add(name)
+    parts = [("test_acc", "all test images"), ("test_acc_red", "red background (minority)"),
+             ("test_acc_blue", "blue background (majority)")]  # fmt: skip
+    long = pd.concat(
+        [pd.DataFrame({"variant": summary["variant"], "subset": label, "acc": summary[f"{col}_mean"],
+                       "sd": summary.get(f"{col}_sd")}) for col, label in parts if f"{col}_mean" in summary]
+    )  # fmt: skip
+    st.plotly_chart(figures.grouped_bars(long, "subset", "acc", error="sd", y_title="test accuracy (%)"),
+                    key="fair_bars")  # fmt: skip
+    components.show_table(summary, name, percent_columns=tuple(c for c in summary.columns if "acc" in c))
+name, runs = components.pick(results, None, "", {"variant", "test_acc", "test_acc_red", "test_acc_blue"}, "fairness")
+if runs is not None:
+    shown.add(name)
+    if summary is None:
+        cols = ["test_acc", "test_acc_red", "test_acc_blue"]
+        means = runs.groupby("variant", sort=False, as_index=False)[cols].mean()
+        st.plotly_chart(figures.accuracy_bars(means, {"test_acc": "all", "test_acc_red": "red",
+                                                      "test_acc_blue": "blue"}), key="fair_bars")  # fmt: skip
+    with st.expander("Every training run"):
+        components.show_table(runs, name, percent_columns=("test_acc", "test_acc_red", "test_acc_blue", "val_acc"))
+components.report_status(results, "fairness")
+if summary is None and runs is None:
+    st.info("No fairness results yet (the report's colour-bias experiment writes them).")
+components.other_files(results, ("fairness", "bias"), shown)

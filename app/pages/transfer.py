@@ -1,0 +1,41 @@
+"""Transfer: fine-tuning each variant on a target data set (paper 4.6, Table 3)."""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
+    sys.path.insert(0, _root)
+
+from app import components, figures  # noqa: E402
+
+ctx = components.context()
+st.title("Transfer")
+st.markdown(
+    "Each variant's checkpoint is fine-tuned on other data sets (paper 4.6, Table 3): a model that learned "
+    "semantic rather than colour features should transfer better. Bars: test accuracy on each target after "
+    "fine-tuning, mean over seeds (error bars: standard deviation)."
+)
+components.require_zoo(ctx)
+components.zoo_header(ctx)
+results, _ = components.results_or_quick(ctx, None, "Transfer")
+shown = set()
+name, summary = components.pick(results, None, "", {"variant", "target", "test_acc_mean"}, "transfer")
+if summary is not None:
+    shown.add(name)
+    st.plotly_chart(figures.grouped_bars(summary, "target", "test_acc_mean", error="test_acc_sd",
+                                         y_title="test accuracy (%)"), key="transfer_bars")  # fmt: skip
+    components.show_table(summary, name, percent_columns=("test_acc_mean", "test_acc_sd"))
+name, runs = components.pick(results, None, "", {"variant", "target", "test_acc"}, "transfer")
+if runs is not None:
+    shown.add(name)
+    if summary is None:
+        means = runs.groupby(["target", "variant"], sort=False, as_index=False)["test_acc"].mean()
+        st.plotly_chart(figures.grouped_bars(means, "target", "test_acc"), key="transfer_bars")
+    with st.expander("Every fine-tuning run"):
+        components.show_table(runs, name, percent_columns=("test_acc",))
+components.report_status(results, "transfer")
+if summary is None and runs is None:
+    st.info("No transfer results yet (the report's transfer experiment writes them).")
+components.other_files(results, ("transfer",), shown)

@@ -1,0 +1,164 @@
+"""End to end in a real headless Chromium: start the server, upload a photograph, see four explained rows.
+
+Uses the Debian Chromium at /usr/bin/chromium through Playwright for Python (no browser download).
+The server runs `streamlit run app/streamlit_app.py` against the tiny zoo in a subprocess that is
+always terminated; every wait is bounded. The screenshot goes to test-artifacts/saliency.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VARIANT_ROWS = ["standard", "C", "ADV", "ADVplusC"]  # container keys: st-key-sal_row_<variant>
+SERVER_START_S = 120
+RESULT_S = 240  # first explanation: imports captum/lime and computes on a busy 2-core CPU
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def wait_idle(page, timeout_s: float) -> None:
+    """Until Streamlit shows no 'running' status for a moment (the script run has finished)."""
+    page.wait_for_function(
+        """() => {
+            const busy = document.querySelector('[data-testid="stStatusWidget"]');
+            if (busy) { window.__sclIdleSince = null; return false; }
+            window.__sclIdleSince = window.__sclIdleSince || Date.now();
+            return Date.now() - window.__sclIdleSince > 1000;
+        }""",
+        timeout=timeout_s * 1000,
+        polling=200,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200 and r.read().strip() == b"ok":
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tiny_zoo, tmp_path):
+    """A running dashboard on a free local port, pointed at the tiny zoo; yields its base URL."""
+    pytest.importorskip("streamlit")
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "SCL_ZOO": str(tiny_zoo), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless", "true",
+           "--server.address", "127.0.0.1", "--server.port", str(port)]  # fmt: skip
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log, SERVER_START_S)
+        yield url, proc, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def astronaut_png(tmp_path) -> Path:
+    """scikit-image's astronaut (a real 512x512 photograph) as a PNG file."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_upload_photograph_and_see_four_rows(server, astronaut_png):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, proc, log = server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        try:
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/saliency", wait_until="domcontentloaded", timeout=120_000)
+            page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)  # the first run (gallery image) has finished
+
+            source = page.locator('[data-testid="stRadio"]')
+            assert source.count() == 1 and "Upload an image" in source.inner_text()
+            source.locator('[data-testid="stRadioOption"]', has_text="Upload an image").click()
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.wait_for(state="attached", timeout=60_000)
+            uploader.set_input_files(str(astronaut_png))
+
+            page.get_by_text("Uploaded astronaut.png", exact=False).wait_for(timeout=RESULT_S * 1000)
+            for key in VARIANT_ROWS:
+                row = page.locator(f".st-key-sal_row_{key}")
+                row.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)  # the run with the upload has finished
+            # Streamlit scrolls inside its main container, so a "full page" screenshot is the viewport:
+            # make the viewport tall enough for the four rows.
+            page.set_viewport_size({"width": 1500, "height": 2300})
+            page.wait_for_timeout(2000)  # let plotly finish drawing (and redraw at the new size)
+            page.screenshot(path=str(artifacts / "saliency.png"), full_page=True)
+
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert page.get_by_text("was not accepted").count() == 0
+            body = page.inner_text("body")
+            assert "PNG 512x512" in body and "RGB 32x32" in body
+            for key in VARIANT_ROWS:
+                row = page.locator(f".st-key-sal_row_{key}")
+                assert row.count() == 1, key
+                chart = row.locator('[data-testid="stPlotlyChart"]')
+                assert chart.count() == 1, key
+                # original and perturbed photographs are drawn as images, the maps as heatmaps
+                assert chart.locator("image").count() >= 2, key
+                assert "DS" in row.inner_text(), key
+                assert "IG completeness" in row.inner_text(), key
+            assert proc.poll() is None, "the server died"
+        except BaseException:
+            page.screenshot(path=str(artifacts / "saliency-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit.log")
+            raise
+        finally:
+            browser.close()
+    assert (artifacts / "saliency.png").stat().st_size > 10_000
+    shutil.copy(log, artifacts / "streamlit.log")
+    assert "Traceback" not in log.read_text()

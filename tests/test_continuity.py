@@ -1,0 +1,126 @@
+"""analysis.continuity: DS tables against hand computations, the section-2 neighbourhood rank, the alpha sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from analysis.continuity import alpha_sweep, ds_level1_sum, ds_table, neighbourhood_rank, neighbourhood_rank_table
+from models.checkpoints import load_zoo
+from models.perturbations import KINDS, perturb
+from models.train import TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread (conftest asks for two, which crawls when the CPUs are busy); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Linear(nn.Module):
+    """logits = W @ flatten(x - centre * mean(x)): with centre=1 blind to a uniform brightness shift."""
+
+    def __init__(self, weight: torch.Tensor, centre: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.centre = centre
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.centre:
+            x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+        return x.flatten(1) @ self.weight.T
+
+
+def _images(n: int, side: int = 4, seed: int = 0) -> torch.Tensor:
+    """Pixels in [0.1, 0.5]: brightness up to +64/255 never clamps."""
+    return 0.1 + 0.4 * torch.rand(n, 3, side, side, generator=torch.Generator().manual_seed(seed))
+
+
+def test_ds_of_a_linear_model_matches_the_hand_computation():
+    # Unclamped brightness adds k/255 to every pixel, so LD = W @ (k/255 * 1) = k/255 * rowsum(W) for every image.
+    weight = torch.randn(3, 48, generator=torch.Generator().manual_seed(2))
+    df = ds_table({"lin": Linear(weight)}, _images(6), kinds=("brightness",), levels=(1, 4), batch_size=4)
+    assert list(df.columns) == ["variant", "kind", "level", "ds_mean", "ds_std", "ds_median", "n"]
+    for level in (1, 4):
+        expected = ((16 * level / 255) * weight.sum(1)).pow(2).sum().item()
+        row = df[df["level"] == level].iloc[0]
+        assert row["ds_mean"] == pytest.approx(expected, rel=1e-5)
+        assert row["ds_median"] == pytest.approx(expected, rel=1e-5)
+        assert row["ds_std"] == pytest.approx(0.0, abs=1e-6 * expected)
+        assert row["n"] == 6
+
+
+def test_ds_table_matches_a_loop_over_images(tiny_model, batch):
+    images, _ = batch
+    df = ds_table({"net": tiny_model}, images, levels=(1, 3), batch_size=3)
+    assert len(df) == len(KINDS) * 2 and set(df["variant"]) == {"net"}
+    with torch.no_grad():
+        for kind in KINDS:
+            for level in (1, 3):
+                per_image = torch.stack(
+                    [
+                        (tiny_model(perturb(images[i : i + 1], kind, level)) - tiny_model(images[i : i + 1]))
+                        .pow(2)
+                        .sum()
+                        for i in range(len(images))
+                    ]
+                )
+                row = df[(df["kind"] == kind) & (df["level"] == level)].iloc[0]
+                assert row["ds_mean"] == pytest.approx(per_image.mean().item(), rel=1e-4, abs=1e-7)
+                assert row["ds_median"] == pytest.approx(float(np.median(per_image.numpy())), rel=1e-4, abs=1e-7)
+
+
+def test_ds_level1_sum_sums_level_one_over_kinds_in_variant_order():
+    df = pd.DataFrame(
+        {
+            "variant": ["b", "b", "b", "a", "a"],
+            "kind": ["hue", "contrast", "hue", "hue", "contrast"],
+            "level": [1, 1, 2, 1, 1],
+            "ds_mean": [1.0, 2.0, 100.0, 0.5, 0.25],
+        }
+    )
+    s = ds_level1_sum(df)
+    assert list(s.index) == ["b", "a"] and s.name == "ds_level1_sum"
+    assert s["b"] == 3.0 and s["a"] == 0.75
+
+
+def test_neighbourhood_rank_shares_are_in_unit_interval(tiny_zoo):
+    models = load_zoo(tiny_zoo).models
+    gen = torch.Generator().manual_seed(3)
+    images, labels = torch.rand(24, 3, 32, 32, generator=gen), torch.arange(24) % 3
+    df = neighbourhood_rank_table(models, images, labels, kinds=("brightness", "hue"), levels=(1, 4), n_anchors=5)
+    assert list(df.columns) == ["variant", "kind", "level", "share_closer_mean", "share_closer_std", "n_anchors"]
+    assert list(df["variant"].unique()) == list(models) and len(df) == 4 * 2 * 2
+    assert df["share_closer_mean"].between(0, 1).all() and (df["share_closer_std"] >= 0).all()
+    assert (df["n_anchors"] == 5).all()
+
+
+def test_neighbourhood_rank_of_an_invariant_model_is_zero_and_of_a_sensitive_one_is_one():
+    images = _images(12, seed=5)
+    labels = torch.tensor([0] * 6 + [1] * 6)
+    weight = torch.randn(2, 48, generator=torch.Generator().manual_seed(4))
+    # Blind to uniform brightness shifts: DS(x, x') = 0, so no other image is strictly closer.
+    invariant = neighbourhood_rank(Linear(weight, centre=True), images, labels, ("brightness",), (1,), n_anchors=20)
+    assert invariant["share_closer_mean"].item() == 0.0 and invariant["n_anchors"].item() == 12
+    # Sees only the mean brightness, scaled up: +64/255 moves further than any image differs from another.
+    sensitive = neighbourhood_rank(Linear(torch.ones(2, 48)), images * 0.1 + 0.3, labels, ("brightness",), (4,),
+                                   variant="big")  # fmt: skip
+    assert sensitive["share_closer_mean"].item() == 1.0 and sensitive["variant"].item() == "big"
+
+
+def test_alpha_sweep_trains_c_at_each_alpha(tmp_path):
+    base = TrainConfig(dataset="digits", width=4, epochs=0.2, batch_size=32, train_limit=128, val_size=25,
+                       checkpoint_every=1000, num_threads=1, device="cpu", augment=False)  # fmt: skip
+    df = alpha_sweep((0.0, 1.0), base, tmp_path)  # DS on the digits test split (360 images)
+    assert list(df.columns) == ["alpha", "seed", "val_clean_acc", "test_clean_acc", "ds_level1_sum"]
+    assert df["alpha"].tolist() == [0.0, 1.0] and df["seed"].tolist() == [0, 0]
+    assert df[["val_clean_acc", "test_clean_acc"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert (df["ds_level1_sum"] >= 0).all()
+    for alpha in ("0", "1"):
+        assert (tmp_path / f"alpha-{alpha}-seed-0" / "model.pt").is_file()

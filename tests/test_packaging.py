@@ -1,0 +1,78 @@
+"""Static checks of what a new user runs first: README commands, CI, requirements, Dockerfile, house rules."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def _tracked_python_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [ROOT / line for line in out.split()]
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
+    assert "./lab dashboard" in README and "./lab test" in README
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert commands[-1] == "exec ./lab test"
+    assert "set -euo pipefail" in ci
+
+
+def test_requirements_pin_every_package_and_the_required_torch():
+    lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+", line) for line in lines), lines
+    assert "torch==2.14.1" in lines and "torchvision==0.29.1" in lines
+    for needed in ("captum", "lime", "umap-learn", "streamlit", "plotly", "scikit-learn", "tqdm", "playwright"):
+        assert any(line.lower().startswith(needed + "==") for line in lines), needed
+
+
+def test_dockerfile_is_debian_non_root_serves_8501_with_a_health_check():
+    assert re.search(r"^FROM debian:bookworm-slim\s*$", DOCKERFILE, re.M)
+    users = re.findall(r"^USER\s+(\S+)", DOCKERFILE, re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r"^EXPOSE 8501\s*$", DOCKERFILE, re.M)
+    assert "HEALTHCHECK" in DOCKERFILE and "/_stcore/health" in DOCKERFILE
+    assert "dataset-fashion-mnist" in DOCKERFILE
+    assert "SCL_ADDRESS=0.0.0.0" in DOCKERFILE  # serves outside the container
+    assert "docker build" in README and "docker run -p 8501:8501" in README and "--gpus all" in README
+
+
+def test_dockerfile_copies_only_existing_files_and_installs_with_the_readme_command():
+    for line in re.findall(r"^COPY\s+(.+)$", DOCKERFILE, re.M):
+        parts = [p for p in line.split() if not p.startswith("--")]
+        for src in parts[:-1]:
+            assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+    run_lines = re.findall(r"^RUN\s+(.+)$", DOCKERFILE, re.M)
+    assert "./lab setup" in run_lines  # the README's set-up, nothing else
+    assert "./lab setup" in README
+    cmd = re.search(r"^CMD\s+(.+)$", DOCKERFILE, re.M).group(1)
+    assert cmd == '["./lab", "dashboard"]'
+
+
+def test_streamlit_config_is_hardened():
+    config = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert re.search(r"enableXsrfProtection\s*=\s*true", config)
+    assert re.search(r"maxUploadSize\s*=\s*\d+", config)
+    assert re.search(r"headless\s*=\s*true", config)
+    assert re.search(r"gatherUsageStats\s*=\s*false", config)
+
+
+def test_house_rules_safe_loading_and_streamlit_only_in_app():
+    for path in _tracked_python_files():
+        text = path.read_text()
+        rel = path.relative_to(ROOT).as_posix()
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, f"{rel}: {call}"
+        if re.search(r"^\s*(import streamlit|from streamlit)", text, re.M):
+            assert rel.startswith(("app/", "tests/")), f"{rel} imports streamlit"
+        if rel.startswith("models/"):
+            assert not re.search(r"^\s*(from|import) (analysis|app)\b", text, re.M), f"{rel} imports downstream"
+        if rel.startswith("analysis/"):
+            assert not re.search(r"^\s*(from|import) app\b", text, re.M), f"{rel} imports app"

@@ -1,0 +1,93 @@
+"""analysis.transfer and analysis.fairness on digits with tiny settings (width 4, ~128 images, a fraction of an
+epoch, one seed): the tables' shape and ranges, the colours of the colour-bias set, and the registry left clean."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.fairness import FAIRNESS_COLUMNS, background_colours, colour_bias_loader, fairness_table
+from analysis.transfer import TRANSFER_COLUMNS, registered_dataset, summarise, transfer_table, variant_paths
+from models.checkpoints import load_zoo
+from models.data import COLOUR_BIAS_COLOURS, DATASETS
+from tests.conftest import make_tiny_zoo
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_transfer_table_on_digits(tiny_zoo, tmp_path):
+    registry_before = set(DATASETS)
+    zoo = load_zoo(tiny_zoo)
+    df = transfer_table(
+        zoo, targets=("digits",), epochs=0.2, train_limit=128, seeds=(0,), out_dir=tmp_path, test_limit=64,
+        variants=("standard", "C"), batch_size=32, val_size=0,
+    )  # fmt: skip
+    assert list(df.columns) == TRANSFER_COLUMNS
+    assert len(df) == 2 and set(df["variant"]) == {"standard", "C"} and set(df["target"]) == {"digits"}
+    assert df["test_acc"].between(0, 1).all() and (df["n_test"] == 64).all() and (df["n_train"] == 128).all()
+    assert (tmp_path / "digits" / "C" / "seed-0" / "model.pt").is_file()
+    assert set(DATASETS) == registry_before  # the temporary alias is gone
+    summary = summarise(df)
+    assert list(summary.columns) == ["variant", "target", "test_acc_mean", "test_acc_sd", "n_seeds"]
+
+
+def test_transfer_new_head_for_another_class_count(tmp_path):
+    zoo_dir = tmp_path / "zoo5"
+    zoo_dir.mkdir()
+    make_tiny_zoo(zoo_dir, num_classes=5)
+    paths = variant_paths(zoo_dir)  # a folder works as well as a Zoo
+    df = transfer_table(
+        {"ADV": paths["ADV"]}, targets=("digits",), epochs=0.1, train_limit=64, seeds=(1,), out_dir=tmp_path / "r",
+        test_limit=32, batch_size=32, val_size=0, fresh_head=False,
+    )  # fmt: skip
+    assert df.loc[0, "seed"] == 1 and 0 <= df.loc[0, "test_acc"] <= 1
+
+
+def test_background_colours_and_split_fractions():
+    load = colour_bias_loader("digits")
+    train, test = load("train"), load("test")
+    for data, major in ((train, "red"), (test, "blue")):
+        colours = background_colours(data.images)
+        minor = "blue" if major == "red" else "red"
+        assert (colours == major).sum() == data.source["counts"][major]
+        assert (colours == minor).sum() == data.source["counts"][minor] == round(0.05 * len(data))
+    # the reading agrees with the colour definitions, whatever the shape drawn on top
+    pure = torch.stack([torch.tensor(c).view(3, 1, 1).expand(3, 8, 8) for c in COLOUR_BIAS_COLOURS.values()])
+    assert list(background_colours(pure)) == list(COLOUR_BIAS_COLOURS)
+    assert list(background_colours(0.5 + 0.5 * pure)) == list(COLOUR_BIAS_COLOURS)
+
+
+def test_fairness_table_on_digits(tmp_path):
+    registry_before = set(DATASETS)
+    df = fairness_table(
+        variants=("standard", "C"), source="digits", epochs=0.2, train_limit=128, width=4, seeds=(0,),
+        out_dir=tmp_path, batch_size=32, test_limit=100,
+    )  # fmt: skip
+    assert list(df.columns) == FAIRNESS_COLUMNS
+    assert list(df["variant"]) == ["standard", "C"]
+    for col in ("test_acc", "test_acc_red", "test_acc_blue", "val_acc"):
+        assert df[col].between(0, 1).all(), col
+    assert (df["n_blue"] == 95).all() and (df["n_red"] == 5).all()  # test: 5% red, 95% blue
+    overall = (df["test_acc_red"] * df["n_red"] + df["test_acc_blue"] * df["n_blue"]) / 100
+    np.testing.assert_allclose(overall, df["test_acc"])
+    assert set(DATASETS) == registry_before
+
+
+def test_fairness_rejects_unknown_inputs(tmp_path):
+    with pytest.raises(ValueError, match="variant"):
+        fairness_table(variants=("nope",), out_dir=tmp_path)
+    with pytest.raises(ValueError, match="source"):
+        fairness_table(variants=("C",), source="cifar", out_dir=tmp_path)
+
+
+def test_registered_dataset_refuses_to_shadow():
+    with pytest.raises(ValueError, match="already registered"), registered_dataset("digits", lambda *a, **k: None):
+        pass
+    assert "digits" in DATASETS
