@@ -39,11 +39,12 @@ def test_shipped_zoo_is_complete_small_and_verified():
 def test_shipped_cards_state_accuracies_the_models_reproduce():
     zoo = load_zoo(SHIPPED)
     test = load_dataset("fashion-mnist-m", "test")
-    subset = test.subset(torch.arange(0, len(test), len(test) // 1000)[:1000])  # fixed, every 10th image
+    # The whole test split (10k images, seconds on a CPU): a 1,000-image subset drifts ~1-2 points by chance.
+    subset = test
     for variant, entry in zoo.entries.items():
         stated = entry.card["metrics"]["test_clean_acc"]
         measured = accuracy(entry.model, subset.images, subset.labels)
-        assert abs(measured - stated) <= 0.015, f"{variant}: card says {stated:.4f}, measured {measured:.4f}"
+        assert abs(measured - stated) <= 0.002, f"{variant}: card says {stated:.4f}, measured {measured:.4f}"
 
 
 def test_readme_states_the_zoo_figures_and_bars_exactly_as_the_summary_command_prints_them():
