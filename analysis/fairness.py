@@ -6,8 +6,9 @@ loses accuracy on the (mostly blue) test set. The paper reports ResNet18 96.01% 
 
 Here the set is ``models.data``'s ``colour-bias`` (``out = g + (1 - g) * background``, red (1,0,0) / blue (0,0,1),
 exactly ``round(0.05 n)`` minority images) over Fashion-MNIST garments or scikit-learn digits (``source``). Each
-variant is trained **from scratch** on the colour-biased training split (``models.train.train``, preset "scratch")
-and scored on the test split, overall and per background colour. The colour of each test image is read from its
+variant is trained **from scratch** on the colour-biased training split (``models.train.train``; preset "scratch" by
+default, the report uses Adam: for short runs SGD leaves C near chance) and scored on the test split, overall and
+per background colour. The colour of each test image is read from its
 pixels (``background_colours``), not assumed from the generator.
 
 Training settings of the adversarial variants follow the CPU zoo recipe (``models.train_zoo.RECIPES``): PGD with

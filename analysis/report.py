@@ -103,7 +103,7 @@ class Settings:
     stability_methods: tuple[str, ...] = ("integrated_gradients", "gradcam")
     stability_levels: tuple[int, ...] = (1, 2, 4)
     # embeddings: neighbour ranks of the perturbed copies of a few anchors among same-class test images
-    embed_anchors: int = 5
+    embed_anchors: int = 20
     embed_same_class: int = 200
     # alpha sweep: C fine-tuned from the zoo's standard checkpoint
     alphas: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0, 3.0)
@@ -127,6 +127,8 @@ class Settings:
     fairness_test_limit: int = 2000
     fairness_width: int = 16
     fairness_pgd_steps: int = 3
+    fairness_preset: str = "paper"  # Adam, constant lr: with SGD (lr 0.05 or 0.01) C barely learns in a short run
+    fairness_lr: float = 1e-3
     warmup_steps: int = 10  # of every short training run (the presets' 50-100 would never finish)
 
 
@@ -187,7 +189,7 @@ FULL_BUDGET_S: dict[str, int] = {
     "attack_audit": 310,  # 64 images x 4 variants x 360 PGD steps ((10+20+50) x 2 losses + 2 restarts x 50 x 2)
     "attributions": 200,  # 64 images x 4 variants x (IG 50 steps + GradCAM + LIME 300) + deletion/insertion
     "stability": 130,  # 12 images x 13 maps (clean + 4 kinds x 3 levels) x (IG + GradCAM) x 4 variants
-    "embeddings": 15,  # 5 anchors x 217 images x 4 variants
+    "embeddings": 40,  # 20 anchors x 217 images x 4 variants
     "transfer": 480,  # 4 variants x 3 seeds x (digits: 40 steps; fashion-mnist: 2800 images x 1.5 epochs)
     "fairness": 620,  # 3 seeds x 4 variants from scratch, 2800 images x 2 epochs, test on 2000
 }
@@ -582,22 +584,22 @@ def run_transfer(ctx: Context) -> Output:
 
 @experiment("fairness", "Colour-bias experiment", "4.7, Table 4",
             ("fairness_source", "seeds", "fairness_epochs", "fairness_train_limit", "fairness_test_limit",
-             "fairness_width", "fairness_pgd_steps", "warmup_steps", "train_batch_size"))  # fmt: skip
+             "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "train_batch_size"))  # fmt: skip
 def run_fairness(ctx: Context) -> Output:
     from analysis.fairness import fairness_table
 
     s = ctx.settings
     df = fairness_table(source=s.fairness_source, epochs=s.fairness_epochs, train_limit=s.fairness_train_limit,
                         width=s.fairness_width, seeds=s.seeds, out_dir=ctx.work_dir / "fairness",
-                        progress=ctx.progress, test_limit=s.fairness_test_limit, warmup_steps=s.warmup_steps,
-                        batch_size=s.train_batch_size, pgd_steps=s.fairness_pgd_steps,
+                        progress=ctx.progress, test_limit=s.fairness_test_limit, preset=s.fairness_preset,
+                        lr=s.fairness_lr, batch_size=s.train_batch_size, pgd_steps=s.fairness_pgd_steps,
                         device=str(ctx.device))  # fmt: skip
     summary = pd.concat([summarise(df, col, by=("variant",)).rename(columns={"n_seeds": f"n_seeds_{col}"})
                          .set_index("variant") for col in ("test_acc", "test_acc_red", "test_acc_blue")],
                         axis=1).reset_index()  # fmt: skip
     fig = fig_bars(summary, "test_acc", None, ctx.out / "figures" / "table4_fairness.png", "Table 4: colour bias")
-    notes = [f"width-{s.fairness_width} resnet18-cifar trained from scratch (preset scratch, {s.warmup_steps} warm-up "
-             f"steps) for {s.fairness_epochs:g} epochs on the first {s.fairness_train_limit} colour-bias "
+    notes = [f"width-{s.fairness_width} resnet18-cifar trained from scratch (preset {s.fairness_preset}, lr "
+             f"{s.fairness_lr:g}) for {s.fairness_epochs:g} epochs on the first {s.fairness_train_limit} colour-bias "
              f"{s.fairness_source} training images (95% red backgrounds); tested on the first {s.fairness_test_limit} "
              "test images (95% blue)"]  # fmt: skip
     return Output({"fairness": df, "summary": summary}, notes, [fig])

@@ -13,13 +13,16 @@ DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 evaluates and write
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +198,29 @@ def _raise_stop(signum, frame):  # noqa: ARG001 - signal handler signature
     raise _Stop(signal.Signals(signum).name)
 
 
+@contextlib.contextmanager
+def _signals_deferred(reraise: bool = True) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a checkpoint is written, so a Ctrl-C never tears a save in half.
+
+    A signal that arrives meanwhile is remembered and, with ``reraise``, raised as ``_Stop`` once the write is
+    done (the loop then saves again and exits). Outside the main thread (where handlers cannot be set) it does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending and reraise:
+        raise _Stop(signal.Signals(pending[0]).name)
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -248,8 +274,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     objective = cfg.objective()
     use_amp = cfg.amp and device.type == "cuda"
 
-    def save(final_metrics: dict[str, Any] | None = None) -> None:
-        """Write the resume checkpoint, or with ``final_metrics`` the finished model."""
+    def save(final_metrics: dict[str, Any] | None = None, stopping: bool = False) -> None:
+        """Write the resume checkpoint, or with ``final_metrics`` the finished model.
+
+        Signals wait until the file is written; when already ``stopping`` (or finishing) they are dropped.
+        """
         if not dist_info.is_main:
             return
         final = final_metrics is not None
@@ -271,7 +300,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             metrics={**metrics, "history": history} if final else metrics,
             training_state=None if final else state,
         )
-        atomic_torch_save(ckpt, out / (FINAL_FILE if final else RESUME_FILE))
+        with _signals_deferred(reraise=not (stopping or final)):
+            atomic_torch_save(ckpt, out / (FINAL_FILE if final else RESUME_FILE))
 
     def evaluate(epoch: float) -> dict[str, Any]:
         bare = unwrap_model(model)
@@ -350,7 +380,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                 raise _Stop("stop_after_steps")
     except (KeyboardInterrupt, _Stop) as exc:
         interrupted = exc
-        save()
+        save(stopping=True)
     finally:
         bar.close()
         signal.signal(signal.SIGTERM, previous)

@@ -200,3 +200,20 @@ def test_distributed_data_parallel_with_two_cpu_processes(tmp_path):
     assert ckpt["variant"] == "ADV+C"
     # 206 training images, 2 processes x 32 per step -> 4 steps per epoch -> 2 steps for half an epoch
     assert ckpt["metrics"]["step"] == 2
+
+
+def test_a_signal_during_a_save_waits_for_the_write():
+    """Ctrl-C while a checkpoint is written must not tear the file: it is raised once the write is done."""
+    from models.train import _signals_deferred, _Stop
+
+    written = []
+    with pytest.raises(_Stop, match="SIGINT"):
+        with _signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            written.append(True)  # still running: the signal was held
+    assert written == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with _signals_deferred(reraise=False):  # when already stopping the extra signal is dropped
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
