@@ -262,14 +262,15 @@ class Experiment:
     paper: str
     run: Callable[[Context], Output]
     settings: tuple[str, ...]  # the Settings fields it uses
+    uses: tuple[str, ...] | None = None  # the zoo variants whose weights it reads (None: all of them)
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(name: str, title: str, paper: str, settings: tuple[str, ...]):
+def experiment(name: str, title: str, paper: str, settings: tuple[str, ...], uses: tuple[str, ...] | None = None):
     def register(fn: Callable[[Context], Output]) -> Callable[[Context], Output]:
-        EXPERIMENTS[name] = Experiment(name, title, paper, fn, settings)
+        EXPERIMENTS[name] = Experiment(name, title, paper, fn, settings, uses)
         return fn
 
     return register
@@ -406,6 +407,7 @@ def _zoo_train_config(ctx: Context) -> tuple[dict[str, Any], Path]:
     "4.2, Fig. 4",
     ("alphas", "seeds", "alpha_epochs", "alpha_preset", "alpha_lr", "alpha_batch_size", "alpha_train_limit",
      "alpha_val_size", "alpha_eval_images"),
+    uses=("standard",),
 )  # fmt: skip
 def run_alpha_sweep(ctx: Context) -> Output:
     from analysis.continuity import alpha_sweep
@@ -584,7 +586,8 @@ def run_transfer(ctx: Context) -> Output:
 
 @experiment("fairness", "Colour-bias experiment", "4.7, Table 4",
             ("fairness_source", "seeds", "fairness_epochs", "fairness_train_limit", "fairness_test_limit",
-             "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "train_batch_size"))  # fmt: skip
+             "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "train_batch_size"),
+            uses=())  # fmt: skip
 def run_fairness(ctx: Context) -> Output:
     from analysis.fairness import fairness_table
 
@@ -638,6 +641,52 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def experiment_inputs(ctx: Context, exp: Experiment) -> dict[str, str]:
+    """The sha256 of each zoo checkpoint ``exp`` reads: a stored result is reusable only while these are unchanged."""
+    variants = ctx.zoo.manifest.get("variants", {})
+    used = list(variants) if exp.uses is None else [v for v in exp.uses if v in variants]
+    return {v: str(variants[v].get("sha256")) for v in used}
+
+
+def reuse_experiment(ctx: Context, exp: Experiment) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """An earlier result of ``exp`` in ``ctx.out`` computed from the same checkpoints, data set, mode and settings.
+
+    Returns its main table and summary entry, or None when there is none or anything it depended on changed.
+    """
+    path = ctx.out / "results" / f"{exp.name}.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    settings = {k: getattr(ctx.settings, k) for k in exp.settings}
+    same = (
+        doc.get("inputs") == experiment_inputs(ctx, exp)
+        and doc.get("mode") == ctx.settings.mode
+        and doc.get("dataset") == ctx.dataset
+        and all(_clean(doc.get("settings", {}).get(k)) == _clean(v) for k, v in settings.items())
+    )
+    files = doc.get("files", {})
+    if not same or not all((ctx.out / f).is_file() for f in [*files.get("csv", []), *files.get("figures", [])]):
+        return None
+    tables = doc.get("tables") or {}
+    main = pd.DataFrame(next(iter(tables.values()))) if tables else pd.DataFrame()
+    entry = {"status": "ok", "reused": True, "elapsed_s": doc.get("elapsed_s"), "cpu_s": doc.get("cpu_s"),
+             "files": files, "notes": doc.get("notes", []), "settings": doc.get("settings", {})}  # fmt: skip
+    return main, entry
+
+
+def remove_experiment(out: Path, name: str) -> None:
+    """Delete an experiment's stored result and the files it lists."""
+    path = out / "results" / f"{name}.json"
+    try:
+        files = json.loads(path.read_text()).get("files", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        files = {}
+    for f in [*files.get("csv", []), *files.get("figures", [])]:
+        (out / f).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
 def write_experiment(ctx: Context, exp: Experiment, output: Output, elapsed: float, cpu: float) -> dict[str, Any]:
     """results/<name>.csv (+ one CSV per extra part) and results/<name>.json; returns the summary entry."""
     res = ctx.out / "results"
@@ -651,6 +700,7 @@ def write_experiment(ctx: Context, exp: Experiment, output: Output, elapsed: flo
     settings = {k: getattr(ctx.settings, k) for k in exp.settings}
     settings.update(output.settings)
     doc = {
+        "inputs": experiment_inputs(ctx, exp),
         "experiment": exp.name,
         "title": exp.title,
         "paper": exp.paper,
@@ -1049,8 +1099,14 @@ def run_report(
     roots: dict[str, str] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run the selected experiments, write every file, return the summary (also written to summary.json)."""
+    """Run the selected experiments, write every file, return the summary (also written to summary.json).
+
+    With ``resume`` an earlier report in ``out`` is kept: every experiment whose stored result was computed from
+    the same checkpoints, data set and settings is reused (selected or not), and only the selected ones without
+    such a result run. An interrupted or partial report thus continues where it stopped.
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     unknown = [n for n in [*skip, *(only or [])] if n not in EXPERIMENTS]
     if unknown:
@@ -1063,8 +1119,19 @@ def run_report(
         work_dir = tmp
     try:
         ctx = build_context(zoo_path, out, settings, Path(work_dir), device, data_root, roots, progress)
-        clear_previous(ctx.out, log)
         status: dict[str, Any] = {n: {"status": "skipped"} for n in EXPERIMENTS if n not in selected}
+        if resume:
+            for name, exp in EXPERIMENTS.items():
+                found = reuse_experiment(ctx, exp)
+                if found is not None:
+                    ctx.tables[name], status[name] = found
+                    log(f"[report] {name}: reusing the earlier result (same checkpoints and settings)")
+            selected = [n for n in selected if n not in ctx.tables]
+            for name in EXPERIMENTS:
+                if name not in ctx.tables and name not in selected:  # stale: it would lie about the current zoo
+                    remove_experiment(ctx.out, name)
+        else:
+            clear_previous(ctx.out, log)
         log(f"[report] zoo {ctx.zoo.path} ({', '.join(ctx.zoo.variants)}), data set {ctx.dataset}, mode "
             f"{settings.mode}, {len(selected)} experiment(s), {torch.get_num_threads()} torch thread(s)")  # fmt: skip
         for i, name in enumerate(tqdm(selected, desc="report", unit="experiment", disable=not progress), 1):
@@ -1147,6 +1214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", action="append", default=[], metavar="NAME=PATH",
                         help="an on-disk transfer target, e.g. --root cifar10=/data/cifar (repeatable)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep still-valid earlier results in --out; run only what is missing")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         settings = QUICK if args.quick else FULL
@@ -1165,7 +1234,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         out = args.out or f"reports/{Path(args.zoo).name}"
         summary = run_report(args.zoo, out, settings, _names(args.skip), _names(args.only) or None, args.work_dir,
-                             args.device, args.data_root, roots, progress=not args.no_progress)  # fmt: skip
+                             args.device, args.data_root, roots, progress=not args.no_progress,
+                             resume=args.resume)  # fmt: skip
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -196,3 +196,40 @@ def test_report_cli_rejects_bad_arguments(tiny_zoo, tmp_path, capsys):
     assert main(["--zoo", str(tmp_path / "no-zoo"), "--out", str(tmp_path / "y"), "--no-progress"]) == 2
     assert "zoo.json" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.timeout(1800)
+def test_resume_reuses_valid_results_and_reruns_what_a_new_checkpoint_invalidates(tmp_path):
+    import torch
+
+    from models.checkpoints import atomic_torch_save, sha256_file
+    from tests.conftest import make_tiny_zoo
+
+    zoo, out = make_tiny_zoo(tmp_path / "zoo"), tmp_path / "report"
+    sets = [a for s in TINY for a in ("--set", s)]
+    base = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1", *sets]
+    assert main([*base, "--only", "continuity,fairness"]) == 0
+    stamp = {n: (out / "results" / f"{n}.json").stat().st_mtime_ns for n in ("continuity", "fairness")}
+
+    assert main([*base, "--only", "probes", "--resume"]) == 0
+    summary = json.loads((out / "summary.json").read_text())["experiments"]
+    assert summary["continuity"]["reused"] and summary["fairness"]["reused"] and summary["probes"]["status"] == "ok"
+    assert not summary["probes"].get("reused")
+    assert {n: (out / "results" / f"{n}.json").stat().st_mtime_ns for n in stamp} == stamp  # not recomputed
+    assert "## Figure 3" in (out / "REPORT.md").read_text()
+
+    # a retrained ADV: what reads every variant is stale, fairness (trained from scratch) stays valid
+    ckpt = torch.load(zoo / "ADV.pt", weights_only=True)
+    key = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][key] = ckpt["model"][key] + 0.01
+    atomic_torch_save(ckpt, zoo / "ADV.pt")
+    manifest = json.loads((zoo / "zoo.json").read_text())
+    manifest["variants"]["ADV"]["sha256"] = sha256_file(zoo / "ADV.pt")
+    (zoo / "zoo.json").write_text(json.dumps(manifest))
+
+    assert main([*base, "--only", "continuity", "--resume"]) == 0
+    summary = json.loads((out / "summary.json").read_text())["experiments"]
+    assert summary["fairness"]["reused"] and not summary["continuity"].get("reused")
+    assert summary["continuity"]["status"] == "ok"
+    assert summary["probes"]["status"] == "skipped" and not (out / "results" / "probes.json").exists()
+    assert (out / "results" / "fairness.json").stat().st_mtime_ns == stamp["fairness"]
