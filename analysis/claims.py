@@ -4,9 +4,9 @@
 (Figs. 2-4, 6, 8, 10-13 carry no numbers in the text), each with its source. Each ``claim_*`` function takes the
 tidy DataFrame of one experiment and returns a ``Claim``: the claim, the paper's figure, our figure, the verdict
 and the rule that produced it, written out. Rules compare means; where training is repeated over seeds the means
-are over seeds and a difference smaller than the combined seed standard deviation is flagged as within noise
-(the verdict still follows the rule). Verdicts: "holds", "partly" (some of the compared pairs), "does not hold",
-"not measured".
+are over seeds, and a difference no larger than the combined seed standard deviation decides nothing: such a pair
+is marked "within seed noise", and a claim whose every pair is within noise is "inconclusive". Verdicts: "holds",
+"partly" (some of the compared pairs), "does not hold", "inconclusive", "not measured".
 
 Pairs: the paper compares each constrained model with its unconstrained counterpart, C with standard and ADV+C with
 ADV (``PAIRS``).
@@ -30,6 +30,8 @@ PAPER_SOURCE = (
 PAIRS: tuple[tuple[str, str], ...] = (("C", "standard"), ("ADV+C", "ADV"))
 
 HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "does not hold", "not measured"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (HOLDS, PARTLY, FAILS, INCONCLUSIVE, NOT_MEASURED)
 
 #: Every number the paper's text gives, with where it stands. Accuracies in percent.
 PAPER: dict[str, Any] = {
@@ -193,7 +195,8 @@ def compare_pairs(
     "lower") than its baseline. holds = every measured pair; partly = some; does not hold = none.
 
     Returns (verdict, our figure as text, details). A pair whose difference is no larger than the combined seed
-    standard deviation is marked "within seed noise" in the text.
+    standard deviation is "within seed noise": it supports nothing, so a claim can at best partly hold while one
+    is, and is "inconclusive" when all are.
     """
     if better not in ("higher", "lower"):
         raise ValueError("better must be 'higher' or 'lower'")
@@ -203,11 +206,11 @@ def compare_pairs(
             continue
         va, vb = values[a], values[b]
         ok = va.mean > vb.mean if better == "higher" else va.mean < vb.mean
-        results.append(ok)
         noise = None
         if va.sd is not None and vb.sd is not None:
             noise = math.sqrt(va.sd**2 + vb.sd**2)
         within = noise is not None and abs(va.mean - vb.mean) <= noise
+        results.append(None if within else ok)
         parts.append(
             f"{a} {fmt(va.mean, va.sd)} vs {b} {fmt(vb.mean, vb.sd)}"
             + (" (within seed noise)" if within else "")
@@ -216,7 +219,10 @@ def compare_pairs(
                                   "within_noise": within, "n": [va.n, vb.n]}  # fmt: skip
     if not results:
         return NOT_MEASURED, "not measured (variants missing)", details
-    verdict = HOLDS if all(results) else FAILS if not any(results) else PARTLY
+    if all(r is None for r in results):
+        verdict = INCONCLUSIVE
+    else:
+        verdict = HOLDS if all(results) else FAILS if not any(results) else PARTLY
     seeds = {v.n for v in values.values()}
     suffix = f" (mean ± sd over {max(seeds)} seeds)" if max(seeds) > 1 else ""
     return verdict, "; ".join(parts) + suffix, details

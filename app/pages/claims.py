@@ -22,7 +22,7 @@ components.require_zoo(ctx)
 components.zoo_header(ctx)
 results, _ = components.results_or_quick(ctx, None, "Claims")
 found = results.named("claim")
-VERDICT_ICONS = {"holds": "✅", "partly": "🟡", "does not hold": "❌", "not measured": "⏳",  # analysis.claims
+VERDICT_ICONS = {"holds": "✅", "partly": "🟡", "does not hold": "❌", "inconclusive": "➖", "not measured": "⏳",
                  "true": "✅", "yes": "✅", "supported": "✅", "false": "❌", "no": "❌", "unknown": "❔"}  # fmt: skip
 
 
@@ -43,10 +43,9 @@ def verdict_counts(df: pd.DataFrame) -> None:
     if "verdict" not in df:
         return
     counts = df["verdict"].astype(str).str.strip().str.lower().value_counts()
-    cols = st.columns(4)
-    for col, (verdict, label) in zip(cols, (("holds", "hold"), ("partly", "partly hold"),
-                                            ("does not hold", "do not hold"), ("not measured", "not measured")),
-                                     strict=True):  # fmt: skip
+    labels = (("holds", "hold"), ("partly", "partly hold"), ("does not hold", "do not hold"),
+              ("inconclusive", "are within seed noise"), ("not measured", "not measured"))  # analysis.claims.VERDICTS
+    for col, (verdict, label) in zip(st.columns(len(labels)), labels, strict=True):
         col.metric(f"{VERDICT_ICONS[verdict]} Claims that {label}", int(counts.get(verdict, 0)))
 
 
