@@ -47,21 +47,25 @@ RECIPES: dict[str, dict[str, Any]] = {
         # alpha 0.1 for C: alpha 1 cost 5 points of validation accuracy (82.5% after epoch 1 vs 89.4%).
         "C": {"preset": "finetune", "epochs": 2, "alpha": 0.1, "init": "standard"},
         "ADV": {"preset": "finetune", "epochs": 2, "pgd_steps": 3, "pgd_step": 2.5 * EPS / 3, "init": "standard"},
+        # alpha 0.03 for ADV+C, chosen on the validation split by one-epoch runs (clean / PGD-10 accuracy):
+        # alpha 1: 40.7% / 31.2%; 0.1: 64.9% / 38.8%; 0.03: 70.5% / 37.2%; 0.01: 80.2% / 33.0%. Rule, fixed before
+        # the 0.03 run: the largest min(clean - 75, PGD - 40) points, i.e. the nearest to both bars.
         "ADV+C": {
             "preset": "finetune",
-            "epochs": 2,
+            "epochs": 3,
             "pgd_steps": 3,
             "pgd_step": 2.5 * EPS / 3,
-            "alpha": 1.0,
+            "alpha": 0.03,
             "init": "standard",
         },
         "differences_from_paper": [
             "width-16 CIFAR ResNet18 (paper: width 64) so that the zoo trains on a 2-core CPU",
             "data set fashion-mnist-m (paper: CIFAR-100 / ImageNet), which needs no download",
             "standard trained from scratch with SGD+Nesterov, lr 0.05, cosine, 6 epochs (paper: not stated)",
-            "C, ADV, ADV+C fine-tuned from standard for 2 epochs with SGD lr 0.01 cosine (paper: Adam lr 1e-5)",
-            "C uses alpha 0.1 (paper: 1.0), chosen on the validation split: with alpha 1 C lost 5 points of "
-            "accuracy in 2 fine-tuning epochs; ADV+C keeps alpha 1",
+            "C and ADV fine-tuned from standard for 2 epochs, ADV+C for 3, with SGD lr 0.01 cosine "
+            "(paper: Adam lr 1e-5)",
+            "C uses alpha 0.1 and ADV+C alpha 0.03 (paper: 1.0), both chosen on the validation split: DS is summed "
+            "over classes, and alpha 1 cost C 5 points and ADV+C 26 points of validation accuracy",
             "training PGD uses 3 steps of 2.5*eps/3 (paper: 10 steps of 2/255); evaluation uses the paper's PGD-10",
             "ADV+C is logit pairing with CE on clean and adversarial halves, as in Kannan et al. 2018",
         ],

@@ -45,8 +45,9 @@ def _engine() -> list[str]:
 def _run(engine: list[str], *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([*engine, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args[:3])}... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(args[:3])}... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -65,8 +66,9 @@ def _get(url: str) -> str:
 @pytest.mark.timeout(4 * 3600)
 def test_image_builds_and_serves_the_dashboard_with_the_shipped_zoo():
     engine = _engine()
-    build = subprocess.run([*engine, "build", "-t", IMAGE, "."], cwd=ROOT, capture_output=True, text=True,
-                           timeout=3 * 3600)
+    build = subprocess.run(
+        [*engine, "build", "-t", IMAGE, "."], cwd=ROOT, capture_output=True, text=True, timeout=3 * 3600
+    )
     assert build.returncode == 0, f"build failed:\n{build.stdout[-6000:]}\n{build.stderr[-6000:]}"
 
     name, port = f"scl-test-{uuid.uuid4().hex[:8]}", _free_port()
@@ -104,13 +106,14 @@ def test_image_builds_and_serves_the_dashboard_with_the_shipped_zoo():
         # The shipped zoo loads (hashes verified) with the image's Python, and the dashboard's
         # script runs on it without an exception.
         manifest = json.loads((ROOT / "assets" / "zoo" / "default" / "zoo.json").read_text())
-        code = ("from models.checkpoints import load_zoo; "
-                "print(','.join(load_zoo('assets/zoo/default').variants))")
+        code = "from models.checkpoints import load_zoo; print(','.join(load_zoo('assets/zoo/default').variants))"
         out = _run(engine, "exec", name, ".venv/bin/python", "-c", code, timeout=300).stdout.strip()
         assert out.splitlines()[-1] == ",".join(manifest["variants"]), out
-        code = ("from streamlit.testing.v1 import AppTest; "
-                "at = AppTest.from_file('/app/app/streamlit_app.py', default_timeout=240).run(); "
-                "assert not at.exception, [e.value for e in at.exception]; print('app ok')")
+        code = (
+            "from streamlit.testing.v1 import AppTest; "
+            "at = AppTest.from_file('/app/app/streamlit_app.py', default_timeout=240).run(); "
+            "assert not at.exception, [e.value for e in at.exception]; print('app ok')"
+        )
         out = _run(engine, "exec", name, ".venv/bin/python", "-c", code, timeout=300).stdout
         assert "app ok" in out, out
     finally:
