@@ -1176,7 +1176,7 @@ def run_report(
             "elapsed_s": round(total, 2),
             "cpu_s": round(time.process_time() - c_start, 2),
             "full_run_budget_cpu_s": FULL_BUDGET_S,
-            "paths_relative_to": str(ctx.out.resolve()),
+            "paths_relative_to": "this file's folder",
             "report": "REPORT.md",
             "claims": {"csv": "claims.csv", "json": "claims.json"},
             "settings": dataclasses.asdict(settings),

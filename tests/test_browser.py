@@ -7,6 +7,7 @@ always terminated; every wait is bounded. The screenshot goes to test-artifacts/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -71,13 +72,12 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) ->
     pytest.fail(f"streamlit not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def server(tiny_zoo, tmp_path):
-    """A running dashboard on a free local port, pointed at the tiny zoo; yields its base URL."""
+@contextlib.contextmanager
+def running_dashboard(zoo: Path, log: Path):
+    """``streamlit run`` on a free local port pointed at ``zoo``; yields (base URL, process, log); always stopped."""
     pytest.importorskip("streamlit")
     port = free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "SCL_ZOO": str(tiny_zoo), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "SCL_ZOO": str(zoo), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.headless", "true",
            "--server.address", "127.0.0.1", "--server.port", str(port)]  # fmt: skip
     with open(log, "w") as out:
@@ -93,6 +93,20 @@ def server(tiny_zoo, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture
+def server(tiny_zoo, tmp_path):
+    """A running dashboard pointed at the tiny zoo."""
+    with running_dashboard(tiny_zoo, tmp_path / "streamlit.log") as running:
+        yield running
+
+
+@pytest.fixture
+def default_server(tmp_path):
+    """A running dashboard on the shipped zoo and its committed results (what `./lab dashboard` serves)."""
+    with running_dashboard(ROOT / "assets" / "zoo" / "default", tmp_path / "streamlit.log") as running:
+        yield running
 
 
 @pytest.fixture
@@ -161,4 +175,63 @@ def test_upload_photograph_and_see_four_rows(server, astronaut_png):
             browser.close()
     assert (artifacts / "saliency.png").stat().st_size > 10_000
     shutil.copy(log, artifacts / "streamlit.log")
+    assert "Traceback" not in log.read_text()
+
+
+EXPERIMENT_PAGES = {  # url path -> text the page shows only when it read the committed results
+    "continuity": "Distance score against level",
+    "probes": "channel_translation",
+    "robustness": "Clean and PGD-10 accuracy",
+    "transfer": "results/transfer_summary.csv",
+    "fairness": "results/fairness_summary.csv",
+    "claims": "Claims that hold",
+}
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+@pytest.mark.skipif(not (ROOT / "assets" / "results" / "default" / "summary.json").is_file(),
+                    reason="no committed results for the shipped zoo")  # fmt: skip
+def test_shipped_zoo_every_page_in_a_browser(default_server):
+    """The shipped zoo: the saliency grid on a gallery image, then every experiment page from committed results."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, proc, log = default_server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        try:
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/saliency", wait_until="domcontentloaded", timeout=120_000)
+            page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=RESULT_S * 1000)
+            for key in VARIANT_ROWS:
+                row = page.locator(f".st-key-sal_row_{key}")
+                row.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)
+            assert "fashion-mnist-m" in page.inner_text("body")
+            page.set_viewport_size({"width": 1500, "height": 2300})
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(artifacts / "saliency-default.png"), full_page=True)
+            assert page.locator('[data-testid="stException"]').count() == 0
+
+            page.set_viewport_size({"width": 1500, "height": 1100})
+            for path, marker in EXPERIMENT_PAGES.items():
+                page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=120_000)
+                main = page.locator('[data-testid="stMain"]')
+                # every wait is for what the page must show: the committed results, the page's own marker, and a
+                # chart, image or table of them
+                main.get_by_text("Results read from", exact=False).first.wait_for(timeout=RESULT_S * 1000)
+                main.get_by_text(marker, exact=False).first.wait_for(timeout=RESULT_S * 1000)
+                main.locator('[data-testid="stPlotlyChart"], [data-testid="stImage"], [data-testid="stDataFrame"], '
+                             '[data-testid="stTable"]').first.wait_for(timeout=RESULT_S * 1000)  # fmt: skip
+                wait_idle(page, RESULT_S)
+                assert "assets/results/default" in main.inner_text(), path
+                assert page.locator('[data-testid="stException"]').count() == 0, path
+            assert proc.poll() is None, "the server died"
+        except BaseException:
+            page.screenshot(path=str(artifacts / "default-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit-default.log")
+            raise
+        finally:
+            browser.close()
     assert "Traceback" not in log.read_text()
