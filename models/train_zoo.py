@@ -257,9 +257,11 @@ def summary_table(manifest: dict[str, Any]) -> str:
     for variant, item in manifest["variants"].items():
         m, cfg = item["card"]["metrics"], item["card"]["config"]
         how = f"{cfg['preset']}, {cfg['epochs']:g} epochs" + (f", alpha {cfg['alpha']:g}" if "C" in variant else "")
+        n_pgd = m["pgd_eval"]["images"]
+        pgd_on = "" if n_pgd == m.get("test_size") else f" (first {n_pgd})"
         rows.append(
-            f"| {variant} | {100 * m['test_clean_acc']:.2f}% | {100 * m['test_pgd10_acc']:.2f}% "
-            f"(first {m['pgd_eval']['images']}) | {m['ds_level1_sum']:.3f} | {how} |"
+            f"| {variant} | {100 * m['test_clean_acc']:.2f}% | {100 * m['test_pgd10_acc']:.2f}%{pgd_on} "
+            f"| {m['ds_level1_sum']:.3f} | {how} |"
         )
     return "\n".join(rows)
 
@@ -315,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pgd-eval-size",
         type=int,
-        default=2000,
-        help="first N test images attacked with PGD-10 for the cards (0: all)",
+        default=0,
+        help="first N test images attacked with PGD-10 for the cards (default 0: the whole test split)",
     )
     parser.add_argument("--fresh", action="store_true", help="discard earlier runs instead of resuming")
     parser.add_argument("--no-progress", action="store_true")

@@ -192,7 +192,8 @@ EXPERIMENT_PAGES = {  # url path -> text the page shows only when it read the co
 @pytest.mark.skipif(not (ROOT / "assets" / "results" / "default" / "summary.json").is_file(),
                     reason="no committed results for the shipped zoo")  # fmt: skip
 def test_shipped_zoo_every_page_in_a_browser(default_server):
-    """The shipped zoo: the saliency grid on a gallery image, then every experiment page from committed results."""
+    """The shipped zoo: the saliency grid on a gallery image, every experiment page from the committed results, then
+    the zoo and embeddings pages."""
     sync_api = pytest.importorskip("playwright.sync_api")
     url, proc, log = default_server
     artifacts = ROOT / "test-artifacts"
@@ -226,6 +227,13 @@ def test_shipped_zoo_every_page_in_a_browser(default_server):
                              '[data-testid="stTable"]').first.wait_for(timeout=RESULT_S * 1000)  # fmt: skip
                 wait_idle(page, RESULT_S)
                 assert "assets/results/default" in main.inner_text(), path
+                assert page.locator('[data-testid="stException"]').count() == 0, path
+            for path, marker in {"zoo": "ADV+C", "embeddings": "UMAP"}.items():  # computed live, not read
+                page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=120_000)
+                main = page.locator('[data-testid="stMain"]')
+                main.get_by_text(marker, exact=False).first.wait_for(timeout=RESULT_S * 1000)
+                main.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+                wait_idle(page, RESULT_S)
                 assert page.locator('[data-testid="stException"]').count() == 0, path
             assert proc.poll() is None, "the server died"
         except BaseException:

@@ -43,8 +43,13 @@ def verdict_counts(df: pd.DataFrame) -> None:
     if "verdict" not in df:
         return
     counts = df["verdict"].astype(str).str.strip().str.lower().value_counts()
-    labels = (("holds", "hold"), ("partly", "partly hold"), ("does not hold", "do not hold"),
-              ("inconclusive", "are within seed noise"), ("not measured", "are not measured"))  # analysis.claims.VERDICTS
+    labels = (  # analysis.claims.VERDICTS
+        ("holds", "hold"),
+        ("partly", "partly hold"),
+        ("does not hold", "do not hold"),
+        ("inconclusive", "are within seed noise"),
+        ("not measured", "are not measured"),
+    )
     for col, (verdict, label) in zip(st.columns(len(labels)), labels, strict=True):
         col.metric(f"{VERDICT_ICONS[verdict]} Claims that {label}", int(counts.get(verdict, 0)))
 
