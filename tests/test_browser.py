@@ -109,6 +109,41 @@ def default_server(tmp_path):
         yield running
 
 
+@contextlib.contextmanager
+def browser_page():
+    """A headless Debian Chromium page (1500x1100), closed afterwards."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def open_saliency(page, url: str) -> None:
+    """Open the saliency page and wait for its heading."""
+    page.goto(f"{url}/saliency", wait_until="domcontentloaded", timeout=120_000)
+    page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=RESULT_S * 1000)
+
+
+def wait_for_variant_rows(page) -> None:
+    """Until each variant's row has drawn its plotly figure."""
+    for key in VARIANT_ROWS:
+        row = page.locator(f".st-key-sal_row_{key}")
+        row.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+
+
+def screenshot_tall(page, path: Path) -> None:
+    """Streamlit scrolls inside its main container, so a "full page" screenshot is the viewport: make it tall
+    enough for the four rows, let plotly redraw at the new size, then shoot."""
+    page.set_viewport_size({"width": 1500, "height": 2300})
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(path), full_page=True)
+
+
 @pytest.fixture
 def astronaut_png(tmp_path) -> Path:
     """scikit-image's astronaut (a real 512x512 photograph) as a PNG file."""
@@ -122,17 +157,12 @@ def astronaut_png(tmp_path) -> Path:
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_upload_photograph_and_see_four_rows(server, astronaut_png):
-    sync_api = pytest.importorskip("playwright.sync_api")
     url, proc, log = server
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    with browser_page() as page:
         try:
-            page.set_default_timeout(60_000)
-            page.goto(f"{url}/saliency", wait_until="domcontentloaded", timeout=120_000)
-            page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=RESULT_S * 1000)
+            open_saliency(page, url)
             wait_idle(page, RESULT_S)  # the first run (gallery image) has finished
 
             source = page.locator('[data-testid="stRadio"]')
@@ -143,15 +173,9 @@ def test_upload_photograph_and_see_four_rows(server, astronaut_png):
             uploader.set_input_files(str(astronaut_png))
 
             page.get_by_text("Uploaded astronaut.png", exact=False).wait_for(timeout=RESULT_S * 1000)
-            for key in VARIANT_ROWS:
-                row = page.locator(f".st-key-sal_row_{key}")
-                row.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+            wait_for_variant_rows(page)
             wait_idle(page, RESULT_S)  # the run with the upload has finished
-            # Streamlit scrolls inside its main container, so a "full page" screenshot is the viewport:
-            # make the viewport tall enough for the four rows.
-            page.set_viewport_size({"width": 1500, "height": 2300})
-            page.wait_for_timeout(2000)  # let plotly finish drawing (and redraw at the new size)
-            page.screenshot(path=str(artifacts / "saliency.png"), full_page=True)
+            screenshot_tall(page, artifacts / "saliency.png")
 
             assert page.locator('[data-testid="stException"]').count() == 0
             assert page.get_by_text("was not accepted").count() == 0
@@ -171,8 +195,6 @@ def test_upload_photograph_and_see_four_rows(server, astronaut_png):
             page.screenshot(path=str(artifacts / "saliency-failure.png"), full_page=True)
             shutil.copy(log, artifacts / "streamlit.log")
             raise
-        finally:
-            browser.close()
     assert (artifacts / "saliency.png").stat().st_size > 10_000
     shutil.copy(log, artifacts / "streamlit.log")
     assert "Traceback" not in log.read_text()
@@ -189,30 +211,19 @@ EXPERIMENT_PAGES = {  # url path -> text the page shows only when it read the co
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-@pytest.mark.skipif(not (ROOT / "assets" / "results" / "default" / "summary.json").is_file(),
-                    reason="no committed results for the shipped zoo")  # fmt: skip
 def test_shipped_zoo_every_page_in_a_browser(default_server):
     """The shipped zoo: the saliency grid on a gallery image, every experiment page from the committed results, then
     the zoo and embeddings pages."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     url, proc, log = default_server
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    with browser_page() as page:
         try:
-            page.set_default_timeout(60_000)
-            page.goto(f"{url}/saliency", wait_until="domcontentloaded", timeout=120_000)
-            page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=RESULT_S * 1000)
-            for key in VARIANT_ROWS:
-                row = page.locator(f".st-key-sal_row_{key}")
-                row.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+            open_saliency(page, url)
+            wait_for_variant_rows(page)
             wait_idle(page, RESULT_S)
             assert "fashion-mnist-m" in page.inner_text("body")
-            page.set_viewport_size({"width": 1500, "height": 2300})
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(artifacts / "saliency-default.png"), full_page=True)
+            screenshot_tall(page, artifacts / "saliency-default.png")
             assert page.locator('[data-testid="stException"]').count() == 0
 
             page.set_viewport_size({"width": 1500, "height": 1100})
@@ -240,6 +251,4 @@ def test_shipped_zoo_every_page_in_a_browser(default_server):
             page.screenshot(path=str(artifacts / "default-failure.png"), full_page=True)
             shutil.copy(log, artifacts / "streamlit-default.log")
             raise
-        finally:
-            browser.close()
     assert "Traceback" not in log.read_text()

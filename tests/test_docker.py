@@ -39,7 +39,7 @@ def _engine() -> list[str]:
         return [str(ROOT / "scripts" / "podman.sh")]
     if shutil.which("docker"):
         return ["docker"]
-    pytest.skip("SCL_DOCKER_TEST=1 but neither podman nor docker is installed")
+    pytest.fail("SCL_DOCKER_TEST=1 but neither podman nor docker is installed (see scripts/podman.sh)")
 
 
 def _run(engine: list[str], *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
