@@ -299,8 +299,10 @@ def lime(
         x = torch.from_numpy(batch.transpose(0, 3, 1, 2)).to(device, dtype)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
-            probs = [torch.softmax(model(x[s : s + predict_batch_size]).float(), 1) for s in
-                     range(0, len(x), predict_batch_size)]
+            probs = [
+                torch.softmax(model(x[s : s + predict_batch_size]).float(), 1)
+                for s in range(0, len(x), predict_batch_size)
+            ]
         return torch.cat(probs).cpu().numpy()
 
     extra_kwargs = {"progress_bar": False} if _LIME_HAS_PROGRESS_BAR else {}
@@ -487,13 +489,15 @@ def stability(
             moved = explain(method, model, perturb(images, kind, level), clean.targets, **options)
             rho = np.array([_spearman(a, b) for a, b in zip(clean.maps, moved.maps, strict=True)])
             valid = rho[~np.isnan(rho)]
-            rows.append({
-                "kind": kind,
-                "level": int(level),
-                "spearman_mean": float(valid.mean()) if len(valid) else float("nan"),
-                "spearman_std": float(valid.std()) if len(valid) else float("nan"),
-                "n_valid": int(len(valid)),
-            })
+            rows.append(
+                {
+                    "kind": kind,
+                    "level": int(level),
+                    "spearman_mean": float(valid.mean()) if len(valid) else float("nan"),
+                    "spearman_std": float(valid.std()) if len(valid) else float("nan"),
+                    "n_valid": int(len(valid)),
+                }
+            )
     return pd.DataFrame(rows, columns=["kind", "level", "spearman_mean", "spearman_std", "n_valid"])
 
 
@@ -521,12 +525,14 @@ def attribution_quality(
             ex = explain(method, model, images, labels, **dict(method_options.get(method, {})))
             share = mask_share(ex.maps, masks)
             curves = deletion_insertion(model, images, ex.maps, ex.targets, steps=steps, baseline=baseline)
-            rows.append({
-                "variant": variant,
-                "method": method,
-                "mask_share": float(np.nanmean(share)) if np.isfinite(share).any() else float("nan"),
-                "deletion_auc": float(curves["deletion_auc"].mean()),
-                "insertion_auc": float(curves["insertion_auc"].mean()),
-                "n_images": int(len(images)),
-            })
+            rows.append(
+                {
+                    "variant": variant,
+                    "method": method,
+                    "mask_share": float(np.nanmean(share)) if np.isfinite(share).any() else float("nan"),
+                    "deletion_auc": float(curves["deletion_auc"].mean()),
+                    "insertion_auc": float(curves["insertion_auc"].mean()),
+                    "n_images": int(len(images)),
+                }
+            )
     return pd.DataFrame(rows, columns=["variant", "method", "mask_share", "deletion_auc", "insertion_auc", "n_images"])

@@ -212,8 +212,7 @@ def compare_pairs(
         within = noise is not None and abs(va.mean - vb.mean) <= noise
         results.append(None if within else ok)
         parts.append(
-            f"{a} {fmt(va.mean, va.sd)} vs {b} {fmt(vb.mean, vb.sd)}"
-            + (" (within seed noise)" if within else "")
+            f"{a} {fmt(va.mean, va.sd)} vs {b} {fmt(vb.mean, vb.sd)}" + (" (within seed noise)" if within else "")
         )
         details[f"{a} vs {b}"] = {"a": va.mean, "b": vb.mean, "a_sd": va.sd, "b_sd": vb.sd, "ok": ok,
                                   "within_noise": within, "n": [va.n, vb.n]}  # fmt: skip

@@ -985,14 +985,16 @@ def settings_section(ctx: Context, status: dict[str, Any], total: float) -> str:
     rows = []
     for name in EXPERIMENTS:
         st = status.get(name, {"status": "skipped"})
-        rows.append({
-            "experiment": name,
-            "status": st["status"],
-            "elapsed (s)": f"{st['elapsed_s']:.1f}" if "elapsed_s" in st else "-",
-            "CPU (s)": f"{st['cpu_s']:.1f}" if "cpu_s" in st else "-",
-            "full-run budget (CPU s, 1 thread)": FULL_BUDGET_S.get(name, "-"),
-            "settings": "; ".join(f"{k}={v}" for k, v in st.get("settings", {}).items()),
-        })
+        rows.append(
+            {
+                "experiment": name,
+                "status": st["status"],
+                "elapsed (s)": f"{st['elapsed_s']:.1f}" if "elapsed_s" in st else "-",
+                "CPU (s)": f"{st['cpu_s']:.1f}" if "cpu_s" in st else "-",
+                "full-run budget (CPU s, 1 thread)": FULL_BUDGET_S.get(name, "-"),
+                "settings": "; ".join(f"{k}={v}" for k, v in st.get("settings", {}).items()),
+            }
+        )
     return "\n".join([
         "## Settings and elapsed time", "",
         f"Mode `{ctx.settings.mode}`, seeds {list(ctx.settings.seeds)}, evaluation subset: {len(ctx.eval)} of "
@@ -1152,8 +1154,10 @@ def run_report(
             ctx.tables[name] = next(iter(output.tables.values()))
             status[name] = write_experiment(ctx, exp, output, elapsed, cpu)
             budget = FULL_BUDGET_S.get(name)
-            log(f"[report] {name} done in {elapsed:.1f} s ({cpu:.1f} s CPU)"
-                + (f"; full-run budget {budget} s CPU" if budget else ""))
+            log(
+                f"[report] {name} done in {elapsed:.1f} s ({cpu:.1f} s CPU)"
+                + (f"; full-run budget {budget} s CPU" if budget else "")
+            )
         n_images = {"robustness": min(settings.pgd_images, len(ctx.eval)),
                     "attack_audit": min(settings.audit_images, len(ctx.eval))}  # fmt: skip
         claims = evaluate_claims(ctx.tables, n_images)

@@ -36,15 +36,13 @@ import pandas as pd
 import streamlit as st
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `streamlit run app/streamlit_app.py` puts app/, not the repo root, on the path
-    sys.path.insert(0, str(ROOT))
+from models.checkpoints import CheckpointError, Zoo, load_zoo, read_zoo_manifest
+from models.data import DatasetError, ImageDataset, load_dataset
+from models.evaluation import predict_logits
+from models.objectives import distance_score
+from models.perturbations import KINDS, MAX_LEVEL, TABLE1, perturb
 
-from models.checkpoints import CheckpointError, Zoo, load_zoo, read_zoo_manifest  # noqa: E402
-from models.data import DatasetError, ImageDataset, load_dataset  # noqa: E402
-from models.evaluation import predict_logits  # noqa: E402
-from models.objectives import distance_score  # noqa: E402
-from models.perturbations import KINDS, MAX_LEVEL, TABLE1, perturb  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = [
     "CheckpointError",

@@ -28,7 +28,9 @@ VARIANT_HELP = {
 
 # ----------------------------------------------------------------------------- page set-up and navigation
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+# Page files live in app/views/, not app/pages/: Streamlit auto-discovers a folder named pages/ beside the
+# entry script and shows its raw file names as a menu until st.navigation runs.
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 
 def setup_page() -> None:
@@ -43,7 +45,7 @@ def setup_page() -> None:
 
 
 def build_navigation():
-    """``st.navigation`` over app/pages/ (returns the page to run)."""
+    """``st.navigation`` over app/views/ (returns the page to run)."""
     page = lambda name, title, icon, **kw: st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon, **kw)  # noqa: E731
     return st.navigation(
         {
@@ -70,21 +72,6 @@ def entry():
     navigation = build_navigation()
     sidebar()
     return navigation
-
-
-def _entry_was_skipped() -> bool:
-    """True when Streamlit ran a page file without the entry script.
-
-    Streamlit treats a ``pages/`` folder next to the entry script as an old-style multipage app
-    until the first ``st.navigation`` call in the process; a first visit straight to a page's URL
-    (or an AppTest run after ``switch_page``) then runs the page file alone.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-
-        return bool(PagesManager.uses_pages_directory)
-    except Exception:  # internal API moved: fall back to the session check in context()
-        return False
 
 
 # ----------------------------------------------------------------------------- sidebar and context
@@ -165,23 +152,8 @@ def sidebar() -> Context:
 
 
 def context() -> Context:
-    """The context the entry script put in the session for this run (every page starts with this).
-
-    If Streamlit ran the page without the entry script (see ``_entry_was_skipped``), register the
-    navigation (which ends the old-style mode for the whole server). A brand-new session (a deep
-    link) then reruns once, through the entry script; otherwise (a widget event that a rerun
-    would swallow, or AppTest, which restores the old mode before every run) the entry's work is
-    done here (page config, navigation, sidebar) and the page carries on.
-    """
-    state = st.session_state
-    if _entry_was_skipped():
-        setup_page()
-        build_navigation()
-        if "scl_context" not in state and not state.get("scl_bootstrap_rerun"):
-            state["scl_bootstrap_rerun"] = True
-            st.rerun()
-        return sidebar()
-    ctx = state.get("scl_context")
+    """The context the entry script put in the session for this run (every page starts with this)."""
+    ctx = st.session_state.get("scl_context")
     return ctx if ctx is not None else sidebar()
 
 

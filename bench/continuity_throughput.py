@@ -25,17 +25,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from analysis.continuity import LEVELS, ds_table
+from models.data import load_dataset
+from models.evaluation import predict_logits
+from models.networks import create_network
+from models.perturbations import KINDS, perturb
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from analysis.continuity import LEVELS, ds_table  # noqa: E402
-from models.data import load_dataset  # noqa: E402
-from models.evaluation import predict_logits  # noqa: E402
-from models.networks import create_network  # noqa: E402
-from models.perturbations import KINDS, perturb  # noqa: E402
 
 GOAL_RATIO = 0.8
 

@@ -21,20 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from analysis.attributions import explain
+from models.networks import create_network
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from analysis.attributions import explain  # noqa: E402
-from models.networks import create_network  # noqa: E402
 
 GOAL_IG_GRADCAM_S = 1.0
 GOAL_LIME_S = 3.0
@@ -64,8 +61,10 @@ def load_models(zoo_dir: Path) -> tuple[dict[str, torch.nn.Module], str, dict]:
         torch.manual_seed(i)
         models[variant] = create_network(spec["name"], spec["num_classes"], width=spec.get("width")).eval()
     if missing:
-        source += (f"; RANDOMLY INITIALISED {spec['name']} width {spec.get('width')} for {', '.join(missing)} "
-                   "(speed depends on the architecture, not the weights)")
+        source += (
+            f"; RANDOMLY INITIALISED {spec['name']} width {spec.get('width')} for {', '.join(missing)} "
+            "(speed depends on the architecture, not the weights)"
+        )
     return models, source, dataset
 
 
@@ -108,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"models: {source}")
     print(f"image:  {image_source}, shape {tuple(image.shape)}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
-          f"load average {load:.2f} on {os.cpu_count()} CPUs (other work slows these timings)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
+        f"load average {load:.2f} on {os.cpu_count()} CPUs (other work slows these timings)"
+    )
 
     first = next(iter(models.values()))
     for model in models.values():  # warm-up: first calls pay for allocation and imports
@@ -127,19 +128,24 @@ def main(argv: list[str] | None = None) -> None:
         cam_runs.append(cam)
         total_runs.append(ig + cam)
     total = statistics.median(total_runs)
-    print(f"\nIG (50 steps) + GradCAM, {len(models)} variants: {total:.3f} s "
-          f"(IG {statistics.median(ig_runs):.3f} s, GradCAM {statistics.median(cam_runs):.3f} s; "
-          f"median of {args.repeats}) -- goal <= {GOAL_IG_GRADCAM_S} s: {verdict(total <= GOAL_IG_GRADCAM_S)}")
+    print(
+        f"\nIG (50 steps) + GradCAM, {len(models)} variants: {total:.3f} s "
+        f"(IG {statistics.median(ig_runs):.3f} s, GradCAM {statistics.median(cam_runs):.3f} s; "
+        f"median of {args.repeats}) -- goal <= {GOAL_IG_GRADCAM_S} s: {verdict(total <= GOAL_IG_GRADCAM_S)}"
+    )
 
     # LIME 1000 samples, four variants
     lime_repeats = max(3, args.repeats // 2)
-    lime_runs = [sum(timed(lambda m=m: explain("lime", m, image)) for m in models.values())
-                 for _ in range(lime_repeats)]
+    lime_runs = [
+        sum(timed(lambda m=m: explain("lime", m, image)) for m in models.values()) for _ in range(lime_repeats)
+    ]
     lime_total = statistics.median(lime_runs)
     segments = explain("lime", first, image).extras["n_segments"][0]
-    print(f"LIME (1000 samples, felzenszwalb: {segments} segments, one batch), {len(models)} variants: "
-          f"{lime_total:.3f} s (median of {lime_repeats}) -- goal <= {GOAL_LIME_S} s: "
-          f"{verdict(lime_total <= GOAL_LIME_S)}")
+    print(
+        f"LIME (1000 samples, felzenszwalb: {segments} segments, one batch), {len(models)} variants: "
+        f"{lime_total:.3f} s (median of {lime_repeats}) -- goal <= {GOAL_LIME_S} s: "
+        f"{verdict(lime_total <= GOAL_LIME_S)}"
+    )
 
     # ours vs lime's defaults, side by side on one model, interleaved
     ours_runs, default_runs = [], []
@@ -154,10 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         empty = "an empty map" if not np.abs(default_ex.maps).any() else "a spatial map"
     ratio = default / ours
-    print(f"LIME on one model, 1000 samples: configured {ours:.3f} s vs lime defaults (quickshift: "
-          f"{default_segments} segment(s), {empty}; batch_size=10) {default:.3f} s -> {ratio:.1f}x faster "
-          f"(median of {lime_repeats}, interleaved) -- goal >= {GOAL_LIME_SPEEDUP}x: "
-          f"{verdict(ratio >= GOAL_LIME_SPEEDUP)}")
+    print(
+        f"LIME on one model, 1000 samples: configured {ours:.3f} s vs lime defaults (quickshift: "
+        f"{default_segments} segment(s), {empty}; batch_size=10) {default:.3f} s -> {ratio:.1f}x faster "
+        f"(median of {lime_repeats}, interleaved) -- goal >= {GOAL_LIME_SPEEDUP}x: "
+        f"{verdict(ratio >= GOAL_LIME_SPEEDUP)}"
+    )
 
 
 if __name__ == "__main__":

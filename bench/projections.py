@@ -22,15 +22,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from analysis.embeddings import project
+from models.evaluation import predict_logits
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from analysis.embeddings import project  # noqa: E402
-from models.evaluation import predict_logits  # noqa: E402
 
 GOAL_WARM_S = 5.0
 
@@ -83,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     print("times as wall / process CPU seconds (on a machine shared with other jobs, trust CPU)")
     warm = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in results.items()}
     print(f"umap import               : {t_import[0]:6.2f} / {t_import[1]:6.2f} s")
-    print(f"umap first fit (cold)     : {t_first[0]:6.2f} / {t_first[1]:6.2f} s; numba compilation ~ "
-          f"{t_first[0] - warm['umap'][0]:.2f} / {t_first[1] - warm['umap'][1]:.2f} s (first fit minus warm median)")
+    print(
+        f"umap first fit (cold)     : {t_first[0]:6.2f} / {t_first[1]:6.2f} s; numba compilation ~ "
+        f"{t_first[0] - warm['umap'][0]:.2f} / {t_first[1] - warm['umap'][1]:.2f} s (first fit minus warm median)"
+    )
     for method, times in results.items():
         (w, c), walls = warm[method], [t[0] for t in times]
         # judged on the smaller of the two: wall when several threads work (CPU > wall), CPU when others share

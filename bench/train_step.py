@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from models.networks import create_network  # noqa: E402
-from models.objectives import ObjectiveConfig, get_objective  # noqa: E402
-from models.train import pick_device  # noqa: E402
+from models.networks import create_network
+from models.objectives import ObjectiveConfig, get_objective
+from models.train import pick_device
 
 
 def main() -> None:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # Honour OMP_NUM_THREADS (1 when sharing the machine with a training job), else at most 2 threads.
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "0")) or max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (the session default is two, which crawls when the CPUs are busy); restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def open_app(page: str | None = None) -> AppTest:
     at.run()
     assert_clean(at)
     if page and page != "zoo":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
         assert_clean(at)
     return at
 
@@ -211,7 +211,7 @@ def test_bad_zoo_path_gives_a_message(app_env, tmp_path):
     at.run()
     assert_clean(at)
     assert any("No model zoo could be loaded" in e.value for e in at.error)
-    at.switch_page("pages/saliency.py").run()
+    at.switch_page("views/saliency.py").run()
     assert_clean(at)
     assert any("No model zoo could be loaded" in e.value for e in at.error)
 

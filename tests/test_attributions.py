@@ -235,9 +235,15 @@ def test_attribution_quality_table(tiny_zoo, batch):
     images, labels = batch[0][:2], batch[1][:2]
     masks = torch.zeros(2, 1, 32, 32, dtype=torch.bool)
     masks[:, :, 8:24, 8:24] = True
-    df = attribution_quality(models, images, labels, masks, methods=("integrated_gradients", "lime"),
-                             method_options={"integrated_gradients": {"n_steps": 4}, "lime": {"num_samples": 30}},
-                             steps=4)
+    df = attribution_quality(
+        models,
+        images,
+        labels,
+        masks,
+        methods=("integrated_gradients", "lime"),
+        method_options={"integrated_gradients": {"n_steps": 4}, "lime": {"num_samples": 30}},
+        steps=4,
+    )
     assert list(df.columns[:5]) == ["variant", "method", "mask_share", "deletion_auc", "insertion_auc"]
     assert len(df) == 2 * len(models) and set(df["variant"]) == set(models)
     assert df["mask_share"].between(0, 1).all()

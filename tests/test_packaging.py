@@ -25,8 +25,11 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
 
 
 def test_requirements_pin_every_package_and_the_required_torch():
-    lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+", line) for line in lines), lines
     assert "torch==2.14.1" in lines and "torchvision==0.29.1" in lines
     for needed in ("captum", "lime", "umap-learn", "streamlit", "plotly", "scikit-learn", "tqdm", "playwright"):

@@ -16,14 +16,7 @@ from analysis.probes import (
 )
 from models.checkpoints import load_zoo
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread (conftest asks for two, which crawls when the CPUs are busy); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _arange(n: int = 2, side: int = 8) -> torch.Tensor:

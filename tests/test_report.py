@@ -80,8 +80,10 @@ def test_alpha_rules():
 def test_probe_mask_share_and_discontinuity_rules():
     rows = []
     for v, acc in zip(VARIANTS, (0.5, 0.3, 0.4, 0.2), strict=True):
-        rows += [{"variant": v, "probe": "sliding_puzzle", "level": 0, "level_label": "clean", "accuracy": 0.9},
-                 {"variant": v, "probe": "sliding_puzzle", "level": 2, "level_label": "2x2", "accuracy": acc}]
+        rows += [
+            {"variant": v, "probe": "sliding_puzzle", "level": 0, "level_label": "clean", "accuracy": 0.9},
+            {"variant": v, "probe": "sliding_puzzle", "level": 2, "level_label": "2x2", "accuracy": acc},
+        ]
     probes = pd.DataFrame(rows)
     assert C.claim_probe(probes, "sliding_puzzle").verdict == C.HOLDS
     assert C.claim_probe(probes, "channel_translation").verdict == C.NOT_MEASURED

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from analysis.robustness import (
     adversarial_examples,
@@ -17,14 +16,7 @@ from analysis.robustness import (
 from models.checkpoints import load_zoo
 from models.evaluation import accuracy
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread (conftest asks for two, which crawls when the CPUs are busy); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

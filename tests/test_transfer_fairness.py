@@ -13,13 +13,7 @@ from models.checkpoints import load_zoo
 from models.data import COLOUR_BIAS_COLOURS, DATASETS
 from tests.conftest import make_tiny_zoo
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_transfer_table_on_digits(tiny_zoo, tmp_path):

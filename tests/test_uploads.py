@@ -33,8 +33,11 @@ def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
     parts = [comp.compress(row) for _ in range(height)]
     parts.append(comp.flush())
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, greyscale
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", b"".join(parts))
+        + _png_chunk(b"IEND", b"")
     )
 
 
@@ -93,7 +96,7 @@ def test_decompression_bomb_20000x20000_is_refused_fast():
     data = bomb_png(20000, 20000)
     assert len(data) < 1_000_000  # tiny on disk ...
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (20000, 20000)
-    assert zlib.decompressobj().decompress(data[41:41 + 2000], 5000) == b"\x00" * 5000  # genuine image data
+    assert zlib.decompressobj().decompress(data[41 : 41 + 2000], 5000) == b"\x00" * 5000  # genuine image data
     t0 = time.perf_counter()
     assert_refused(data, "too large", "megapixels")
     assert time.perf_counter() - t0 < 1.0  # refused from the header, nothing decoded

@@ -1,14 +1,8 @@
 """Robustness: PGD accuracy (paper Table 2), the attack audit, and adversarial examples."""
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import backend, components, figures  # noqa: E402
+from app import backend, components, figures
 
 ctx = components.context()
 st.title("Robustness")

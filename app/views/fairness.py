@@ -1,15 +1,9 @@
 """Fairness: the colour-bias experiment (paper 4.7, Table 4)."""
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import components, figures  # noqa: E402
+from app import components, figures
 
 ctx = components.context()
 st.title("Fairness: colour bias")

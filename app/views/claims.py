@@ -1,15 +1,9 @@
 """The paper's claims, and what this zoo's measurements say about each."""
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import components  # noqa: E402
+from app import components
 
 ctx = components.context()
 st.title("Claims")

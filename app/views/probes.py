@@ -1,14 +1,8 @@
 """Semantic probes: accuracy when non-semantic structure is destroyed (paper 4.3)."""
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import backend, components, figures  # noqa: E402
+from app import backend, components, figures
 
 ctx = components.context()
 st.title("Semantic probes")

@@ -1,14 +1,8 @@
 """Neighbourhood embeddings: where an image's perturbed copies land among images of its class (paper Fig. 2)."""
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import backend, components, figures  # noqa: E402
+from app import backend, components, figures
 
 ctx = components.context()
 st.title("Neighbourhood embeddings")

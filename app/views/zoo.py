@@ -1,16 +1,11 @@
 """The zoo: the four variants, their cards, and the data set."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import backend, components, figures  # noqa: E402
+from app import backend, components, figures
 
 ctx = components.context()
 st.title("The model zoo")

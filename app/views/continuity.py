@@ -1,14 +1,8 @@
 """Continuity curves: DS against perturbation level per variant (paper Fig. 3) and the neighbourhood rank."""
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import components, figures  # noqa: E402
+from app import components, figures
 
 ctx = components.context()
 st.title("Continuity curves")

@@ -1,14 +1,8 @@
 """Transfer: fine-tuning each variant on a target data set (paper 4.6, Table 3)."""
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import components, figures  # noqa: E402
+from app import components, figures
 
 ctx = components.context()
 st.title("Transfer")

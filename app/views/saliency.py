@@ -1,16 +1,11 @@
 """Saliency side by side: one row per variant, the original and perturbed image, IG, GradCAM, LIME and DS."""
 
 import math
-import sys
 import time
-from pathlib import Path
 
 import streamlit as st
 
-if (_root := str(Path(__file__).resolve().parents[2])) not in sys.path:  # when Streamlit runs this file alone
-    sys.path.insert(0, _root)
-
-from app import backend, components, figures  # noqa: E402
+from app import backend, components, figures
 
 ctx = components.context()
 st.title("Saliency, side by side")
