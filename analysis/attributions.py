@@ -8,10 +8,11 @@ One verb::
 model); ``targets`` are class indices (N,), or None for the model's predicted
 class. ``Explanation.maps`` is a float32 array (N, H, W) on the CPU (float64 for a
 ``.double()`` model): IG summed over channels (signed), GradCAM upsampled to the
-input (>= 0), LIME the weight of each pixel's segment (signed). ``METHODS`` is the registry (name -> function), so tests
-and the dashboard can loop over everything that exists. Drawing is not done here.
+input (>= 0), LIME the weight of each pixel's segment (signed). ``METHOD_REGISTRY`` holds one :class:`Method` per name
+(function, label, signed, default options); ``register_method`` adds one, and the report, claims and
+dashboard loop over everything registered. Drawing is not done here.
 
-Methods (DESIGN section 6):
+Methods:
 
 * ``integrated_gradients``: ``captum.attr.IntegratedGradients`` from a black
   baseline (pixels 0), 50 Gauss-Legendre steps; ``extras["delta"]`` is captum's
@@ -76,10 +77,15 @@ from torch import nn
 from models.evaluation import predict_logits
 from models.networks import unwrap_model
 from models.perturbations import KINDS, eval_mode, perturb
+from models.registry import FieldView, register
 
 __all__ = [
     "Explanation",
+    "Method",
+    "METHOD_REGISTRY",
     "METHODS",
+    "get_method",
+    "register_method",
     "SEGMENTATIONS",
     "explain",
     "model_lock",
@@ -339,11 +345,65 @@ def lime(
     return np.stack(maps), extras
 
 
-METHODS: dict[str, Callable[..., tuple[np.ndarray, dict[str, Any]]]] = {
-    "integrated_gradients": integrated_gradients,
-    "gradcam": gradcam,
-    "lime": lime,
-}
+MethodFn = Callable[..., tuple[np.ndarray, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One attribution method: its function, how it is labelled and drawn, and its default options.
+
+    ``function(model, images, targets, **options) -> (maps (N, H, W), extras)`` runs under ``explain``'s
+    lock and eval mode. ``signed`` maps have evidence for and against the class (a diverging colour
+    scale); unsigned ones are >= 0. ``settings`` maps an option name to the name of the report or
+    dashboard setting that sets it (e.g. ``{"n_steps": "ig_steps"}``). ``slow`` methods are off by
+    default in interactive views.
+    """
+
+    name: str
+    function: MethodFn
+    label: str
+    signed: bool
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)
+    slow: bool = False
+
+    def options(self, settings: Mapping[str, Any] | Any = None, **overrides: Any) -> dict[str, Any]:
+        """The method's options: defaults, then values read from ``settings`` (a mapping or an object with
+        attributes named as in ``self.settings``), then ``overrides``."""
+        opts = dict(self.defaults)
+        for option, key in self.settings.items():
+            value = settings.get(key) if isinstance(settings, Mapping) else getattr(settings, key, None)
+            if value is not None:
+                opts[option] = value
+        opts.update(overrides)
+        return opts
+
+
+METHOD_REGISTRY: dict[str, Method] = {}
+METHODS: Mapping[str, MethodFn] = FieldView(METHOD_REGISTRY, lambda m: m.function)  # name -> function (live view)
+
+
+def register_method(method: Method, replace: bool = False) -> Method:
+    """Add an attribution method: ``explain``, the report, the claims and the dashboard then offer it."""
+    return register(METHOD_REGISTRY, method.name, method, replace)
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name``."""
+    if name not in METHOD_REGISTRY:
+        raise ValueError(f"unknown attribution method {name!r}; known: {', '.join(METHOD_REGISTRY)}")
+    return METHOD_REGISTRY[name]
+
+
+register_method(
+    Method("integrated_gradients", integrated_gradients, "Integrated Gradients", signed=True,
+           defaults={"n_steps": 50}, settings={"n_steps": "ig_steps"})
+)  # fmt: skip
+register_method(Method("gradcam", gradcam, "GradCAM", signed=False))
+register_method(
+    Method("lime", lime, "LIME", signed=True, defaults={"num_samples": 1000, "seed": 0},
+           settings={"num_samples": "lime_samples", "seed": "seed"}, slow=True)
+)  # fmt: skip
 
 
 def explain(
@@ -358,8 +418,7 @@ def explain(
     ``options`` go to the method (see ``METHODS``). Thread-safe: holds
     ``model_lock(model)`` and runs the model in eval mode (its mode is restored).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; known: {', '.join(METHODS)}")
+    fn = get_method(method).function
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     device = _device(model)
@@ -370,7 +429,7 @@ def explain(
                 t = model(x).argmax(1)
         else:
             t = _as_targets(targets, len(x), device)
-        maps, extras = METHODS[method](model, x, t, **options)
+        maps, extras = fn(model, x, t, **options)
     maps = np.asarray(maps)
     if maps.dtype != np.float64:  # float32, or float64 for a double-precision model
         maps = maps.astype(np.float32)

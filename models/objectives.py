@@ -1,4 +1,8 @@
-"""The four training variants as loss functions: ``standard``, ``C``, ``ADV``, ``ADV+C``.
+"""The training variants as loss functions: the paper's ``standard``, ``C``, ``ADV``, ``ADV+C`` and two controls.
+
+``VARIANT_REGISTRY`` holds one :class:`Variant` per name (loss, objective, help, colour, role);
+``register_variant`` adds one. The controls isolate one term each: ``standard+jitter`` (C without the
+continuity term) and ``ADV-mixed`` (ADV+C without the pairing term).
 
 Reductions, everywhere in this project:
 
@@ -14,7 +18,7 @@ batch (so BatchNorm sees both halves together, as in logit pairing).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +27,7 @@ from torch.nn import functional as F
 
 from models.networks import unwrap_model
 from models.perturbations import pgd_attack, random_colour_jitter
+from models.registry import FieldView, NameSet, register
 
 
 @dataclass
@@ -116,19 +121,109 @@ def adversarial_pairing_loss(
     return LossOutput(loss, clean, {"ce": ce_clean.item(), "ce_adv": ce_adv.item(), "ds": ds.item()})
 
 
+def jitter_augmented_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ObjectiveConfig, generator=None
+) -> LossOutput:
+    """standard+jitter, the control for C: ``(CE(F(x), y) + CE(F(P(x)), y)) / 2``, no DS term.
+
+    The same images, the same per-sample jitter P and the same paired forward as C, so the only
+    difference from C is the continuity term: it separates "the constraint" from "exposure to the
+    perturbation".
+    """
+    x_pert = random_colour_jitter(x, generator=generator)
+    clean, pert = _paired_forward(model, x, x_pert)
+    ce_clean, ce_pert = F.cross_entropy(clean, y), F.cross_entropy(pert, y)
+    return LossOutput(0.5 * (ce_clean + ce_pert), clean, {"ce": ce_clean.item(), "ce_jitter": ce_pert.item()})
+
+
+def mixed_adversarial_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ObjectiveConfig, generator=None
+) -> LossOutput:
+    """ADV-mixed, the control for ADV+C (Kannan et al.'s baseline): ``(CE(F(x), y) + CE(F(x_adv), y)) / 2``.
+
+    ADV+C with alpha = 0: the same mixed clean/adversarial batch and paired forward, no pairing term.
+    """
+    x_adv = _attack(model, x, y, cfg, generator)
+    clean, adv = _paired_forward(model, x, x_adv)
+    ce_clean, ce_adv = F.cross_entropy(clean, y), F.cross_entropy(adv, y)
+    return LossOutput(0.5 * (ce_clean + ce_adv), clean, {"ce": ce_clean.item(), "ce_adv": ce_adv.item()})
+
+
 LossFn = Callable[..., LossOutput]
 
-VARIANTS: dict[str, LossFn] = {
-    "standard": standard_loss,
-    "C": continuity_loss,
-    "ADV": adversarial_loss,
-    "ADV+C": adversarial_pairing_loss,
-}
-ADVERSARIAL_VARIANTS = frozenset({"ADV", "ADV+C"})
+
+@dataclass(frozen=True)
+class Variant:
+    """One training variant: its loss, how it is described, and how it is drawn.
+
+    ``role`` says what the variant is for in the paper's claims (``baseline``, ``constrained``,
+    ``adversarial``, ``adversarial+constrained``, or a control such as ``baseline+jitter``); ``control_of``
+    names the variant it isolates a term of; ``paper`` marks the paper's four. ``colour`` is the one
+    colour of the variant in every chart (dashboard and report figures).
+    """
+
+    name: str
+    loss: LossFn
+    objective: str
+    help: str
+    colour: str
+    adversarial: bool = False
+    role: str = "other"
+    paper: bool = False
+    control_of: str | None = None
+
+
+VARIANT_REGISTRY: dict[str, Variant] = {}
+VARIANTS: Mapping[str, LossFn] = FieldView(VARIANT_REGISTRY, lambda v: v.loss)  # name -> loss (a live view)
+ADVERSARIAL_VARIANTS: Set[str] = NameSet(VARIANT_REGISTRY, lambda v: v.adversarial)
+PAPER_VARIANTS: Sequence[str] = ("standard", "C", "ADV", "ADV+C")
+FALLBACK_COLOURS = ("#8C564B", "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF", "#1F77B4")
+
+
+def register_variant(variant: Variant, replace: bool = False) -> Variant:
+    """Add a training variant: train, the zoo, the report and the dashboard then know it."""
+    return register(VARIANT_REGISTRY, variant.name, variant, replace)
+
+
+def get_variant(name: str) -> Variant | None:
+    """The registered variant called ``name``, or None (a zoo may hold imported models of any name)."""
+    return VARIANT_REGISTRY.get(name)
+
+
+def variant_colour(name: str, order: Sequence[str] = ()) -> str:
+    """The one colour of variant ``name``; an unregistered name gets a fallback by its position in ``order``."""
+    known = VARIANT_REGISTRY.get(name)
+    if known is not None:
+        return known.colour
+    others = [n for n in order if n not in VARIANT_REGISTRY]
+    index = others.index(name) if name in others else len(others)
+    return FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)]
 
 
 def get_objective(variant: str) -> LossFn:
     """The loss function of a registered variant."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    return VARIANTS[variant]
+    if variant not in VARIANT_REGISTRY:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANT_REGISTRY)}")
+    return VARIANT_REGISTRY[variant].loss
+
+
+for _variant in (
+    Variant("standard", standard_loss, "CE(F(x), y)", "Cross-entropy only: the baseline.", "#636EFA",
+            role="baseline", paper=True),
+    Variant("C", continuity_loss, "CE(F(x), y) + α·DS(x, P(x)), P = per-sample colour jitter",
+            "Cross-entropy plus the continuity term α·DS(x, P(x)) for colour perturbations P.", "#00A86B",
+            role="constrained", paper=True),
+    Variant("ADV", adversarial_loss, "CE(F(x_adv), y), x_adv = PGD(x)",
+            "Adversarial training: cross-entropy on PGD examples (Madry et al.).", "#EF8B00",
+            adversarial=True, role="adversarial", paper=True),
+    Variant("ADV+C", adversarial_pairing_loss, "(CE(F(x), y) + CE(F(x_adv), y))/2 + α·DS(x, x_adv)",
+            "Adversarial logit pairing: mixed clean/PGD cross-entropy plus α·DS(x, x_adv).", "#AB63FA",
+            adversarial=True, role="adversarial+constrained", paper=True),
+    Variant("standard+jitter", jitter_augmented_loss, "(CE(F(x), y) + CE(F(P(x)), y))/2, P as in C, no DS",
+            "Control for C: the same colour jitter as augmentation, without the continuity term.", "#19A7CE",
+            role="baseline+jitter", control_of="C"),
+    Variant("ADV-mixed", mixed_adversarial_loss, "(CE(F(x), y) + CE(F(x_adv), y))/2, α = 0",
+            "Control for ADV+C (Kannan et al.'s baseline): mixed clean/PGD cross-entropy, no pairing term.",
+            "#D62728", adversarial=True, role="adversarial-mixed", control_of="ADV+C"),
+):  # fmt: skip
+    register_variant(_variant)

@@ -2,6 +2,8 @@
 
 All functions take and return float pixels in [0, 1], NCHW.
 
+* ``KIND_REGISTRY``: one :class:`Kind` per perturbation (levels, unit, paper values, jitter range,
+  functions); ``register_kind`` adds one, and everything that loops over ``KINDS`` picks it up.
 * ``perturb(images, kind, level)``: the fixed, deterministic evaluation
   perturbations of Table 1. Brightness is *additive* on the 0..255 scale,
   ``clamp(x + k/255, 0, 1)``; contrast, saturation and hue use torchvision's
@@ -15,8 +17,9 @@ All functions take and return float pixels in [0, 1], NCHW.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,24 +27,57 @@ from torch.nn import functional as F
 from torchvision.transforms import _functional_tensor as _FT  # rgb->hsv, shared with adjust_hue
 from torchvision.transforms import functional as TF
 
-KINDS: tuple[str, ...] = ("brightness", "contrast", "saturation", "hue")
+from models.registry import FieldView, NameView, register
+
 MAX_LEVEL = 4
 
-# Table 1 of the paper, levels 1..4. Brightness in 0..255 units (additive).
-TABLE1: dict[str, tuple[float, ...]] = {
-    "brightness": (16.0, 32.0, 48.0, 64.0),
-    "contrast": (1.25, 1.50, 1.75, 2.0),
-    "saturation": (1.25, 1.50, 1.75, 2.0),
-    "hue": (0.1, 0.2, 0.3, 0.4),
-}
 
+@dataclass(frozen=True)
+class Kind:
+    """One non-semantic perturbation: its Table 1 levels, how to apply it, and its training jitter.
+
+    ``levels`` are the parameter at levels 1..4 in the kind's own units (``unit`` formats one, e.g.
+    ``"+{:g}/255"``); ``paper_levels`` are the paper's published values (None for a kind the paper does
+    not have). ``apply(images, value)`` is the fixed, deterministic evaluation perturbation;
+    ``apply_per_sample(images, values)`` takes one value per image (N,) and is what the C variant's
+    training jitter draws from ``jitter`` (a (low, high) range in the same units as ``apply_per_sample``'s
+    values), or None when the kind is not part of the jitter.
+    """
+
+    name: str
+    levels: tuple[float, ...]
+    unit: str
+    apply: Callable[[torch.Tensor, float], torch.Tensor]
+    apply_per_sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    jitter: tuple[float, float] | None = None
+    paper_levels: tuple[float, ...] | None = None
+    description: str = ""
+
+    def label(self, level: int) -> str:
+        """Human label of a level, e.g. ``brightness +32/255`` (``original`` for level 0)."""
+        return "original" if level == 0 else f"{self.name} {self.unit.format(self.levels[level - 1])}"
+
+
+KIND_REGISTRY: dict[str, Kind] = {}
+KINDS: Sequence[str] = NameView(KIND_REGISTRY)  # names, in registration order (a live view)
+TABLE1: Mapping[str, tuple[float, ...]] = FieldView(KIND_REGISTRY, lambda k: k.levels)  # levels 1..4 per kind
 # Ranges of the per-sample training jitter: they cover Table 1 in both directions.
-JITTER_RANGES: dict[str, tuple[float, float]] = {
-    "brightness": (-64 / 255, 64 / 255),
-    "contrast": (0.5, 2.0),
-    "saturation": (0.5, 2.0),
-    "hue": (-0.4, 0.4),
-}
+JITTER_RANGES: Mapping[str, tuple[float, float]] = FieldView(
+    KIND_REGISTRY, lambda k: k.jitter, keep=lambda k: k.jitter is not None
+)
+
+
+def register_kind(kind: Kind, replace: bool = False) -> Kind:
+    """Add a perturbation kind: it then reaches evaluation, the jitter (if it has a range), the report and app."""
+    if len(kind.levels) != MAX_LEVEL:
+        raise ValueError(f"a kind needs {MAX_LEVEL} levels, {kind.name!r} has {len(kind.levels)}")
+    return register(KIND_REGISTRY, kind.name, kind, replace)
+
+
+def get_kind(kind: str) -> Kind:
+    """The registered kind called ``kind``."""
+    _check_kind(kind)
+    return KIND_REGISTRY[kind]
 
 
 def level_value(kind: str, level: int) -> float:
@@ -53,7 +89,7 @@ def level_value(kind: str, level: int) -> float:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in TABLE1:
+    if kind not in KIND_REGISTRY:
         raise ValueError(f"unknown perturbation kind {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -67,15 +103,7 @@ def perturb(images: torch.Tensor, kind: str, level: int) -> torch.Tensor:
     _check_kind(kind)
     if level == 0:
         return images.clone()
-    value = level_value(kind, level)
-    x = images.detach()
-    if kind == "brightness":
-        return (x + value / 255.0).clamp(0.0, 1.0)
-    if kind == "contrast":
-        return TF.adjust_contrast(x, value)
-    if kind == "saturation":
-        return TF.adjust_saturation(x, value)
-    return TF.adjust_hue(x, value)
+    return KIND_REGISTRY[kind].apply(images.detach(), level_value(kind, level))
 
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -102,22 +130,17 @@ def random_colour_jitter(
 ) -> torch.Tensor:
     """Per-sample random brightness, contrast, saturation and hue, in that order.
 
-    Each image draws its own four factors uniformly from ``ranges`` (default
-    ``JITTER_RANGES``). Brightness, contrast and saturation are vectorised with
-    torchvision's formulas (hue through ``shift_hue``).
+    Each image draws its own factor per kind uniformly from ``ranges`` (default
+    ``JITTER_RANGES``, every registered kind with a jitter range), kinds in registration
+    order. Brightness, contrast and saturation are vectorised with torchvision's formulas
+    (hue through ``shift_hue``).
     """
-    ranges = ranges or JITTER_RANGES
+    ranges = JITTER_RANGES if ranges is None else ranges
     x = images.detach()
     n, dev = x.shape[0], x.device
-    if "brightness" in ranges:
-        x = (x + _uniform(n, *ranges["brightness"], generator, dev).view(-1, 1, 1, 1)).clamp(0.0, 1.0)
-    if "contrast" in ranges:
-        mean = _grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
-        x = _blend(x, mean, _uniform(n, *ranges["contrast"], generator, dev))
-    if "saturation" in ranges:
-        x = _blend(x, _grayscale(x), _uniform(n, *ranges["saturation"], generator, dev))
-    if "hue" in ranges:
-        x = shift_hue(x, _uniform(n, *ranges["hue"], generator, dev))
+    for name, kind in KIND_REGISTRY.items():  # registration order: brightness, contrast, saturation, hue, ...
+        if name in ranges and kind.apply_per_sample is not None:
+            x = kind.apply_per_sample(x, _uniform(n, *ranges[name], generator, dev))
     return x
 
 
@@ -135,6 +158,38 @@ def shift_hue(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     h6 = ((h + shifts.view(-1, 1, 1)) % 1.0).unsqueeze(1) * 6
     k = (_HSV_OFFSETS.to(images.device) + h6) % 6
     return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+
+
+def _brightness(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    return (x + shifts.view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+
+
+def _contrast(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    return _blend(x, _grayscale(x).mean(dim=(1, 2, 3), keepdim=True), factors)
+
+
+def _saturation(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    return _blend(x, _grayscale(x), factors)
+
+
+# Table 1 of the paper, levels 1..4. Brightness is additive in 0..255 units, ``clamp(x + k/255, 0, 1)``
+# (a multiplicative factor of 16 would turn images white); the others are torchvision's factors.
+register_kind(
+    Kind("brightness", (16.0, 32.0, 48.0, 64.0), "+{:g}/255", lambda x, v: (x + v / 255.0).clamp(0.0, 1.0),
+         _brightness, (-64 / 255, 64 / 255), (16.0, 32.0, 48.0, 64.0), "add k/255 to every pixel")
+)  # fmt: skip
+register_kind(
+    Kind("contrast", (1.25, 1.50, 1.75, 2.0), "x{:g}", TF.adjust_contrast, _contrast, (0.5, 2.0),
+         (1.25, 1.50, 1.75, 2.0), "blend with the mean grey level (torchvision adjust_contrast)")
+)  # fmt: skip
+register_kind(
+    Kind("saturation", (1.25, 1.50, 1.75, 2.0), "x{:g}", TF.adjust_saturation, _saturation, (0.5, 2.0),
+         (1.25, 1.50, 1.75, 2.0), "blend with the greyscale image (torchvision adjust_saturation)")
+)  # fmt: skip
+register_kind(
+    Kind("hue", (0.1, 0.2, 0.3, 0.4), "+{:g}", TF.adjust_hue, lambda x, v: shift_hue(x, v), (-0.4, 0.4),
+         (0.1, 0.2, 0.3, 0.4), "rotate the hue (torchvision adjust_hue)")
+)  # fmt: skip
 
 
 @contextmanager

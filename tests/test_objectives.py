@@ -18,15 +18,19 @@ def _reference(variant: str, model, x, y, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     if variant == "standard":
         return F.cross_entropy(model(x), y)
-    if variant == "C":
+    if variant in ("C", "standard+jitter"):
         xp = random_colour_jitter(x, generator=gen)
         fx, fp = model(x), model(xp)
+        if variant == "standard+jitter":  # the control: the same jitter as augmentation, no DS term
+            return 0.5 * (F.cross_entropy(fx, y) + F.cross_entropy(fp, y))
         ds = sum(((fp[i] - fx[i]) ** 2).sum() for i in range(len(x))) / len(x)
         return F.cross_entropy(fx, y) + CFG.alpha * ds
     xa = pgd_attack(model, x, y, eps=CFG.pgd_eps, step_size=CFG.pgd_step, steps=CFG.pgd_steps, generator=gen)
     if variant == "ADV":
         return F.cross_entropy(model(xa), y)
     fx, fa = model(x), model(xa)
+    if variant == "ADV-mixed":  # Kannan's baseline: ADV+C with alpha = 0
+        return 0.5 * (F.cross_entropy(fx, y) + F.cross_entropy(fa, y))
     ds = sum(((fa[i] - fx[i]) ** 2).sum() for i in range(len(x))) / len(x)
     return 0.5 * (F.cross_entropy(fx, y) + F.cross_entropy(fa, y)) + CFG.alpha * ds
 
@@ -55,7 +59,7 @@ def test_a_few_steps_reduce_the_loss(variant, batch):
     fn = get_objective(variant)
 
     def eval_loss() -> float:  # same draws each time; BatchNorm on batch statistics
-        with torch.no_grad() if variant in ("standard", "C") else torch.enable_grad():
+        with torch.no_grad() if variant in ("standard", "C", "standard+jitter") else torch.enable_grad():
             return fn(model, x, y, CFG, generator=torch.Generator().manual_seed(9)).loss.item()
 
     before = eval_loss()
@@ -68,5 +72,5 @@ def test_a_few_steps_reduce_the_loss(variant, batch):
 
 
 def test_unknown_variant_is_a_clear_error():
-    with pytest.raises(ValueError, match="known: standard, C, ADV, ADV\\+C"):
+    with pytest.raises(ValueError, match="known: standard, C, ADV, ADV\\+C, standard\\+jitter, ADV-mixed"):
         get_objective("TRADES")
