@@ -1,6 +1,16 @@
 # Semantic Continuity Lab dashboard: docker build -t scl . && docker run -p 8501:8501 scl
 # (add --gpus all on a machine with NVIDIA GPUs and the container toolkit: the app then uses CUDA).
-FROM debian:bookworm-slim
+# Your own zoo: docker run -p 8501:8501 -v /path/to/zoo:/zoo:ro -e SCL_ZOO=/zoo scl
+#
+# The base image is pinned by digest (a tag moves; a digest does not). The digest below is the one
+# docker.io/library/debian:bookworm-slim resolved to in a public BuildKit build log found with a code search
+# ("FROM docker.io/library/debian:bookworm-slim@sha256:3783cc01..."); it could not be checked against Docker Hub
+# from where this was written: check it, or bump it, with
+#     docker buildx imagetools inspect debian:bookworm-slim    (or: skopeo inspect docker://debian:bookworm-slim)
+# Without Docker Hub, scripts/podman.sh bootstraps bookworm with mmdebstrap and builds with
+#     --build-arg BASE_IMAGE=localhost/scl-debian:bookworm-slim
+ARG BASE_IMAGE=debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
+FROM ${BASE_IMAGE}
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
@@ -14,19 +24,26 @@ RUN apt-get update \
 
 RUN useradd --create-home --uid 1000 scl
 WORKDIR /app
-
-# Dependencies first (cached layer), with the README's set-up command.
-COPY --chown=scl:scl requirements.txt lab ./
 RUN chown scl:scl /app
 USER scl
-RUN ./lab setup
 
-# The code, the shipped zoo and its precomputed results.
-COPY --chown=scl:scl pyproject.toml ./
-COPY --chown=scl:scl .streamlit ./.streamlit
+# The runtime requirements only (requirements.txt, and torchattacks without its dependencies), in a layer of their
+# own that a code change does not invalidate. The test and lint tools (requirements-dev.txt) stay out of the image.
+COPY --chown=scl:scl requirements.txt requirements-nodeps.txt ./
+RUN python3 -m venv .venv && .venv/bin/python -m pip install -q --upgrade pip \
+    && .venv/bin/python -m pip install -q -r requirements.txt \
+    && .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
+
+# The code, then the README's set-up command: it finds the requirements installed and installs this package
+# (pip install -e ., which needs pyproject.toml and the package folders).
+COPY --chown=scl:scl lab pyproject.toml ./
 COPY --chown=scl:scl models ./models
 COPY --chown=scl:scl analysis ./analysis
 COPY --chown=scl:scl app ./app
+RUN ./lab setup
+
+# The Streamlit settings, the shipped zoo and its precomputed results.
+COPY --chown=scl:scl .streamlit ./.streamlit
 COPY --chown=scl:scl assets ./assets
 
 # Build the default data set once at image build time, so the first page load is fast.

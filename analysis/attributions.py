@@ -222,9 +222,21 @@ def gradcam(
     *,
     interpolate_mode: str = "bilinear",
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """GradCAM on ``model.gradcam_layer`` (ReLU of the weighted activations), upsampled to the input size."""
+    """GradCAM on ``model.gradcam_layer`` (ReLU of the weighted activations), upsampled to the input size.
+
+    Warns (UserWarning) when the layer's map is smaller than 4x4: upsampled, it can only say roughly where.
+    """
+    import warnings
+
     layer = unwrap_model(model).gradcam_layer
     cam = LayerGradCam(model, layer).attribute(images, target=targets, relu_attributions=True).detach()
+    if min(cam.shape[-2:]) < 4:
+        warnings.warn(
+            f"GradCAM map is only {cam.shape[-2]}x{cam.shape[-1]} for {tuple(images.shape[-2:])} inputs: too coarse "
+            "to localise much; use a larger input or an earlier layer (models.import_model --gradcam-layer)",
+            UserWarning,
+            stacklevel=2,
+        )
     up = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode=interpolate_mode)
     return up[:, 0].cpu().numpy(), {"raw": cam[:, 0].cpu().numpy()}
 

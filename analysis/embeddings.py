@@ -3,13 +3,20 @@
 ``visualize_set`` builds the paper's I_visualize: one image, its Table 1 perturbations and other images of its
 class. ``projection_table`` projects every variant's logits with PCA, t-SNE and UMAP, and ``neighbour_ranks``
 says where each perturbed copy falls among the original's neighbours (by DS, rank 1 = nearest).
+
+The dashboard's view: ``embed`` (logits or penultimate ``features``), ``shared_projection`` (one map for all variants:
+fitted on their union, or aligned by Procrustes), ``anchored_set`` / ``anchored_ranks`` (several anchors at once),
+``nearest_neighbours``, and the whole test set (``whole_set_representations`` cached on disk by ``whole_set_key``,
+``whole_set_map``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -174,3 +181,292 @@ def neighbour_ranks(logits: np.ndarray | torch.Tensor, meta: pd.DataFrame) -> pd
         },
         columns=["kind", "level", "rank", "n_candidates"],
     )
+
+
+# ----------------------------------------------------------------------------- representations and shared maps
+
+REPRESENTATIONS: tuple[str, ...] = ("logits", "features")
+ALIGNMENTS: tuple[str, ...] = ("union", "procrustes")
+
+
+@torch.no_grad()
+def predict_features(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Penultimate features (N, D) on the CPU: the input of the network's head (``forward_features`` of the lab's
+    networks; for any other module, the input of its last ``nn.Linear``, read with a forward hook)."""
+    from models.evaluation import batches
+    from models.networks import unwrap_model
+
+    model = unwrap_model(model)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    forward = getattr(model, "forward_features", None)
+    captured: list[torch.Tensor] = []
+    handle = None
+    if forward is None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(f"{type(model).__name__} has neither forward_features nor an nn.Linear head")
+        handle = linears[-1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0].detach()))
+    out = []
+    try:
+        for sl in batches(len(images), batch_size):
+            x = images[sl].to(device)
+            if forward is not None:
+                out.append(forward(x).flatten(1).float().cpu())
+            else:
+                captured.clear()
+                model(x)
+                out.append(captured[-1].flatten(1).float().cpu())
+    finally:
+        if handle is not None:
+            handle.remove()
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def embed(
+    models: dict[str, nn.Module],
+    images: torch.Tensor,
+    representation: str = "logits",
+    batch_size: int = 512,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Each variant's representation of ``images``: ``logits`` (N, classes; the paper's F(x)) or ``features``
+    (N, D; the penultimate layer, the head's input)."""
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"unknown representation {representation!r}; known: {', '.join(REPRESENTATIONS)}")
+    if representation == "logits":
+        return embed_logits(models, images, batch_size, progress)
+    return {
+        variant: predict_features(model, images, batch_size).numpy()
+        for variant, model in tqdm(models.items(), desc="features", disable=not progress, unit="variant")
+    }
+
+
+def procrustes_align(reference: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``points`` (N, 2) rotated, reflected, scaled and shifted onto ``reference`` (N, 2), row i onto row i
+    (orthogonal Procrustes, least squares)."""
+    from scipy.linalg import orthogonal_procrustes
+
+    ref_mean, pts_mean = reference.mean(0), points.mean(0)
+    a, b = reference - ref_mean, points - pts_mean
+    if not np.any(b) or not np.any(a):
+        return b + ref_mean
+    rotation, singular_sum = orthogonal_procrustes(b, a)
+    scale = singular_sum / float((b**2).sum())
+    return scale * b @ rotation + ref_mean
+
+
+def shared_projection(
+    representations: dict[str, np.ndarray], method: str = "pca", seed: int = 0, align: str = "union"
+) -> dict[str, np.ndarray]:
+    """One 2-D map for several variants' representations of the same images, so their panels compare.
+
+    ``union``: a single projection fitted on every variant's points stacked (the representations must share their
+    dimension and meaning, as logits do: coordinate k is class k); ``procrustes``: each variant projected on its own,
+    then aligned onto the first by orthogonal Procrustes over the matching images (for penultimate features, whose
+    bases differ from network to network).
+    """
+    if align not in ALIGNMENTS:
+        raise ValueError(f"unknown alignment {align!r}; known: {', '.join(ALIGNMENTS)}")
+    names = list(representations)
+    if not names:
+        return {}
+    sizes = {len(representations[n]) for n in names}
+    if len(sizes) != 1:
+        raise ValueError(f"the variants' representations cover different numbers of images: {sorted(sizes)}")
+    n = sizes.pop()
+    if align == "union":
+        dims = {np.asarray(representations[v]).shape[1] for v in names}
+        if len(dims) != 1:
+            raise ValueError(f"a union projection needs one dimension, got {sorted(dims)}: use align='procrustes'")
+        xy = project(np.concatenate([np.asarray(representations[v]) for v in names]), method, seed)
+        return {v: xy[i * n : (i + 1) * n] for i, v in enumerate(names)}
+    maps = {v: project(representations[v], method, seed) for v in names}
+    first = maps[names[0]]
+    return {v: first if i == 0 else procrustes_align(first, maps[v]) for i, v in enumerate(names)}
+
+
+# ----------------------------------------------------------------------------- several anchors
+
+
+def anchored_set(
+    dataset_images: torch.Tensor,
+    labels: torch.Tensor,
+    anchors: Sequence[tuple[str, torch.Tensor, int, int]],
+    n_same_class: int = 200,
+    kinds: Sequence[str] = KINDS,
+    levels: Sequence[int] = (1, 2, 3, 4),
+    seed: int = 0,
+) -> tuple[torch.Tensor, pd.DataFrame]:
+    """I_visualize for several anchors at once: each anchor, its perturbations at every kind x level, and up to
+    ``n_same_class`` test images of each anchor's neighbourhood class (a seeded sample per class, shared by the
+    anchors of that class, never an anchor itself).
+
+    ``anchors``: (name, image (3, H, W), neighbourhood class, data set index or -1 for an upload). Returns the images
+    and a table with role, kind, level, dataset_index, anchor (the anchor's name; "" for same-class images) and
+    label (the neighbourhood class).
+    """
+    labels = torch.as_tensor(labels).cpu()
+    anchor_indices = {int(a[3]) for a in anchors if int(a[3]) >= 0}
+    parts: list[torch.Tensor] = []
+    meta: list[dict] = []
+    for name, image, label, index in anchors:
+        original = torch.as_tensor(image, dtype=torch.float32).reshape(1, *image.shape[-3:])
+        parts.append(original)
+        meta.append({"role": "original", "kind": "none", "level": 0, "dataset_index": int(index), "anchor": name,
+                     "label": int(label)})  # fmt: skip
+        for kind in kinds:
+            for level in levels:
+                parts.append(perturb(original, kind, level))
+                meta.append({"role": "perturbed", "kind": kind, "level": int(level), "dataset_index": int(index),
+                             "anchor": name, "label": int(label)})  # fmt: skip
+    for label in dict.fromkeys(int(a[2]) for a in anchors):
+        others = torch.nonzero(labels == label).flatten()
+        others = others[~torch.isin(others, torch.tensor(sorted(anchor_indices), dtype=others.dtype))]
+        gen = torch.Generator().manual_seed(seed + label)
+        chosen = others[torch.randperm(len(others), generator=gen)[:n_same_class]].sort().values
+        if len(chosen):
+            parts.append(dataset_images[chosen.to(dataset_images.device)].cpu())
+        meta += [{"role": "same_class", "kind": "none", "level": 0, "dataset_index": int(i), "anchor": "",
+                  "label": label} for i in chosen]  # fmt: skip
+    columns = [*META_COLUMNS, "anchor", "label"]
+    if not parts:
+        return torch.zeros(0, 3, 1, 1), pd.DataFrame(columns=columns)
+    return torch.cat(parts), pd.DataFrame(meta, columns=columns)
+
+
+def anchored_ranks(logits: np.ndarray | torch.Tensor, meta: pd.DataFrame) -> pd.DataFrame:
+    """``neighbour_ranks`` for every anchor of an ``anchored_set``: each anchor's perturbed copies ranked among the
+    same-class images of its neighbourhood class. Columns: anchor, kind, level, rank, n_candidates."""
+    z = np.asarray(logits)
+    frames = []
+    for name in dict.fromkeys(meta.loc[meta["role"] == "original", "anchor"]):
+        own = meta["anchor"] == name
+        label = int(meta.loc[own & (meta["role"] == "original"), "label"].iloc[0])
+        rows = np.flatnonzero(own.to_numpy() | ((meta["role"] == "same_class") & (meta["label"] == label)).to_numpy())
+        r = neighbour_ranks(z[rows], meta.iloc[rows].reset_index(drop=True))
+        r.insert(0, "anchor", name)
+        frames.append(r)
+    if not frames:
+        return pd.DataFrame(columns=["anchor", "kind", "level", "rank", "n_candidates"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def nearest_neighbours(representation: np.ndarray, row: int, k: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows nearest to ``row`` (itself excluded) by squared L2 in ``representation`` (DS for logits),
+    nearest first: (rows, squared distances)."""
+    z = np.asarray(representation, dtype=np.float64)
+    d = ((z - z[int(row)]) ** 2).sum(1)
+    d[int(row)] = np.inf
+    order = np.argsort(d, kind="stable")[: max(0, min(k, len(z) - 1))]
+    return order, d[order]
+
+
+# ----------------------------------------------------------------------------- the whole test set
+
+
+def place_by_neighbours(new: np.ndarray, reference: np.ndarray, reference_xy: np.ndarray, k: int = 10) -> np.ndarray:
+    """2-D positions for points outside a fitted map (t-SNE has no transform): the inverse-distance weighted mean of
+    the map positions of their ``k`` nearest reference points in the representation."""
+    new, reference = np.asarray(new, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if len(new) == 0:
+        return np.zeros((0, 2))
+    k = max(1, min(k, len(reference)))
+    out = np.empty((len(new), 2))
+    for i, z in enumerate(new):
+        d = ((reference - z) ** 2).sum(1)
+        near = np.argpartition(d, k - 1)[:k]
+        w = 1.0 / (np.sqrt(d[near]) + 1e-9)
+        out[i] = (w[:, None] * reference_xy[near]).sum(0) / w.sum()
+    return out
+
+
+def whole_set_representations(
+    models: dict[str, nn.Module],
+    images: torch.Tensor,
+    representation: str = "logits",
+    batch_size: int = 512,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per variant: ``rep`` (N, D) float32 in ``representation`` and ``pred`` (N,) predicted classes, with
+    ``progress(fraction, text)`` called per variant (10,000 images: ~8 s per variant on two CPU cores)."""
+    out = {}
+    names = list(models)
+    for i, (variant, model) in enumerate(models.items()):
+        if progress:
+            progress(i / max(1, len(names)), f"{representation} of {len(images)} images: {variant}")
+        logits = predict_logits(model, images, batch_size)
+        rep = logits if representation == "logits" else predict_features(model, images, batch_size)
+        out[variant] = {"rep": rep.numpy().astype(np.float32), "pred": logits.argmax(1).numpy().astype(np.int64)}
+    if progress:
+        progress(1.0, "done")
+    return out
+
+
+WHOLE_SET_FORMAT = 1
+
+
+def whole_set_key(checkpoint_hashes: dict[str, str], dataset: str, n_images: int, representation: str, *extra) -> str:
+    """Cache key of a whole-set computation: the variants' checkpoint sha256s (so a retrained zoo misses), the data
+    set, its size, the representation and anything else that changes the result (method, seed)."""
+    import hashlib
+    import json
+
+    text = json.dumps([WHOLE_SET_FORMAT, sorted(checkpoint_hashes.items()), dataset, int(n_images), representation,
+                       [str(e) for e in extra]])  # fmt: skip
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
+    """Arrays saved by ``save_arrays``, or None when the file is absent or unreadable (then recomputed)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays to ``path`` (.npz) atomically: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def whole_set_map(
+    data: dict[str, dict[str, np.ndarray]],
+    method: str = "pca",
+    seed: int = 0,
+    align: str = "union",
+    extras: dict[str, np.ndarray] | None = None,
+    fitted: dict[str, np.ndarray] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """2-D maps of the whole test set for every variant of ``data`` (from ``whole_set_representations``), shared
+    across variants, and the positions of ``extras`` (per variant, (M, D): e.g. perturbed copies of anchors).
+
+    PCA is fitted here on the test set and the extras together (a fraction of a second for 10,000 points).
+    t-SNE and UMAP (~40 s per variant on 10,000 points) take their test-set map from ``fitted`` (precomputed once:
+    ``shared_projection(..., align="procrustes")``) and place the extras by their nearest test images
+    (``place_by_neighbours``). Returns (test-set xy per variant, extras' xy per variant).
+    """
+    names = list(data)
+    extras = extras or {}
+    if method == "pca":
+        reps = {v: np.concatenate([data[v]["rep"], extras[v]]) if v in extras else data[v]["rep"] for v in names}
+        if len({len(r) for r in reps.values()}) != 1:
+            raise ValueError("extras must be given for every variant or none")
+        xy = shared_projection(reps, "pca", seed, align)
+        n = len(data[names[0]]["rep"]) if names else 0
+        return {v: xy[v][:n] for v in names}, {v: xy[v][n:] for v in names if v in extras}
+    if fitted is None:
+        raise ValueError(f"{method} of the whole set must be precomputed (fitted=...)")
+    placed = {v: place_by_neighbours(extras[v], data[v]["rep"], fitted[v]) for v in names if v in extras}
+    return {v: fitted[v] for v in names}, placed

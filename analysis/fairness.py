@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.transfer import memo_loader, registered_dataset, run_training
-from models.data import COLOUR_BIAS_COLOURS, DATASETS
+from analysis.transfer import run_training
+from models.data import COLOUR_BIAS_COLOURS, DATASETS, ImageDataset
 from models.evaluation import predict_logits
 from models.objectives import VARIANTS
 from models.train import TrainConfig
@@ -55,16 +55,19 @@ def background_colours(images: torch.Tensor) -> np.ndarray:
 
 
 def colour_bias_loader(source: str, train_limit: int | None = None, test_limit: int | None = None):
-    """A memoised loader of the colour-bias set over ``source`` (the first ``train_limit`` / ``test_limit``
-    images of each split; the 95/5 colours are assigned within them)."""
+    """A loader ``(split) -> ImageDataset`` of the colour-bias set over ``source`` (the first ``train_limit`` /
+    ``test_limit`` images of each split; the 95/5 colours are assigned within them), each split loaded once."""
     if source not in SOURCES:
         raise ValueError(f"colour-bias source must be one of {', '.join(SOURCES)}, got {source!r}")
+    cache: dict[str, ImageDataset] = {}
 
-    def load(split: str, root=None, **_):
-        limit = train_limit if split == "train" else test_limit
-        return DATASETS["colour-bias"](split, root, source=source, **({"limit": limit} if limit else {}))
+    def load(split: str) -> ImageDataset:
+        if split not in cache:
+            limit = train_limit if split == "train" else test_limit
+            cache[split] = DATASETS["colour-bias"](split, None, source=source, **({"limit": limit} if limit else {}))
+        return cache[split]
 
-    return memo_loader(load)
+    return load
 
 
 def fairness_table(
@@ -88,6 +91,7 @@ def fairness_table(
     pgd_steps: int = 3,
     pgd_step: float | None = None,
     device: str = "auto",
+    threads: int | None = 1,
 ) -> pd.DataFrame:
     """Train each variant from scratch on the colour-bias training split, per seed, and score it (Table 4).
 
@@ -95,7 +99,8 @@ def fairness_table(
     them). ``preset`` (default "scratch": SGD, lr 0.05, cosine, 100 warm-up steps) can be adjusted with ``lr`` and
     ``warmup_steps`` (short runs need fewer warm-up steps). Runs go to ``out_dir/<variant>/seed-<seed>``.
     ``val_acc`` is the accuracy at the end of training on ``val_size`` images held out of the (95% red) training
-    split: the training distribution (with ``val_size=0``, on the training images themselves).
+    split: the training distribution (with ``val_size=0``, on the training images themselves). ``threads`` fixes
+    torch's thread count during each run, so the same command, seeds and thread count give the same numbers.
 
     Columns: variant, seed, test_acc, test_acc_red, test_acc_blue (NaN when a colour is absent), n_red, n_blue
     (test images per background colour), val_acc, train_seconds.
@@ -109,48 +114,25 @@ def fairness_table(
     colours = background_colours(test.images)
     labels = test.labels.numpy()
     rows = []
-    alias = f"colour-bias-{source}@fairness-{os.getpid()}-{id(rows)}"
-    with registered_dataset(alias, loader):
-        total, done = len(variants) * len(seeds), 0
-        for variant in variants:
-            for seed in seeds:
-                done += 1
-                if progress:
-                    print(f"[fairness {done}/{total}] {variant}, seed {seed}", flush=True)
-                cfg = TrainConfig(
-                    variant=variant,
-                    dataset=alias,
-                    network=network,
-                    width=width,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    preset=preset,
-                    lr=lr,
-                    warmup_steps=warmup_steps,
-                    alpha=alpha,
-                    pgd_eps=EPS,
-                    pgd_steps=pgd_steps,
-                    pgd_step=pgd_step if pgd_step is not None else 2.5 * EPS / max(1, pgd_steps),
-                    val_size=val_size,
-                    eval_pgd_subset=0,
-                    eval_test=False,
-                    seed=int(seed),
-                    device=device,
-                    out=str(out_dir / variant / f"seed-{seed}"),
-                )
-                metrics, model, seconds = run_training(cfg, progress=progress)
-                pred = predict_logits(model, test.images).argmax(1).numpy()
-                correct = pred == labels
-                row = {
-                    "variant": variant,
-                    "seed": int(seed),
-                    "test_acc": float(correct.mean()),
-                    "val_acc": float(metrics.get("val_clean_acc", np.nan)),
-                    "train_seconds": round(seconds, 2),
-                }
-                for name in ("red", "blue"):
-                    sel = colours == name
-                    row[f"test_acc_{name}"] = float(correct[sel].mean()) if sel.any() else float("nan")
-                    row[f"n_{name}"] = int(sel.sum())
-                rows.append(row)
+    train_set = loader("train")
+    jobs = [(v, seed) for v in variants for seed in seeds]
+    for done, (variant, seed) in enumerate(jobs, 1):
+        if progress:
+            print(f"[fairness {done}/{len(jobs)}] {variant}, seed {seed}", flush=True)
+        cfg = TrainConfig(
+            variant=variant, dataset="colour-bias", network=network, width=width, epochs=epochs,
+            batch_size=batch_size, preset=preset, lr=lr, warmup_steps=warmup_steps, alpha=alpha, pgd_eps=EPS,
+            pgd_steps=pgd_steps, pgd_step=pgd_step if pgd_step is not None else 2.5 * EPS / max(1, pgd_steps),
+            val_size=val_size, eval_pgd_subset=0, eval_test=False, seed=int(seed), device=device,
+            out=str(out_dir / variant / f"seed-{seed}"), num_threads=threads,
+        )  # fmt: skip
+        metrics, model, seconds = run_training(cfg, progress=progress, data=train_set)
+        correct = predict_logits(model, test.images).argmax(1).numpy() == labels
+        row = {"variant": variant, "seed": int(seed), "test_acc": float(correct.mean()),
+               "val_acc": float(metrics.get("val_clean_acc", np.nan)), "train_seconds": round(seconds, 2)}  # fmt: skip
+        for name in ("red", "blue"):
+            sel = colours == name
+            row[f"test_acc_{name}"] = float(correct[sel].mean()) if sel.any() else float("nan")
+            row[f"n_{name}"] = int(sel.sum())
+        rows.append(row)
     return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)

@@ -1,13 +1,18 @@
-"""Semantic probes (paper 4.3, DESIGN section 5): transformations that destroy an image's semantics but keep
+"""Semantic probes (paper 4.3): transformations that destroy an image's semantics but keep
 low-level statistics. A model that stays accurate on them relies on non-semantic cues.
 
 * ``channel_translate``: R shifted down-right by N pixels, G by N//2, B kept, wrapping around (Fig. 5);
 * ``randomise_centre``: the pixels of the central square covering a fraction of the area shuffled (Fig. 7);
 * ``sliding_puzzle``: the image cut into k x k tiles whose positions are permuted (Fig. 9).
 
-Every probe is a deterministic function of a batch (seeded where random). A random probe draws **one**
-permutation per call, shared by all images of the batch: so its result does not depend on how a data set is
-split into batches, and it can be passed as the ``transform`` of ``models.evaluation.accuracy``.
+Every probe is a deterministic function of a batch (seeded where random). ``randomise_centre`` draws one
+permutation per call, shared by the batch. ``sliding_puzzle`` with ``per_image=True`` (what ``probe_table`` uses)
+draws one permutation **per image**, seeded by the seed and the image's index in the whole set (``first_index`` +
+its position in the batch): a single shared permutation would make the result hinge on one draw, and the result
+still does not depend on how the set is split into batches.
+
+At 32x32 the smallest channel translation (1/32: R by 1 pixel) rounds G's shift to 0 pixels;
+``channel_shifts`` says so and the report prints it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.evaluation import accuracy
+from models.evaluation import correct_per_image
 
 
 def channel_translate(images: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -69,27 +74,49 @@ def tile_permutation(k: int, seed: int = 0) -> torch.Tensor:
             return perm
 
 
-def sliding_puzzle(images: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image ``index``'s own permutation under probe seed ``seed``."""
+    return seed * 1_000_003 + index
+
+
+def sliding_puzzle(
+    images: torch.Tensor, k: int, seed: int = 0, per_image: bool = False, first_index: int = 0
+) -> torch.Tensor:
     """Cut the image into a k x k grid of tiles and rearrange them: output tile ``i`` is input tile ``perm[i]``
-    (``perm = tile_permutation(k, seed)``, never the identity). Tiles are ``(H // k, W // k)``; when a side is
+    (``perm = tile_permutation(k, seed)``, never the identity; with ``per_image`` image j of the batch uses
+    ``tile_permutation(k, image_seed(seed, first_index + j))``). Tiles are ``(H // k, W // k)``; when a side is
     not divisible by k the remaining bottom rows / right columns are left unchanged."""
-    *lead, height, width = images.shape
+    *lead, channels, height, width = images.shape
     th, tw = height // k, width // k
     if th == 0 or tw == 0:
         raise ValueError(f"cannot cut a {height}x{width} image into {k}x{k} tiles")
-    perm = tile_permutation(k, seed).to(images.device)
-    grid = images[..., : k * th, : k * tw].reshape(*lead, k, th, k, tw).transpose(-3, -2)
-    tiles = grid.reshape(*lead, k * k, th, tw)[..., perm, :, :]
-    out = images.clone()
-    out[..., : k * th, : k * tw] = tiles.reshape(*lead, k, k, th, tw).transpose(-3, -2).reshape(*lead, k * th, k * tw)
-    return out
+    flat = images.reshape(-1, channels, height, width)
+    n = flat.shape[0]
+    if per_image:
+        perms = torch.stack([tile_permutation(k, image_seed(seed, first_index + j)) for j in range(n)])
+    else:
+        perms = tile_permutation(k, seed).expand(n, k * k)
+    perms = perms.to(images.device)
+    grid = flat[..., : k * th, : k * tw].reshape(n, channels, k, th, k, tw).permute(0, 2, 4, 1, 3, 5)
+    tiles = grid.reshape(n, k * k, channels, th, tw)[torch.arange(n, device=images.device)[:, None], perms]
+    out = flat.clone()
+    out[..., : k * th, : k * tw] = (
+        tiles.reshape(n, k, k, channels, th, tw).permute(0, 3, 1, 4, 2, 5).reshape(n, channels, k * th, k * tw)
+    )
+    return out.reshape(*lead, channels, height, width)
+
+
+def channel_shifts(fraction: float, side: int) -> tuple[int, int]:
+    """Pixels R and G move under ``channel_translate`` at ``fraction`` on a ``side``-pixel image."""
+    n = round(fraction * side)
+    return n, n // 2
 
 
 @dataclass(frozen=True)
 class Probe:
-    """A probe, its paper levels and their display labels. ``apply(images, level, seed)``."""
+    """A probe, its paper levels and their display labels. ``apply(images, level, seed, first_index)``."""
 
-    apply: Callable[[torch.Tensor, float, int], torch.Tensor]
+    apply: Callable[[torch.Tensor, float, int, int], torch.Tensor]
     levels: tuple[float, ...]
     labels: tuple[str, ...]
     description: str
@@ -97,24 +124,90 @@ class Probe:
 
 PROBES: dict[str, Probe] = {
     "channel_translation": Probe(
-        lambda x, level, seed: channel_translate(x, level),
+        lambda x, level, seed, first: channel_translate(x, level),
         (1 / 32, 1 / 16, 1 / 8, 1 / 4),
         ("1/32", "1/16", "1/8", "1/4"),
         "R shifted down-right by N = level x side pixels, G by N/2, wrapping (paper 4.3.1)",
     ),
     "randomised_centre": Probe(
-        lambda x, level, seed: randomise_centre(x, level, seed),
+        lambda x, level, seed, first: randomise_centre(x, level, seed),
         (0.25, 0.5, 0.75, 1.0),
         ("25%", "50%", "75%", "100%"),
         "pixels of the central square covering this share of the area shuffled (paper 4.3.2)",
     ),
     "sliding_puzzle": Probe(
-        lambda x, level, seed: sliding_puzzle(x, int(level), seed),
+        lambda x, level, seed, first: sliding_puzzle(x, int(level), seed, True, first),
         (2, 4, 8),
         ("2x2", "4x4", "8x8"),
-        "image cut into k x k tiles, tiles permuted (paper 4.3.3)",
+        "image cut into k x k tiles, tiles permuted, one seeded permutation per image (paper 4.3.3)",
     ),
 }
+
+
+def probe_correct(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, probe: Probe, level: float, seed: int,
+    batch_size: int,
+) -> torch.Tensor:  # fmt: skip
+    """Per image (bool): correct on the probed image (each batch told where it starts in ``images``)."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size]
+        out.append(correct_per_image(model, probe.apply(x, level, seed, start), labels[start : start + batch_size],
+                                     batch_size))  # fmt: skip
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def level_detail(name: str, level: float, side: int) -> str:
+    """What a level does in pixels where that matters (channel translation: R and G shifts)."""
+    if name != "channel_translation":
+        return ""
+    r, g = channel_shifts(level, side)
+    return f"R {r} px, G {g} px" + (" (G rounds to 0: not shifted)" if g == 0 else "")
+
+
+def probe_tables(
+    models: dict[str, nn.Module],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    probes: Sequence[str] = tuple(PROBES),
+    seed: int = 0,
+    batch_size: int = 512,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accuracy of every variant on every probe level (paper Fig. 6, 8, 10), and per-image correctness.
+
+    Each probe's curve starts with the clean accuracy as level 0, label "clean". Returns (table, per_image):
+    table columns variant, probe, level, level_label, accuracy, n_images, detail; per_image columns variant, probe,
+    level_label, image, correct.
+    """
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown:
+        raise ValueError(f"unknown probe(s) {', '.join(unknown)}; known: {', '.join(PROBES)}")
+    labels = torch.as_tensor(labels).cpu()
+    rows, per_image = [], []
+    side = min(images.shape[-2:])
+    total = len(models) * (1 + sum(len(PROBES[p].levels) for p in probes))
+    bar = tqdm(total=total, desc="probes", disable=not progress, unit="cell")
+    for variant, model in models.items():
+        clean = correct_per_image(model, images, labels, batch_size)
+        bar.update(1)
+        for name in probes:
+            probe = PROBES[name]
+            cells = [(0, "clean", clean)]
+            for level, label in zip(probe.levels, probe.labels, strict=True):
+                bar.set_postfix_str(f"{variant} {name} {label}")
+                cells.append((level, label, probe_correct(model, images, labels, probe, level, seed, batch_size)))
+                bar.update(1)
+            for level, label, ok in cells:
+                detail = "" if label == "clean" else level_detail(name, level, side)
+                rows.append({"variant": variant, "probe": name, "level": level, "level_label": label,
+                             "accuracy": float(ok.float().mean()) if len(ok) else float("nan"),
+                             "n_images": len(ok), "detail": detail})  # fmt: skip
+                per_image.append(pd.DataFrame({"variant": variant, "probe": name, "level_label": label,
+                                               "image": range(len(ok)), "correct": ok.numpy()}))  # fmt: skip
+    bar.close()
+    table = pd.DataFrame(rows, columns=["variant", "probe", "level", "level_label", "accuracy", "n_images", "detail"])
+    return table, (pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame())
 
 
 def probe_table(
@@ -126,31 +219,6 @@ def probe_table(
     batch_size: int = 512,
     progress: bool = False,
 ) -> pd.DataFrame:
-    """Accuracy of every variant on every probe level (paper Fig. 6, 8, 10).
-
-    Each probe's curve starts with the clean accuracy as level 0, label "clean". Columns: variant, probe,
-    level, level_label, accuracy.
-    """
-    unknown = [p for p in probes if p not in PROBES]
-    if unknown:
-        raise ValueError(f"unknown probe(s) {', '.join(unknown)}; known: {', '.join(PROBES)}")
-    rows = []
-    total = len(models) * (1 + sum(len(PROBES[p].levels) for p in probes))
-    bar = tqdm(total=total, desc="probes", disable=not progress, unit="cell")
-    for variant, model in models.items():
-        clean = accuracy(model, images, labels, batch_size)
-        bar.update(1)
-        for name in probes:
-            probe = PROBES[name]
-            rows.append({"variant": variant, "probe": name, "level": 0, "level_label": "clean", "accuracy": clean})
-            for level, label in zip(probe.levels, probe.labels, strict=True):
-                bar.set_postfix_str(f"{variant} {name} {label}")
-
-                def transform(x: torch.Tensor, probe: Probe = probe, level: float = level) -> torch.Tensor:
-                    return probe.apply(x, level, seed)
-
-                acc = accuracy(model, images, labels, batch_size, transform=transform)
-                rows.append({"variant": variant, "probe": name, "level": level, "level_label": label, "accuracy": acc})
-                bar.update(1)
-    bar.close()
-    return pd.DataFrame(rows, columns=["variant", "probe", "level", "level_label", "accuracy"])
+    """The accuracy table of ``probe_tables`` (columns variant, probe, level, level_label, accuracy, n_images,
+    detail)."""
+    return probe_tables(models, images, labels, probes, seed, batch_size, progress)[0]

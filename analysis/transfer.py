@@ -3,16 +3,20 @@
 The paper fine-tunes its four CIFAR-100 ResNet18s on CIFAR-10, SVHN and MNIST and finds the continuity-constrained
 ones a little more accurate. Here each variant's checkpoint initialises ``models.train.train`` on the target's
 training split (``variant="standard"``: plain cross-entropy, every layer trained); the classification head is
-re-initialised (``fresh_head=True``, the usual transfer practice; with ``fresh_head=False`` it is kept when the
-class counts agree, and re-initialised by ``models.train.load_init_weights`` when they differ). The fine-tuned
-network is then scored on the target's test split (the first ``test_limit`` images of a seeded permutation, or
-all of them).
+re-initialised (``fresh_head=True``, seeded by the run's seed, the usual transfer practice; with
+``fresh_head=False`` it is kept when the class counts agree, and re-initialised by
+``models.train.load_init_weights`` when they differ). The fine-tuned network is then scored on the target's
+test split (the first ``test_limit`` images of a seeded permutation, or all of them).
 
 Built-in targets need no files (``digits``, ``fashion-mnist``); on-disk ones are named through ``roots``
 (``{"cifar10": "/data/cifar"}``, ``{"svhn": ...}``, ``{"mnist": ...}``), and every name in ``roots`` is a target.
 
-Each target's splits are loaded once per call (``registered_dataset`` + ``memo_loader``: the training runs read the
-in-memory copy through a temporary alias in ``models.data.DATASETS``, removed again when the call returns).
+Each target's splits are loaded once per call and handed to ``models.train.train(cfg, data=...)`` in memory.
+
+A target with the source's classes (``fashion-mnist`` for a zoo trained on ``fashion-mnist-m``: the same garments
+with the backgrounds removed) is not a transfer to a new task but a **domain-shift** test; the ``kind`` column
+says which (``target_kind``). Runs use a fixed number of torch threads (``threads``, default 1): the same command,
+seeds and thread count give the same numbers.
 """
 
 from __future__ import annotations
@@ -21,9 +25,8 @@ import contextlib
 import io
 import math
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +42,21 @@ from models.checkpoints import (
     load_model,
     read_zoo_manifest,
 )
-from models.data import DATASETS, ImageDataset, load_dataset
+from models.data import ImageDataset, load_dataset
 from models.evaluation import accuracy
 from models.train import FINAL_FILE, TrainConfig, pick_device, train
 
-TRANSFER_COLUMNS = ["variant", "target", "seed", "test_acc", "n_train", "n_test", "epochs", "train_seconds"]
+TRANSFER_COLUMNS = ["variant", "target", "kind", "seed", "test_acc", "n_train", "n_test", "epochs", "train_seconds"]
+TRANSFER, DOMAIN_SHIFT = "transfer (new classes)", "domain shift (same classes)"
 DEFAULT_TARGETS: tuple[str, ...] = ("digits", "fashion-mnist")
 
-_REGISTRY_LOCK = threading.Lock()
-
-
 # ----------------------------------------------------------------------------- shared helpers (fairness, report)
+
+
+def target_kind(target_classes: Sequence[str], source_classes: Sequence[str] | None) -> str:
+    """``DOMAIN_SHIFT`` when the target has the source's classes (same names, same order), else ``TRANSFER``."""
+    same = source_classes is not None and list(target_classes) == list(source_classes)
+    return DOMAIN_SHIFT if same else TRANSFER
 
 
 def variant_paths(source: Zoo | Mapping[str, Any] | str | os.PathLike) -> dict[str, Path]:
@@ -62,48 +69,6 @@ def variant_paths(source: Zoo | Mapping[str, Any] | str | os.PathLike) -> dict[s
     if (folder / ZOO_MANIFEST).is_file():
         return {v: folder / item["file"] for v, item in read_zoo_manifest(folder)["variants"].items()}
     raise TypeError(f"expected a Zoo, a zoo folder or a mapping variant -> checkpoint path, got {source!r}")
-
-
-def memo_loader(
-    base: str | Callable[..., ImageDataset],
-    root: str | os.PathLike | None = None,
-    limits: Mapping[str, int | None] | None = None,
-    **kwargs: Any,
-) -> Callable[..., ImageDataset]:
-    """A loader for ``models.data.DATASETS`` that loads each split once and then serves it from memory.
-
-    ``base`` is a registered data set name or a function ``(split, root, **kwargs) -> ImageDataset``; ``limits``
-    maps a split to the number of images kept (the first n); ``kwargs`` go to the base loader (e.g.
-    ``source="digits"`` for colour-bias). The returned loader ignores the keyword arguments ``load_dataset`` adds
-    (cache_dir, seed, image_size): the data are whatever the first call loaded.
-    """
-    cache: dict[str, ImageDataset] = {}
-    limits = dict(limits or {})
-
-    def loader(split: str = "train", _root: Any = None, **_: Any) -> ImageDataset:
-        if split not in cache:
-            fn = DATASETS[base] if isinstance(base, str) else base
-            data = fn(split, root, **kwargs)
-            n = limits.get(split)
-            cache[split] = data if not n or n >= len(data) else data.subset(torch.arange(n))
-        return cache[split]
-
-    return loader
-
-
-@contextlib.contextmanager
-def registered_dataset(name: str, loader: Callable[..., ImageDataset]) -> Iterator[str]:
-    """Register ``loader`` as data set ``name`` for the duration of the block (so ``train`` can load it by name),
-    then remove it: the registry other code iterates over is left as it was."""
-    with _REGISTRY_LOCK:
-        if name in DATASETS:
-            raise ValueError(f"data set name {name!r} is already registered")
-        DATASETS[name] = loader
-    try:
-        yield name
-    finally:
-        with _REGISTRY_LOCK:
-            DATASETS.pop(name, None)
 
 
 def seeded_subset(data: ImageDataset, limit: int | None, seed: int = 0) -> ImageDataset:
@@ -124,18 +89,20 @@ def keep_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_training(cfg: TrainConfig, progress: bool = False) -> tuple[dict[str, Any], torch.nn.Module, float]:
-    """``train(cfg)``, then load the finished model; returns (metrics, model in eval mode, seconds).
+def run_training(
+    cfg: TrainConfig, progress: bool = False, data: ImageDataset | None = None
+) -> tuple[dict[str, Any], torch.nn.Module, float]:
+    """``train(cfg, data=data)``, then load the finished model; returns (metrics, model in eval mode, seconds).
 
     Without ``progress`` the training loop's own printing (per-epoch JSON lines, the --init notice) is swallowed.
+    Ctrl-C / SIGTERM during training raise ``models.runs.TrainingInterrupted`` (a KeyboardInterrupt), never an
+    ordinary exception that a caller's ``except Exception`` would record as a failure.
     """
     t0 = time.perf_counter()
     quiet = contextlib.nullcontext() if progress else _silenced()
     with keep_threads(), quiet:
-        metrics = train(cfg, progress=progress)
+        metrics = train(cfg, progress=progress, data=data, raise_on_interrupt=True)
     seconds = time.perf_counter() - t0
-    if metrics.get("interrupted"):
-        raise RuntimeError(f"training in {cfg.out} was interrupted")
     model, _ = load_model(Path(cfg.out) / FINAL_FILE, pick_device(cfg.device))
     return metrics, model, seconds
 
@@ -147,10 +114,18 @@ def _silenced() -> Iterator[None]:
         yield
 
 
-def _headless_copy(path: Path, out: Path) -> Path:
-    """A copy of checkpoint ``path`` without the classification head, so fine-tuning starts with a fresh head."""
+def _headless_copy(path: Path, out: Path, seed: int = 0) -> Path:
+    """A copy of checkpoint ``path`` whose classification head is freshly initialised (seeded), so fine-tuning
+    starts with a new head; every other weight is the checkpoint's."""
+    from models.networks import create_network
+
     ckpt = load_checkpoint(path)
-    ckpt["model"] = {k: v for k, v in ckpt["model"].items() if not k.startswith("head.")}
+    spec = dict(ckpt["network"])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        fresh = create_network(spec.pop("name"), spec.pop("num_classes"), spec.pop("width", None), **spec)
+    heads = {k: v for k, v in fresh.state_dict().items() if k.startswith("head.")}
+    ckpt["model"] = {k: heads.get(k, v) for k, v in ckpt["model"].items()}
     ckpt.pop("training_state", None)
     atomic_torch_save(ckpt, out)
     return out
@@ -179,6 +154,8 @@ def transfer_table(
     fresh_head: bool = True,
     device: str = "auto",
     variants: Sequence[str] | None = None,
+    source_classes: Sequence[str] | None = None,
+    threads: int | None = 1,
 ) -> pd.DataFrame:
     """Fine-tune every variant on every target, once per seed, and score it on the target's test split (Table 3).
 
@@ -189,68 +166,46 @@ def transfer_table(
     ``out_dir/<target>/<variant>/seed-<seed>``.
     ``min_steps`` raises the epochs of a small target so that a run takes at least that many optimiser steps.
 
-    Columns: variant, target, seed, test_acc (in [0, 1]), n_train (images trained on), n_test, epochs (as run),
-    train_seconds.
+    ``train_limit=None`` trains on the whole training split. ``source_classes`` (the zoo's) decide each target's
+    ``kind`` (``target_kind``); ``threads`` fixes torch's thread count during each run (None: leave it).
+
+    Columns: variant, target, kind, seed, test_acc (in [0, 1]), n_train (images trained on), n_test, epochs (as
+    run), train_seconds.
     """
     paths = variant_paths(zoo_or_models_with_paths)
     if variants is not None:
         paths = {v: paths[v] for v in variants}
     roots = dict(roots or {})
     all_targets = list(dict.fromkeys([*targets, *roots]))
-    out_dir = Path(out_dir)
     specs = {v: load_checkpoint(p)["network"] for v, p in paths.items()}
     rows = []
-    total = len(all_targets) * len(paths) * len(seeds)
-    done = 0
-    for target in all_targets:
-        root = roots.get(target)
-        test = seeded_subset(load_dataset(target, "test", root), test_limit)
-        alias = f"{target}@transfer-{os.getpid()}-{id(rows)}"
-        with registered_dataset(alias, memo_loader(target, root)):
-            n_train = min(train_limit or 10**12, len(DATASETS[alias]("train")))
-            n_train -= min(val_size, n_train // 5) if val_size else 0
-            run_epochs = max(float(epochs), min_steps / math.ceil(n_train / batch_size))
-            for variant, path in paths.items():
-                init = path
-                if fresh_head:
-                    (out_dir / target / variant).mkdir(parents=True, exist_ok=True)
-                    init = _headless_copy(path, out_dir / target / variant / "init-without-head.pt")
-                for seed in seeds:
-                    done += 1
-                    if progress:
-                        print(f"[transfer {done}/{total}] {variant} -> {target}, seed {seed}", flush=True)
-                    cfg = TrainConfig(
-                        variant="standard",
-                        dataset=alias,
-                        network=specs[variant]["name"],
-                        width=specs[variant].get("width"),
-                        epochs=run_epochs,
-                        batch_size=batch_size,
-                        preset=preset,
-                        lr=lr,
-                        warmup_steps=warmup_steps,
-                        train_limit=train_limit,
-                        val_size=val_size,
-                        eval_test=False,
-                        eval_pgd_subset=0,
-                        seed=int(seed),
-                        device=device,
-                        out=str(out_dir / target / variant / f"seed-{seed}"),
-                        init=str(init),
-                    )
-                    metrics, model, seconds = run_training(cfg, progress=progress)
-                    rows.append(
-                        {
-                            "variant": variant,
-                            "target": target,
-                            "seed": int(seed),
-                            "test_acc": accuracy(model, test.images, test.labels),
-                            "n_train": int(n_train),
-                            "n_test": len(test),
-                            "epochs": round(run_epochs, 4),
-                            "train_seconds": round(seconds, 2),
-                        }
-                    )
+    jobs = [(t, v, s) for t in all_targets for v in paths for s in seeds]
+    loaded: dict[str, tuple[ImageDataset, ImageDataset]] = {}
+    for done, (target, variant, seed) in enumerate(jobs, 1):
+        if target not in loaded:
+            root = roots.get(target)
+            loaded[target] = (load_dataset(target, "train", root), seeded_subset(load_dataset(target, "test", root),
+                                                                                  test_limit))  # fmt: skip
+        train_set, test = loaded[target]
+        n_train = min(train_limit or 10**12, len(train_set))
+        n_train -= min(val_size, n_train // 5) if val_size else 0
+        run_epochs = max(float(epochs), min_steps / math.ceil(n_train / batch_size))
+        if progress:
+            print(f"[transfer {done}/{len(jobs)}] {variant} -> {target}, seed {seed}", flush=True)
+        run_dir = Path(out_dir) / target / variant
+        run_dir.mkdir(parents=True, exist_ok=True)
+        init = _headless_copy(paths[variant], run_dir / "init-fresh-head.pt", seed) if fresh_head else paths[variant]
+        cfg = TrainConfig(
+            variant="standard", dataset=target, network=specs[variant]["name"], width=specs[variant].get("width"),
+            epochs=run_epochs, batch_size=batch_size, preset=preset, lr=lr, warmup_steps=warmup_steps,
+            train_limit=train_limit, val_size=val_size, eval_test=False, eval_pgd_subset=0, seed=int(seed),
+            device=device, out=str(run_dir / f"seed-{seed}"), init=str(init), num_threads=threads,
+        )  # fmt: skip
+        metrics, model, seconds = run_training(cfg, progress=progress, data=train_set)
+        rows.append({"variant": variant, "target": target, "kind": target_kind(test.classes, source_classes),
+                     "seed": int(seed), "test_acc": accuracy(model, test.images, test.labels),
+                     "n_train": int(n_train), "n_test": len(test), "epochs": round(run_epochs, 4),
+                     "train_seconds": round(seconds, 2)})  # fmt: skip
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
 
 

@@ -5,6 +5,7 @@ Nothing here computes; it asks :mod:`app.backend`.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,21 @@ import pandas as pd
 import streamlit as st
 
 from app import backend
-from app.uploads import ACCEPTED_EXTENSIONS, MAX_BYTES, MAX_PIXELS, UploadError, validate_image_bytes
+from app.uploads import ALLOWED_FORMATS, MAX_BYTES, MAX_PIXELS, UploadError, validate_image_bytes
+from models.objectives import VARIANT_REGISTRY
+from models.registry import FieldView
 
 DS_CAPTION = "DS = ||F(x') - F(x)||² on the logits, summed over classes; lower = more continuous."
-VARIANT_HELP = {
-    "standard": "cross-entropy only",
-    "C": "cross-entropy + α·DS(x, colour-jitter(x)): the semantic continuity constraint",
-    "ADV": "adversarial training (PGD)",
-    "ADV+C": "adversarial logit pairing: adversarial training + α·DS(x, x_adv)",
-}
+VARIANT_HELP = FieldView(VARIANT_REGISTRY, lambda v: v.help)  # name -> one-line help (a live registry view)
+ICON = Path(__file__).resolve().parent / "static" / "icon.png"  # served by this server: no request leaves it
+_MARKDOWN_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:^&="
+
+
+def md_escape(text: object) -> str:
+    """``text`` shown literally inside Streamlit Markdown: every Markdown, directive (``:red[...]``), emoji
+    shortcode and LaTeX character backslash-escaped, newlines flattened (file names, user input)."""
+    s = " ".join(str(text).split())
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in s)
 
 
 # ----------------------------------------------------------------------------- page set-up and navigation
@@ -33,10 +40,20 @@ VARIANT_HELP = {
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 
+@functools.cache
+def page_icon():
+    """The favicon, a small PNG shipped in app/static (an emoji or ``:material/...:`` icon would make the
+    browser fetch an image from a public CDN)."""
+    from PIL import Image
+
+    with Image.open(ICON) as img:
+        return img.copy()
+
+
 def setup_page() -> None:
     st.set_page_config(
         page_title="Semantic Continuity Lab",
-        page_icon=":material/biotech:",
+        page_icon=page_icon(),
         layout="wide",
         initial_sidebar_state="expanded",
         menu_items={"About": "Semantic Continuity Lab: measure and explain the semantic continuity of image "
@@ -146,9 +163,20 @@ def sidebar() -> Context:
         st.markdown(f"Device: **{device}**")
         if device == "cpu":
             st.caption("No GPU found: everything runs on the CPU.")
+        st.caption(version_caption())
     ctx = Context(path, device, handle, error, dataset_name, data_root or None)
     state["scl_context"] = ctx
     return ctx
+
+
+@functools.cache
+def version_caption() -> str:
+    """The sidebar's footer: ``Semantic Continuity Lab 0.2.0 · commit 1a2b3c4d5e6f`` (git read once per process)."""
+    from models.checkpoints import git_commit
+    from models.version import package_version
+
+    commit = git_commit()
+    return f"Semantic Continuity Lab {package_version()}" + ("" if commit == "unknown" else f" · commit {commit[:12]}")
 
 
 def context() -> Context:
@@ -251,13 +279,16 @@ def backend_preview(image: np.ndarray) -> np.ndarray:
 
 
 def upload_picker(ctx: Context, key: str) -> PickedImage | None:
-    """An uploader; the file is validated (size, format, pixels, decoding) before anything uses it."""
+    """An uploader; the file is validated (size, format, pixels, decoding) before anything uses it.
+
+    Every file reaches the validator (no ``type=`` filter in the browser), so a refused one (an SVG, a
+    text file) gets a visible error and no result of an earlier file stays on the page. Accepted uploads
+    are scored for being unlike the zoo's data (:func:`ood_notice`)."""
     handle = ctx.handle
     size = handle.image_size if handle else 32
     file = st.file_uploader(
-        f"Upload an image (PNG, JPEG, WebP, BMP or GIF; up to {MAX_BYTES // (1024 * 1024)} MB and "
+        f"Upload an image ({', '.join(ALLOWED_FORMATS)}; up to {MAX_BYTES // (1024 * 1024)} MB and "
         f"{MAX_PIXELS // 1_000_000} megapixels)",
-        type=ACCEPTED_EXTENSIONS,
         key=f"{key}_upload",
         help=f"Converted to RGB, EXIF orientation applied, shorter side resized to {size} px and centre-cropped.",
     )
@@ -274,11 +305,64 @@ def upload_picker(ctx: Context, key: str) -> PickedImage | None:
             result = exc
         st.session_state[memo_key] = memo = (file_id, result)
     result = memo[1]
+    name = md_escape(file.name)
     if isinstance(result, UploadError):
-        st.error(f"**{file.name} was not accepted.** {result}")
+        st.error(f"**{name} was not accepted.** {md_escape(result)}")
         return None
-    st.caption(f"Uploaded **{file.name}**: {result.describe()}.")
+    st.caption(f"Uploaded **{name}**: {md_escape(result.describe())}.")
+    ood_notice(ctx, result.pixels)
     return PickedImage(result.pixels, None, f"upload {file.name}", "upload")
+
+
+def classes_statement(ctx: Context) -> str | None:
+    """One line on what the zoo's models can answer: their data set and its classes."""
+    names = class_names(ctx) or class_names(ctx, load_dataset(ctx, stop=False) if ctx.dataset_name else None)
+    if not names:
+        return None
+    dataset = ctx.handle.dataset_name if ctx.handle else ctx.dataset_name
+    return (f"The zoo's models were trained on {md_escape(dataset)} and know only its {len(names)} classes: "
+            f"{md_escape(', '.join(map(str, names)))}. Any other picture is still put into one of them.")  # fmt: skip
+
+
+def ood_notice(ctx: Context, image: np.ndarray) -> dict[str, Any] | None:
+    """A clear notice when an upload is unlike the zoo's test data (``analysis.ood``: energy score, threshold
+    at the 5th percentile of the test split, computed once per zoo), with the classes the models know."""
+    statement = classes_statement(ctx)
+    if ctx.handle is None or not ctx.dataset_name:
+        if statement:
+            st.caption(statement)
+        return None
+    try:
+        res = backend.ood_assessment(ctx.handle, ctx.dataset_args, image)
+    except (backend.DatasetError, ValueError, OSError) as exc:
+        st.caption(f"No out-of-distribution check: the test split could not be loaded ({md_escape(exc)}).")
+        return None
+    below = ", ".join(res["below"]) or "none"
+    if res["flagged"]:
+        st.warning(
+            "**This image looks unlike the data the zoo was trained on** (out of distribution): its score is "
+            f"below the threshold for {md_escape(below)}. Predictions and maps below are the models' forced "
+            "answers, not evidence of what the picture shows.",
+            icon="⚠️",
+        )
+    else:
+        st.caption(f"Out-of-distribution check: passed (below the threshold for: {md_escape(below)}).")
+    scores = ", ".join(f"{md_escape(n)} {s:.3g}" for n, s in res["scores"].items())
+    st.caption(f"{md_escape(res['description'])}. This image: {scores}." + (f" {statement}" if statement else ""))
+    return res
+
+
+def variant_picker(handle: backend.ZooHandle, key: str) -> list[str]:
+    """The variants to show: the paper's four by default, any other variant of the zoo on request."""
+    default = backend.default_variants(handle.variants)
+    if list(default) == list(handle.variants):
+        return list(default)
+    chosen = st.multiselect(
+        "Variants", handle.variants, default=default, key=f"{key}_variants",
+        help="The paper's four are shown by default; controls (standard+jitter, ADV-mixed) and imported models "
+        "can be added.",
+    )  # fmt: skip
+    return [v for v in handle.variants if v in chosen]
 
 
 def image_picker(ctx: Context, key: str, allow_upload: bool = True) -> PickedImage | None:
@@ -384,14 +468,15 @@ def report_status(results: backend.Results, *experiments: str) -> None:
             )  # fmt: skip
 
 
-def show_table(df: pd.DataFrame, name: str | None = None, percent_columns: tuple[str, ...] = ()) -> None:
-    """A table with accuracies shown as percentages."""
-    shown = df.copy()
-    config = {}
-    for c in percent_columns:
-        if c in shown:
-            shown[c] = shown[c] * 100
-            config[c] = st.column_config.NumberColumn(c, format="%.1f%%")
+def show_table(df: pd.DataFrame, name: str | None = None, percent_columns: tuple[str, ...] | None = None) -> None:
+    """A table with human column names and accuracies in % (``app.tables``: by its rule unless ``percent_columns``)."""
+    from app.tables import display_table, is_accuracy
+
+    percent = [c for c in (df.columns if percent_columns is None else percent_columns) if c in df]
+    percent = [c for c in percent if percent_columns is not None or is_accuracy(c)]
+    shown = display_table(df, percent)
+    config = {label: st.column_config.NumberColumn(label, format="%.1f")
+              for c, label in zip(df.columns, shown.columns, strict=True) if c in percent}  # fmt: skip
     height = min(36 * (len(shown) + 1) + 4, 420)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, height=height)
     if name:

@@ -9,6 +9,7 @@ strongly (the raw scale is in the hover text and the captions).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -16,8 +17,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-VARIANT_COLOURS = {"standard": "#636EFA", "C": "#00A86B", "ADV": "#EF8B00", "ADV+C": "#AB63FA"}
-_FALLBACK = ["#19D3F3", "#FF6692", "#B6E880", "#FF97FF", "#FECB52", "#E45756"]
+from app.tables import column_label, is_accuracy
+from models.objectives import variant_colour  # the one colour of each variant (the report's figures use it too)
+
 KIND_COLOURS = {
     "none": "#9AA0A6",
     "brightness": "#F4B400",
@@ -25,21 +27,64 @@ KIND_COLOURS = {
     "saturation": "#0F9D58",
     "hue": "#4285F4",
 }
+_KIND_FALLBACK = ["#8E24AA", "#00897B", "#6D4C41", "#C0CA33"]
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "gradcam": "GradCAM", "lime": "LIME"}
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+ANCHOR_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "pentagon", "hexagon", "star-triangle-up")
 DIVERGING = "RdBu_r"  # red = evidence for the class, blue = against
 POSITIVE = "Viridis"
 
 
-def variant_colour(variant: str, order: Sequence[str] = ()) -> str:
-    """A stable colour per variant (the paper's four have fixed ones)."""
-    if variant in VARIANT_COLOURS:
-        return VARIANT_COLOURS[variant]
-    idx = list(order).index(variant) if variant in order else abs(hash(variant))
-    return _FALLBACK[idx % len(_FALLBACK)]
-
-
 def _colour_map(variants: Sequence[str]) -> dict[str, str]:
     return {v: variant_colour(v, variants) for v in variants}
+
+
+def kind_colour(kind: str) -> str:
+    """A stable colour per perturbation kind (registered kinds beyond Table 1 get one by name)."""
+    if kind in KIND_COLOURS:
+        return KIND_COLOURS[kind]
+    return _KIND_FALLBACK[sum(map(ord, kind)) % len(_KIND_FALLBACK)]
+
+
+def method_label(method: str) -> str:
+    """An attribution method's label: ``analysis.attributions.METHOD_REGISTRY`` when it is loaded, else ours."""
+    attributions = sys.modules.get("analysis.attributions")
+    registry = getattr(attributions, "METHOD_REGISTRY", {}) if attributions else {}
+    if method in registry:
+        return registry[method].label
+    return METHOD_LABELS.get(method, method)
+
+
+def method_dash(method: str, order: Sequence[str] = ()) -> str:
+    """The one dash style of an attribution method in line charts (registry order, then ``order``)."""
+    attributions = sys.modules.get("analysis.attributions")
+    names = list(getattr(attributions, "METHOD_REGISTRY", {}) if attributions else METHOD_LABELS)
+    names += [m for m in order if m not in names]
+    return DASHES[(names.index(method) if method in names else len(names)) % len(DASHES)]
+
+
+def log_ticks(values: Sequence[float] | np.ndarray) -> dict:
+    """Axis settings for a log axis with one fully labelled tick per decade (1e-3 ... 0.01, 0.1, 1, 10, 100 ...):
+    plotly's own log ticks label only the digits between decades ("2, 5, 2, 5")."""
+    v = np.asarray([x for x in np.asarray(values, dtype=float).ravel() if np.isfinite(x) and x > 0])
+    if not len(v):
+        return {"type": "log"}
+    lo, hi = int(np.floor(np.log10(v.min()))), int(np.ceil(np.log10(v.max())))
+    hi = max(hi, lo + 1)
+    step = max(1, (hi - lo + 7) // 8)  # at most ~8 labels
+    exps = list(range(lo, hi + 1, step))
+    return {
+        "type": "log",
+        "tickvals": [10.0**e for e in exps],
+        "ticktext": [_decade(e) for e in exps],
+        "range": [lo - 0.05, hi + 0.05],
+    }
+
+
+def _decade(exponent: int) -> str:
+    if -3 <= exponent <= 4:
+        return f"{10.0**exponent:.{max(0, -exponent)}f}"
+    return f"1e{exponent}"
 
 
 def to_uint8_hwc(image: np.ndarray) -> np.ndarray:
@@ -163,50 +208,182 @@ def probability_bars(probs: Mapping[str, np.ndarray], classes: Sequence[str], to
     return fig
 
 
-def embedding_scatter(df: pd.DataFrame, title: str = "", height: int = 380) -> go.Figure:
-    """A 2-D neighbourhood projection: same-class images grey, perturbed copies coloured by kind and sized
-    by level, the original a black star. ``df`` has columns x, y, role, kind, level, dataset_index (and
-    optionally ``row`` for selection callbacks and ``label_name``)."""
+def _hover(d: pd.DataFrame) -> list[str]:
+    """Hover text of embedding points: what the point is, predicted and true class, DS to its anchor."""
+    out = []
+    for r in d.itertuples(index=False):
+        role = getattr(r, "role", "")
+        anchor = getattr(r, "anchor", "") or ""
+        if role == "perturbed":
+            head = f"{anchor}: {r.kind} level {int(r.level)}" if anchor else f"{r.kind} level {int(r.level)}"
+        elif role == "original":
+            head = f"anchor {anchor}" if anchor else f"original (image #{int(r.dataset_index)})"
+        else:
+            head = f"test image #{int(r.dataset_index)}"
+        lines = [head]
+        if "pred_name" in d:
+            lines.append(f"predicted {r.pred_name} · true {getattr(r, 'true_name', '?')}")
+        ds = getattr(r, "ds", None)
+        if ds is not None and np.isfinite(ds):
+            to = getattr(r, "ds_to", "") or "the anchor"
+            lines.append(f"DS to {to}: {ds:.3g}")
+        out.append("<br>".join(lines))
+    return out
+
+
+def _rows(d: pd.DataFrame) -> np.ndarray:
+    return (d["row"] if "row" in d else pd.Series(d.index, index=d.index)).to_numpy().astype(np.int64)[:, None]
+
+
+def selected_rows(fig: go.Figure, points: Sequence[Mapping]) -> list[int]:
+    """The table rows of a plotly selection: each point's ``curve_number`` and ``point_index`` looked up in the
+    figure's own traces (their ``customdata`` column 0 holds the row). The browser's copy of ``customdata`` is
+    not used: plotly sends arrays as typed arrays and the selection does not give back what Python put in."""
+    rows = []
+    for point in points or []:
+        if not isinstance(point, Mapping):
+            continue
+        curve = point.get("curve_number")
+        index = point.get("point_index", point.get("point_number"))
+        if curve is None or index is None or not 0 <= int(curve) < len(fig.data):
+            continue
+        custom = fig.data[int(curve)].customdata
+        if custom is None or not 0 <= int(index) < len(custom):
+            continue
+        rows.append(int(np.asarray(custom[int(index)]).ravel()[0]))
+    return rows
+
+
+def shared_ranges(frames: Sequence[pd.DataFrame], pad: float = 0.05) -> tuple[list[float], list[float]]:
+    """One x and one y range covering every frame's x, y columns (so panels of a shared projection compare)."""
+    xs = np.concatenate([f["x"].to_numpy(float) for f in frames if len(f)] or [np.zeros(1)])
+    ys = np.concatenate([f["y"].to_numpy(float) for f in frames if len(f)] or [np.zeros(1)])
+
+    def span(v: np.ndarray) -> list[float]:
+        lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+        margin = (hi - lo) * pad or 1.0
+        return [lo - margin, hi + margin]
+
+    return span(xs), span(ys)
+
+
+def embedding_scatter(
+    df: pd.DataFrame,
+    title: str = "",
+    height: int = 380,
+    ranges: tuple[Sequence[float], Sequence[float]] | None = None,
+    selected: int | None = None,
+) -> go.Figure:
+    """A 2-D neighbourhood projection: same-class images grey, perturbed copies coloured by kind and sized by level
+    (one marker symbol per anchor), anchors black stars; no text labels (level and class are in the hover).
+
+    ``df`` columns: x, y, role, kind, level, dataset_index, and optionally row (given back by ``selected_rows``),
+    anchor, pred_name, true_name, ds (hover text). ``ranges`` fixes both axes (shared by a variant's panels);
+    ``selected`` rings the point of that row.
+    """
     fig = go.Figure()
-    rows = df["row"] if "row" in df else pd.Series(np.arange(len(df)), index=df.index)
-    same = df["role"] == "same_class"
-    if same.any():
-        d = df[same]
+    anchors = [a for a in dict.fromkeys(df["anchor"])] if "anchor" in df else []
+    anchors = [a for a in anchors if a]
+    symbol = {a: ANCHOR_SYMBOLS[i % len(ANCHOR_SYMBOLS)] for i, a in enumerate(anchors)}
+    same = df[df["role"] == "same_class"]
+    if len(same):
         fig.add_trace(
             go.Scatter(
-                x=d["x"], y=d["y"], mode="markers", name="same class",
+                x=same["x"], y=same["y"], mode="markers", name="same class",
                 marker=dict(color=KIND_COLOURS["none"], size=6, opacity=0.55),
-                customdata=np.stack([rows[same], d["dataset_index"]], axis=1),
-                hovertemplate="same-class image #%{customdata[1]}<extra></extra>",
+                customdata=_rows(same), hovertext=_hover(same), hovertemplate="%{hovertext}<extra></extra>",
             )
         )  # fmt: skip
     pert = df[df["role"] == "perturbed"]
     for kind, d in pert.groupby("kind", sort=False):
+        symbols = [symbol.get(a, "circle") for a in d["anchor"]] if "anchor" in d else "circle"
         fig.add_trace(
             go.Scatter(
-                x=d["x"], y=d["y"], mode="markers+text", name=str(kind),
-                text=[str(int(v)) for v in d["level"]], textposition="top center", textfont=dict(size=9),
-                marker=dict(color=KIND_COLOURS.get(str(kind), "#333"), size=7 + 2.5 * d["level"].astype(float),
+                x=d["x"], y=d["y"], mode="markers", name=str(kind),
+                marker=dict(color=kind_colour(str(kind)), size=6 + 2.5 * d["level"].astype(float), symbol=symbols,
                             line=dict(width=1, color="white")),
-                customdata=np.stack([rows[d.index], d["level"]], axis=1),
-                hovertemplate=f"{kind}, level %{{customdata[1]}}<extra></extra>",
+                customdata=_rows(d), hovertext=_hover(d), hovertemplate="%{hovertext}<extra></extra>",
             )
         )  # fmt: skip
     orig = df[df["role"] == "original"]
     if len(orig):
         fig.add_trace(
             go.Scatter(
-                x=orig["x"], y=orig["y"], mode="markers", name="original",
+                x=orig["x"], y=orig["y"], mode="markers", name="anchor" if anchors else "original",
                 marker=dict(color="black", size=16, symbol="star", line=dict(width=1, color="white")),
-                customdata=np.stack([rows[orig.index], orig["dataset_index"]], axis=1),
-                hovertemplate="original (image #%{customdata[1]})<extra></extra>",
+                customdata=_rows(orig), hovertext=_hover(orig), hovertemplate="%{hovertext}<extra></extra>",
             )
         )  # fmt: skip
+    _mark_selected(fig, df, selected)
     fig.update_layout(
         title=dict(text=title, font_size=14), height=height, margin=dict(l=0, r=0, t=36, b=0),
         legend=dict(orientation="h", y=-0.05), xaxis=dict(showticklabels=False, title=None),
-        yaxis=dict(showticklabels=False, title=None),
+        yaxis=dict(showticklabels=False, title=None), clickmode="event+select", dragmode="pan",
     )  # fmt: skip
+    if ranges is not None:
+        fig.update_xaxes(range=list(ranges[0]))
+        fig.update_yaxes(range=list(ranges[1]))
+    return fig
+
+
+def _mark_selected(fig: go.Figure, df: pd.DataFrame, selected: int | None) -> None:
+    """A ring around the selected row (not selectable itself: it has no customdata)."""
+    if selected is None or "row" not in df:
+        return
+    hit = df[df["row"] == selected]
+    if len(hit):
+        fig.add_trace(
+            go.Scatter(x=hit["x"], y=hit["y"], mode="markers", name="selected", hoverinfo="skip", showlegend=False,
+                       marker=dict(size=22, color="rgba(0,0,0,0)", line=dict(width=2, color="#D50000")))
+        )  # fmt: skip
+
+
+def whole_set_scatter(
+    df: pd.DataFrame,
+    title: str = "",
+    overlay: pd.DataFrame | None = None,
+    colour_by: str = "true_name",
+    ranges: tuple[Sequence[float], Sequence[float]] | None = None,
+    height: int = 480,
+    selected: int | None = None,
+) -> go.Figure:
+    """The whole test set in WebGL (``go.Scattergl``, fine at 10,000+ points): one trace per value of ``colour_by``
+    (true or predicted class, or correctness), and ``overlay`` (anchors and their perturbed copies, drawn like
+    ``embedding_scatter``'s) on top. ``df`` columns: x, y, row, dataset_index, pred_name, true_name."""
+    fig = go.Figure()
+    palette = [
+        "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF",
+    ]  # fmt: skip
+    groups = list(dict.fromkeys(df[colour_by])) if len(df) else []
+    groups.sort(key=str)
+    for i, g in enumerate(groups):
+        d = df[df[colour_by] == g]
+        fig.add_trace(
+            go.Scattergl(
+                x=d["x"], y=d["y"], mode="markers", name=str(g), customdata=_rows(d),
+                marker=dict(size=4, opacity=0.6, color=palette[i % len(palette)]),
+                hovertext=[f"test image #{int(r.dataset_index)}<br>predicted {r.pred_name} · true {r.true_name}"
+                           for r in d.itertuples(index=False)],
+                hovertemplate="%{hovertext}<extra></extra>",
+            )
+        )  # fmt: skip
+    if overlay is not None and len(overlay):
+        for trace in embedding_scatter(overlay).data:
+            if trace.name == "same class":
+                continue
+            marker = trace.marker.to_plotly_json()
+            fig.add_trace(go.Scattergl(x=trace.x, y=trace.y, mode="markers", name=trace.name, marker=marker,
+                                       customdata=trace.customdata, hovertext=trace.hovertext,
+                                       hovertemplate=trace.hovertemplate))  # fmt: skip
+    _mark_selected(fig, pd.concat([df, overlay]) if overlay is not None else df, selected)
+    fig.update_layout(
+        title=dict(text=title, font_size=14), height=height, margin=dict(l=0, r=0, t=36, b=0),
+        legend=dict(orientation="h", y=-0.05), xaxis=dict(showticklabels=False, title=None),
+        yaxis=dict(showticklabels=False, title=None), clickmode="event+select", dragmode="pan",
+    )  # fmt: skip
+    if ranges is not None:
+        fig.update_xaxes(range=list(ranges[0]))
+        fig.update_yaxes(range=list(ranges[1]))
     return fig
 
 
@@ -236,10 +413,10 @@ def ds_curves(df: pd.DataFrame, value: str = "ds_mean", error: str | None = "ds_
                 ),
                 row=1, col=c,
             )  # fmt: skip
-    fig.update_xaxes(title="level", dtick=1)
-    fig.update_yaxes(title=value, row=1, col=1)
+    fig.update_xaxes(title="Level", dtick=1)
+    fig.update_yaxes(title=column_label(value), row=1, col=1)
     if log_y:
-        fig.update_yaxes(type="log", exponentformat="e")
+        fig.update_yaxes(**log_ticks(df.loc[df[value] > 0, value]))
     fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0), legend=dict(orientation="h", y=-0.2))
     return fig
 
@@ -288,7 +465,8 @@ def grouped_bars(
         )  # fmt: skip
     fig.update_layout(
         barmode="group", height=340, margin=dict(l=0, r=0, t=30 if title else 10, b=0), title=title or None,
-        yaxis=dict(title=y_title or (f"{y} (%)" if percent else y), range=[0, 105] if percent else None),
+        yaxis=dict(title=y_title or column_label(y) + (" (%)" if percent and not is_accuracy(y) else ""),
+                   range=[0, 105] if percent else None),
         legend=dict(orientation="h", y=-0.15),
     )  # fmt: skip
     return fig
@@ -305,7 +483,8 @@ def metric_bars(values: Mapping[str, float], title: str = "", y_title: str = "",
     yaxis: dict = dict(title=y_title, type="log" if log_y else "linear")
     positive = [v for v in values.values() if v and v > 0 and np.isfinite(v)]
     if log_y and positive:  # bars on a log axis start at its bottom: put that a decade under the smallest value
-        yaxis.update(range=[np.log10(min(positive)) - 1, np.log10(max(positive)) + 0.4], exponentformat="e")
+        yaxis.update(log_ticks([min(positive) / 10, max(positive) * 2]))
+        yaxis["range"] = [np.log10(min(positive)) - 1, np.log10(max(positive)) + 0.4]
     fig.update_layout(height=280, margin=dict(l=0, r=0, t=30 if title else 10, b=0), title=title or None,
                       yaxis=yaxis)  # fmt: skip
     return fig
@@ -321,11 +500,16 @@ def line_panels(
     y_title: str | None = None,
     percent: bool = False,
     height: int = 320,
+    dash: str | None = None,
+    log_y: bool = False,
+    x_title: str | None = None,
 ) -> go.Figure:
     """Lines of ``y`` against ``x``, one line per ``colour`` value, one panel per ``panel`` value.
 
     Used for probe curves (x = level, panel = probe), the attack audit (x = steps, panel = loss),
-    eps sweeps and the neighbourhood-rank curves. ``x_labels`` names a column with tick labels.
+    eps sweeps and the neighbourhood-rank curves. ``x_labels`` names a column with tick labels (a categorical
+    axis). ``dash`` names a column of attribution methods: one line per (colour, method), dashed by
+    ``method_dash``. ``log_y``: a log axis with a labelled tick per decade. Variants keep ``variant_colour``.
     """
     panels = list(dict.fromkeys(df[panel])) if panel else [None]
     series = list(dict.fromkeys(df[colour]))
@@ -333,24 +517,31 @@ def line_panels(
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[str(p) for p in panels] if panel else None,
                         shared_yaxes=True, horizontal_spacing=0.04)  # fmt: skip
     scale = 100.0 if percent else 1.0
+    styles = list(dict.fromkeys(df[dash])) if dash else [None]
     for c, p in enumerate(panels, start=1):
         dp = df if p is None else df[df[panel] == p]
         for s in series:
-            d = dp[dp[colour] == s].sort_values(x)
-            if d.empty:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=d[x_labels] if x_labels else d[x], y=d[y] * scale, mode="lines+markers", name=str(s),
-                    legendgroup=str(s), showlegend=c == 1, line=dict(color=colours[s]),
-                    hovertemplate=f"{s}: %{{y:.3g}}<extra>%{{x}}</extra>",
-                ),
-                row=1, col=c,
-            )  # fmt: skip
+            for m in styles:
+                d = dp[(dp[colour] == s) & ((dp[dash] == m) if dash else True)].sort_values(x)
+                if d.empty:
+                    continue
+                name = str(s) if m is None else f"{s}, {method_label(str(m))}"
+                fig.add_trace(
+                    go.Scatter(
+                        x=d[x_labels] if x_labels else d[x], y=d[y] * scale, mode="lines+markers", name=name,
+                        legendgroup=name, showlegend=c == 1,
+                        line=dict(color=colours[s], dash=None if m is None else method_dash(str(m), styles)),
+                        hovertemplate=f"{name}: %{{y:.3g}}<extra>%{{x}}</extra>",
+                    ),
+                    row=1, col=c,
+                )  # fmt: skip
         if x_labels:
             fig.update_xaxes(type="category", row=1, col=c)
-    fig.update_xaxes(title=x)
-    fig.update_yaxes(title=y_title or (f"{y} (%)" if percent else y), row=1, col=1)
+    fig.update_xaxes(title=x_title or column_label(x))
+    fig.update_yaxes(title=y_title or column_label(y) + (" (%)" if percent and not is_accuracy(y) else ""), row=1,
+                     col=1)  # fmt: skip
+    if log_y:
+        fig.update_yaxes(**log_ticks(df[y] * scale))
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), legend=dict(orientation="h", y=-0.2))
     return fig
 
@@ -370,3 +561,145 @@ def rank_heatmap(df: pd.DataFrame, value: str = "rank", title: str = "", zmax: f
     fig.update_layout(height=60 + 34 * len(pivot), margin=dict(l=0, r=0, t=26 if title else 4, b=0),
                       title=title or None, xaxis=dict(title="level"))  # fmt: skip
     return fig
+
+
+# ----------------------------------------------------------------------------- saliency maps for comparison
+
+
+def upscale_nearest(image: np.ndarray, min_side: int = 224) -> tuple[np.ndarray, int]:
+    """uint8 (H, W, 3) upscaled by the smallest integer factor k with k * min(H, W) >= ``min_side``
+    (nearest neighbour: every pixel becomes a k x k block); returns (image, k)."""
+    a = to_uint8_hwc(image)
+    k = max(1, -(-min_side // max(1, min(a.shape[:2]))))
+    return (np.repeat(np.repeat(a, k, axis=0), k, axis=1) if k > 1 else a), k
+
+
+def greyscale(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) grey copy (ITU-R 601 luma) of an image, the backdrop of an overlaid map."""
+    a = to_uint8_hwc(image).astype(np.float32)
+    luma = a @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.repeat(np.clip(luma.round(), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """A uint8 (H, W, 3) image as a PNG data URI (drawn by the browser without any request)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8_hwc(image)).save(buf, "PNG", optimize=False, compress_level=3)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def map_scale(maps: Sequence[np.ndarray], signed: bool) -> float:
+    """The colour-scale limit shared by ``maps``: the largest |value| (positive part for unsigned maps); 1 if 0."""
+    values = [np.nan_to_num(np.asarray(m, dtype=np.float64)) for m in maps]
+    top = max((float(np.abs(v if signed else np.clip(v, 0, None)).max()) for v in values if v.size), default=0.0)
+    return top if top > 0 else 1.0
+
+
+def saliency_comparison(
+    original: np.ndarray,
+    perturbed: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    *,
+    signed: Mapping[str, bool],
+    scales: Mapping[str, float],
+    labels: Mapping[str, str] | None = None,
+    image_titles: tuple[str, str] = ("original", "perturbed"),
+    overlay: bool = True,
+    opacity: float = 0.6,
+    raw: bool = False,
+    original_maps: Mapping[str, np.ndarray] | None = None,
+    original_scales: Mapping[str, float] | None = None,
+    panel_px: int = 224,
+) -> go.Figure:
+    """One variant's row of maps, drawn to be compared with other rows.
+
+    Columns: original, perturbed, one per method. Row 1: each method's map of the perturbed image, overlaid
+    with ``opacity`` on a greyscale copy of it (``overlay``; as Captum Insights draws them) or alone. ``raw``
+    adds the bare maps in a row under the overlays; ``original_maps`` adds the maps of the original image.
+    Colours run over [-scale, scale] (``signed`` methods, diverging) or [0, scale] per method from ``scales``
+    (one scale for every row: comparable colours; or each map's own), with one colour bar per method;
+    ``original_scales`` (default ``scales``) for the maps of the original image.
+    Images are upscaled by nearest neighbour to at least ``panel_px`` pixels; maps are drawn as blocks.
+    """
+    methods = list(maps)
+    labels = dict(labels or {})
+    rows_spec: list[tuple[str, Mapping[str, np.ndarray], np.ndarray | None, Mapping[str, float]]] = []
+    rows_spec.append(("", maps, perturbed if overlay else None, scales))
+    if raw and overlay:
+        rows_spec.append(("raw: ", maps, None, scales))
+    if original_maps:
+        rows_spec.append(("original: ", original_maps, original if overlay else None, original_scales or scales))
+    n_rows, n_cols = len(rows_spec), 2 + len(methods)
+    big_orig, k = upscale_nearest(original, panel_px)
+    side_y, side_x = big_orig.shape[:2]
+    # Built as plain dicts and validated once (make_subplots and per-axis updates cost ~0.2 s a figure).
+    gap_x, gap_y = 48 / (n_cols * (panel_px + 48)), 34 / (n_rows * (panel_px + 34))
+    width_x, height_y = (1 - gap_x * (n_cols - 1)) / n_cols, (1 - gap_y * (n_rows - 1)) / n_rows
+    layout: dict = {"annotations": []}
+    data: list[dict] = []
+
+    def axes(r: int, c: int, title: str) -> tuple[str, str, list[float], list[float]]:
+        i = r * n_cols + c + 1
+        sx, sy = "" if i == 1 else str(i), "" if i == 1 else str(i)
+        dx = [max(0.0, c * (width_x + gap_x)), min(1.0, c * (width_x + gap_x) + width_x)]
+        dy = [max(0.0, 1 - (r + 1) * height_y - r * gap_y), min(1.0, 1 - r * (height_y + gap_y))]
+        off = dict(visible=False, showgrid=False, zeroline=False)
+        layout[f"xaxis{sx}"] = dict(domain=dx, anchor=f"y{sy}", range=[-0.5, side_x - 0.5], **off)
+        layout[f"yaxis{sy}"] = dict(domain=dy, anchor=f"x{sx}", range=[side_y - 0.5, -0.5], scaleanchor=f"x{sx}", **off)
+        if title:
+            layout["annotations"].append(dict(text=title, x=(dx[0] + dx[1]) / 2, y=dy[1], xref="paper", yref="paper",
+                                              xanchor="center", yanchor="bottom", showarrow=False,
+                                              font=dict(size=11)))  # fmt: skip
+        return f"x{sx}", f"y{sy}", dx, dy
+
+    for c, (image, title) in enumerate(((original, image_titles[0]), (perturbed, image_titles[1]))):
+        xa, ya, _, _ = axes(0, c, title)
+        data.append(dict(type="image", source=image_uri(image, panel_px), xaxis=xa, yaxis=ya, hoverinfo="skip"))
+    for r, (prefix, source, backdrop, row_scales) in enumerate(rows_spec):
+        for c, method in enumerate(methods, start=2):
+            title = f"{prefix}{labels.get(method, method_label(method))}"
+            xa, ya, dx, dy = axes(r, c, title)
+            if method not in source:
+                continue
+            if backdrop is not None:
+                data.append(dict(type="image", source=image_uri(backdrop, panel_px, grey=True), xaxis=xa, yaxis=ya,
+                                 hoverinfo="skip", name="greyscale"))  # fmt: skip
+            is_signed, scale = bool(signed.get(method, False)), float(row_scales.get(method, 1.0)) or 1.0
+            trace = dict(
+                type="heatmap", z=np.nan_to_num(np.asarray(source[method], dtype=np.float64)), x0=(k - 1) / 2, dx=k,
+                y0=(k - 1) / 2, dy=k, zmin=-scale if is_signed else 0.0, zmax=scale,
+                colorscale=DIVERGING if is_signed else POSITIVE, opacity=opacity if backdrop is not None else 1.0,
+                zsmooth=False, showscale=r == 0, xaxis=xa, yaxis=ya, name=title,
+                hovertemplate="x=%{x} y=%{y}<br>value=%{z:.3g}<extra></extra>",
+            )  # fmt: skip
+            if is_signed:
+                trace["zmid"] = 0.0
+            if r == 0:
+                trace["colorbar"] = dict(x=dx[1] + 0.003, xanchor="left", y=(dy[0] + dy[1]) / 2, yanchor="middle",
+                                         len=(dy[1] - dy[0]) * 0.9, thickness=9, tickfont=dict(size=9),
+                                         exponentformat="e", nticks=5)  # fmt: skip
+            data.append(trace)
+    layout.update(width=n_cols * (panel_px + 48) + 20, height=n_rows * (panel_px + 34) + 8,
+                  margin=dict(l=0, r=40, t=24, b=0), showlegend=False)  # fmt: skip
+    return go.Figure(data=data, layout=layout)
+
+
+_URI_CACHE: dict[tuple, str] = {}
+
+
+def image_uri(image: np.ndarray, min_side: int = 224, grey: bool = False) -> str:
+    """PNG data URI of an image (greyscale copy if ``grey``) upscaled by nearest neighbour to ``min_side``
+    (the last 256 are kept: a level slider redraws the same originals)."""
+    a = np.ascontiguousarray(image)
+    key = (a.shape, a.dtype.str, hash(a.tobytes()), min_side, grey)
+    uri = _URI_CACHE.get(key)
+    if uri is None:
+        if len(_URI_CACHE) >= 256:
+            _URI_CACHE.pop(next(iter(_URI_CACHE)))
+        uri = _URI_CACHE[key] = png_data_uri(upscale_nearest(greyscale(a) if grey else a, min_side)[0])
+    return uri

@@ -3,6 +3,7 @@
     scl-dashboard                      # http://127.0.0.1:8501 on the shipped zoo
     scl-dashboard --server.port 8600   # any further argument goes to ``streamlit run``
     SCL_ZOO=/path/to/zoo scl-dashboard
+    scl-dashboard --version            # the lab's version (and git commit)
 
 ``SCL_ADDRESS`` and ``SCL_PORT`` set the address and port (as ``./lab dashboard`` does). The settings in the
 repository's ``.streamlit/config.toml`` (upload limit, XSRF, no usage statistics...) are passed as flags, so they
@@ -49,9 +50,15 @@ def streamlit_argv(extra: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run Streamlit in this process (what ``streamlit run`` does), serving app/streamlit_app.py."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args[: args.index("--") if "--" in args else len(args)]:  # the lab's version, not Streamlit's
+        from models.version import version_string
+
+        print(f"scl-dashboard {version_string()}")
+        return 0
     from streamlit.web import cli as stcli
 
-    sys.argv = streamlit_argv(list(sys.argv[1:] if argv is None else argv))
+    sys.argv = streamlit_argv(args)
     return stcli.main()
 
 

@@ -14,26 +14,35 @@ What is checked, in order:
    is refused *before* decoding; PIL's own bomb check is armed as well
    (``Image.MAX_IMAGE_PIXELS``, its warning turned into an error);
 4. decoding: truncated or corrupt data become a clear message, never a traceback;
-5. conversion: the first frame of an animation, EXIF orientation applied, any
+5. memory: the decoded frame's bytes in its *original* mode (width x height x bytes per
+   pixel, after JPEG draft scaling) must stay under ``MAX_DECODED_BYTES``; one decode runs
+   at a time (``DECODE_LOCK``), and the frame is shrunk by an integer box filter
+   (``Image.reduce``, or JPEG draft mode while decoding) *before* any colour conversion,
+   so four concurrent near-limit uploads cost about one decoded frame of memory;
+6. conversion: the first frame of an animation, EXIF orientation applied, any
    mode (1, L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F...) to RGB, transparency
    composited onto white, 16-bit values scaled to 8 bits properly (/257);
-6. geometry: shorter side resized to the model's input size, centre crop.
+7. geometry: shorter side resized to the model's input size, centre crop.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import threading
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from models.datasets.folders import resize_centre_crop  # the data layer's: same pixels as an image folder
+
 __all__ = [
     "ACCEPTED_EXTENSIONS",
     "ALLOWED_FORMATS",
     "MAX_BYTES",
+    "MAX_DECODED_BYTES",
     "MAX_PIXELS",
     "MIN_SIDE",
     "UploadError",
@@ -44,7 +53,11 @@ __all__ = [
 
 MAX_BYTES = 10 * 1024 * 1024  # same limit as server.maxUploadSize in .streamlit/config.toml (MB)
 MAX_PIXELS = 40_000_000  # decompression-bomb limit, width x height of the (first) frame
+MAX_DECODED_BYTES = 128 * 1024 * 1024  # one decoded frame in its own mode (a 40 MP RGBA PNG would need 160 MB)
 MIN_SIDE = 8  # smaller images carry no usable content
+DECODE_LOCK = threading.Lock()  # one decode at a time: concurrent uploads queue instead of adding up in memory
+BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2,
+                   "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}  # fmt: skip  # anything else: 4 bytes
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")  # JPEG's decoder also yields MPO (phone cameras)
 ACCEPTED_EXTENSIONS = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 
@@ -120,19 +133,6 @@ def to_rgb_uint8(img: Image.Image) -> tuple[np.ndarray, list[str]]:
     return np.asarray(img, dtype=np.uint8).copy(), notes
 
 
-def _resize_centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Shorter side to ``size`` (antialiased), then the central ``size`` x ``size`` square."""
-    img = Image.fromarray(rgb, "RGB")
-    w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    return np.asarray(img, dtype=np.uint8)
-
-
 def validate_image_bytes(
     data: bytes,
     size: int,
@@ -140,6 +140,7 @@ def validate_image_bytes(
     max_bytes: int = MAX_BYTES,
     max_pixels: int = MAX_PIXELS,
     min_side: int = MIN_SIDE,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
 ) -> ValidatedImage:
     """Decode an untrusted upload into a (3, size, size) RGB float image, or raise UploadError."""
     if size <= 0:
@@ -150,7 +151,7 @@ def validate_image_bytes(
         raise UploadError(f"The file is too large ({_mb(len(data))}); the limit is {_mb(max_bytes)}.")
     allowed = ", ".join(ALLOWED_FORMATS)
     try:
-        with warnings.catch_warnings():
+        with DECODE_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
             w, h = img.size
@@ -170,9 +171,17 @@ def validate_image_bytes(
             img.seek(0)
             if fmt in ("JPEG", "MPO"):
                 # Let the JPEG decoder downscale by a power of two while decoding: far less memory and time.
-                img.draft("RGB", (2 * size, 2 * size))
+                img.draft(img.mode, (2 * size, 2 * size))
+            dw, dh = img.size
+            decoded = dw * dh * BYTES_PER_PIXEL.get(img.mode, 4)
+            if decoded > max_decoded_bytes:
+                raise UploadError(
+                    f"The image is too large to decode: {dw}x{dh} pixels in mode {img.mode} need "
+                    f"{_mb(decoded)}; the limit is {_mb(max_decoded_bytes)}."
+                )
             img.load()
             original_mode = img.mode
+            img = _reduce(img, 3 * size)  # shrink in the original mode, before any conversion
             if orientation not in (None, 1):
                 img = ImageOps.exif_transpose(img)
                 notes.append(f"EXIF orientation {orientation} applied")
@@ -191,7 +200,7 @@ def validate_image_bytes(
         raise UploadError(f"The image could not be decoded (damaged or truncated file): {detail}") from None
     except Exception as exc:  # any other decoder failure: still a message, never a traceback
         raise UploadError(f"The image could not be read ({type(exc).__name__}).") from None
-    pixels = _resize_centre_crop(rgb, size).astype(np.float32).transpose(2, 0, 1) / 255.0
+    pixels = resize_centre_crop(rgb, size).astype(np.float32).transpose(2, 0, 1) / 255.0
     return ValidatedImage(
         pixels=np.ascontiguousarray(pixels, dtype=np.float32),
         format=fmt,
@@ -199,6 +208,20 @@ def validate_image_bytes(
         original_mode=original_mode,
         notes=notes + conv_notes,
     )
+
+
+def _reduce(img: Image.Image, min_side: int) -> Image.Image:
+    """Shrink by the largest integer factor that keeps the shorter side >= ``min_side`` (box average in the
+    image's own mode; palette and 1-bit images by nearest neighbour, which keeps their palette)."""
+    factor = min(img.size) // max(1, min_side)
+    if factor < 2:
+        return img
+    if img.mode in ("P", "PA", "1"):
+        return img.resize((max(1, img.width // factor), max(1, img.height // factor)), Image.Resampling.NEAREST)
+    try:
+        return img.reduce(factor)
+    except ValueError:  # a mode reduce() does not handle (I;16): shrink it with the generic resampler
+        return img.resize((max(1, img.width // factor), max(1, img.height // factor)), Image.Resampling.BOX)
 
 
 def _exif_orientation(img: Image.Image) -> int | None:

@@ -5,10 +5,17 @@ A checkpoint is a plain dict of tensors and JSON-like values, loaded only with
 
     format, variant, network (how to rebuild it), model (state_dict), config
     (the TrainConfig as a dict), dataset (its description), metrics, git_commit,
-    created, and optionally ``training_state`` (optimiser, RNG, step) for resume.
+    lab_version (the package version), created, and optionally ``training_state``
+    (optimiser, RNG, step) for resume.
 
 A *zoo* is a folder holding checkpoints and a ``zoo.json`` manifest naming each
-variant's file, its sha256 and its model card; loading verifies every hash.
+variant's file, its sha256, its role (see ``models.zoo.ROLES``) and its model card;
+loading verifies every hash and that all variants share data set, classes and input
+size. Build one from any checkpoints or run folders with ``python -m models.zoo``.
+
+Networks trained elsewhere become checkpoints with ``python -m models.import_model``;
+their ``network`` spec names ``"torchvision:<arch>"`` or ``"timm:<arch>"`` and carries
+``mean``, ``std``, ``gradcam_layer``, ``classifier`` and ``input_size``.
 """
 
 from __future__ import annotations
@@ -17,23 +24,74 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import pickle
+import re
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from models.networks import Classifier, create_network, unwrap_model
+from models.errors import LabError, ZooError
+from models.networks import Classifier, network_from_spec, unwrap_model
+from models.version import package_version
 
 CHECKPOINT_FORMAT = "scl-checkpoint/1"
 ZOO_FORMAT = "scl-zoo/1"
 ZOO_MANIFEST = "zoo.json"
 
 
-class CheckpointError(Exception):
+class CheckpointError(LabError):
     """A checkpoint or zoo that is missing, unsafe, corrupt or of the wrong kind."""
+
+
+class ZooMismatchError(ZooError, CheckpointError):
+    """A zoo whose variants (or manifest) disagree on data set, classes or input size."""
+
+
+_SAVE_WEIGHTS_HINT = (
+    "save the weights alone, `torch.save(model.state_dict(), 'weights.pt')` (or a .safetensors file), "
+    "and turn them into a lab checkpoint with `python -m models.import_model`"
+)
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """True for a ``torch.jit.save`` archive (a zip holding ``code/`` or ``constants.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` whose refusals are explained in the lab's words.
+
+    TorchScript archives and pickles of Python objects (a whole model saved with
+    ``torch.save(model)``) are refused with what to do instead; nothing is ever
+    unpickled beyond tensors and plain containers.
+    """
+    path = Path(path)
+    if is_torchscript_archive(path):
+        raise CheckpointError(
+            f"refused to load {path}: it is a TorchScript archive (torch.jit.save), which carries code the lab "
+            f"never runs; {_SAVE_WEIGHTS_HINT}"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it names {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"refused to load {path}: it holds pickled Python objects{what}, not only tensors, and unpickling "
+            f"them could run code; {_SAVE_WEIGHTS_HINT}"
+        ) from exc
+    except Exception as exc:  # RuntimeError (corrupt zip), EOFError, OSError...
+        raise CheckpointError(
+            f"refused to load {path}: not a readable torch file ({type(exc).__name__}); truncated or corrupt?"
+        ) from exc
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -71,9 +129,14 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
-def network_spec(name: str, num_classes: int, width: int | None) -> dict[str, Any]:
-    """What ``create_network`` needs to rebuild a network."""
-    return {"name": name, "num_classes": int(num_classes), "width": width}
+def network_spec(name: str, num_classes: int, width: int | None, **options: Any) -> dict[str, Any]:
+    """What ``create_network`` needs to rebuild a network.
+
+    ``options`` (``models.networks.NETWORK_OPTIONS``: mean, std, gradcam_layer, classifier,
+    input_size) are kept when not None; imported networks carry them all.
+    """
+    spec = {"name": name, "num_classes": int(num_classes), "width": width}
+    return spec | {k: v for k, v in options.items() if v is not None}
 
 
 def make_checkpoint(
@@ -97,6 +160,7 @@ def make_checkpoint(
         "dataset": dataset,
         "metrics": metrics or {},
         "git_commit": git_commit(),
+        "lab_version": package_version(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if training_state is not None:
@@ -113,16 +177,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError (corrupt zip), EOFError...
+    if path.suffix == ".safetensors":
         raise CheckpointError(
-            f"refused to load {path}: not a safe weights-only checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from exc
+            f"{path} is a safetensors file, not a Semantic Continuity Lab checkpoint: turn it into one with "
+            "`python -m models.import_model`"
+        )
+    ckpt = safe_torch_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
-            f"{path} is not a Semantic Continuity Lab checkpoint (expected format {CHECKPOINT_FORMAT})"
+            f"{path} is not a Semantic Continuity Lab checkpoint (expected format {CHECKPOINT_FORMAT}); "
+            "a torchvision or timm state_dict becomes one with `python -m models.import_model`"
         )
     missing = {"variant", "network", "model", "config", "dataset", "metrics"} - ckpt.keys()
     if missing:
@@ -133,7 +197,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def build_model(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> Classifier:
     """Rebuild the network a checkpoint describes and load its weights (eval mode)."""
     spec = ckpt["network"]
-    model = create_network(spec["name"], spec["num_classes"], width=spec.get("width"))
+    try:
+        model = network_from_spec(spec)
+    except (ValueError, ImportError) as exc:
+        raise CheckpointError(f"cannot rebuild network {spec}: {exc}") from exc
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
@@ -189,8 +256,50 @@ class Zoo:
     def dataset(self) -> dict[str, Any]:
         return self.manifest.get("dataset", {})
 
+    @property
+    def roles(self) -> dict[str, str]:
+        """Variant name -> role (``models.zoo.ROLES``): the manifest's, else the default for the name."""
+        return manifest_roles(self.manifest, self.variants)
+
     def __getitem__(self, variant: str) -> ZooEntry:
         return self.entries[variant]
+
+
+def data_signature(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What variants of one zoo must share: data set name, classes (or their number) and input size.
+
+    ``ckpt`` is a checkpoint or its metadata; unknown fields are None (and never compared).
+    """
+    dataset, config, network = ckpt.get("dataset") or {}, ckpt.get("config") or {}, ckpt.get("network") or {}
+    classes = dataset.get("classes")
+    shape = dataset.get("image_shape")
+    size = shape[-1] if isinstance(shape, list | tuple) and shape else None
+    return {
+        "dataset": dataset.get("name") or config.get("dataset"),
+        "classes": list(classes) if classes else None,
+        "num_classes": dataset.get("num_classes") or (len(classes) if classes else None) or network.get("num_classes"),
+        "input_size": size or config.get("image_size") or network.get("input_size"),
+    }
+
+
+def check_same_data(signatures: dict[str, dict[str, Any]], where: str) -> None:
+    """Raise ZooMismatchError unless all ``signatures`` (name -> :func:`data_signature`) agree where known."""
+    for key in ("dataset", "num_classes", "classes", "input_size"):
+        values = {name: sig[key] for name, sig in signatures.items() if sig.get(key) is not None}
+        if len({json.dumps(v) for v in values.values()}) > 1:
+            listed = "; ".join(f"{name}: {v}" for name, v in values.items())
+            raise ZooMismatchError(
+                f"{where}: variants must share data set, classes and input size, but their {key} differ ({listed})"
+            )
+
+
+def manifest_roles(manifest: dict[str, Any], variants: list[str] | None = None) -> dict[str, str]:
+    """Variant -> role from a manifest; variants without one (older manifests) get the default for their name."""
+    from models.zoo import default_role
+
+    items = manifest.get("variants", {})
+    names = list(items) if variants is None else variants
+    return {v: str((items.get(v) or {}).get("role") or default_role(v)) for v in names}
 
 
 def write_zoo_manifest(
@@ -199,18 +308,35 @@ def write_zoo_manifest(
     cards: dict[str, dict[str, Any]],
     name: str | None = None,
     extra: dict[str, Any] | None = None,
+    roles: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``zoo.json`` for checkpoints already in ``folder``: ``files`` maps variant -> file name."""
+    """Write ``zoo.json`` for checkpoints already in ``folder``: ``files`` maps variant -> file name.
+
+    ``roles`` maps variant -> role (default: by name, see ``models.zoo.default_role``). Refuses
+    (ZooMismatchError) checkpoints that disagree on data set, classes or input size.
+    """
+    from models.zoo import check_role, default_role
+
     folder = Path(folder)
     variants = {}
     dataset: dict[str, Any] = {}
+    signatures = {}
     for variant, fname in files.items():
         ckpt = load_checkpoint(folder / fname)
+        signatures[variant] = data_signature(ckpt)
         dataset = dataset or ckpt["dataset"]
-        variants[variant] = {"file": fname, "sha256": sha256_file(folder / fname), "card": cards.get(variant, {})}
+        role = check_role((roles or {}).get(variant) or default_role(variant))
+        variants[variant] = {
+            "file": fname,
+            "sha256": sha256_file(folder / fname),
+            "role": role,
+            "card": cards.get(variant, {}),
+        }
+    check_same_data(signatures, f"zoo {folder}")
     manifest = {
         "format": ZOO_FORMAT,
         "name": name or folder.name,
+        "lab_version": package_version(),
         "dataset": dataset,
         "variants": variants,
         **(extra or {}),
@@ -240,10 +366,15 @@ def read_zoo_manifest(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_zoo(folder: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True) -> Zoo:
-    """Load every variant of a zoo, verifying sha256 hashes against the manifest."""
+    """Load every variant of a zoo, verifying sha256 hashes against the manifest.
+
+    Raises CheckpointError for a missing or changed file, ZooMismatchError (also a ZooError)
+    when the variants, or the manifest's data set, disagree on data set, classes or input size.
+    """
     folder = Path(folder)
     manifest = read_zoo_manifest(folder)
     zoo = Zoo(folder, manifest)
+    signatures = {f"{ZOO_MANIFEST} data set": data_signature({"dataset": manifest.get("dataset") or {}})}
     for variant, item in manifest["variants"].items():
         path = folder / item["file"]
         if not path.is_file():
@@ -253,5 +384,7 @@ def load_zoo(folder: str | os.PathLike, device: str | torch.device = "cpu", veri
                 f"zoo {folder}: sha256 of {item['file']} does not match {ZOO_MANIFEST} (file changed or corrupt)"
             )
         model, meta = load_model(path, device)
+        signatures[variant] = data_signature(meta)
         zoo.entries[variant] = ZooEntry(variant, model, meta, item.get("card", {}), path)
+    check_same_data(signatures, f"zoo {folder}")
     return zoo

@@ -155,8 +155,17 @@ def shift_hue(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     torchvision to float rounding and is several times faster than its masked version.
     """
     h, s, v = _FT._rgb2hsv(images).unbind(1)
-    h6 = ((h + shifts.view(-1, 1, 1)) % 1.0).unsqueeze(1) * 6
-    k = (_HSV_OFFSETS.to(images.device) + h6) % 6
+    return hsv_to_rgb((h + shifts.view(-1, 1, 1)) % 1.0, s, v)
+
+
+def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """HSV -> RGB: ``h``, ``s``, ``v`` in [0, 1], each (N, ...), give (N, 3, ...) in their dtype.
+
+    The closed form ``v - v*s*clamp(min(k, 4-k), 0, 1)``, ``k = (n + 6h) mod 6``, n = 5, 3, 1
+    for R, G, B. Shared by :func:`shift_hue` and the fashion-mnist-m tints.
+    """
+    offsets = _HSV_OFFSETS.to(h.device, h.dtype).view(1, 3, *([1] * (h.ndim - 1)))
+    k = (offsets + h.unsqueeze(1) * 6) % 6
     return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 

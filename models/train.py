@@ -1,485 +1,446 @@
 """Train one variant: ``python -m models.train --variant C --dataset fashion-mnist-m --epochs 6``.
 
-One readable loop (nanoGPT style): a ``TrainConfig`` dataclass, saved in every
-checkpoint; the data held in memory as tensors; a learning rate that is a pure
-function of the step (so resume needs no scheduler state); atomic checkpoints
-every ``checkpoint_every`` steps and at each epoch end; Ctrl-C or SIGTERM saves
-and exits, and ``--resume`` continues bit-identically on the CPU.
+One readable loop (nanoGPT style): a ``TrainConfig`` dataclass, saved in every checkpoint; the data held in
+memory as tensors, or with ``--stream`` an image folder read from disk batch by batch (``models.batches``); a learning
+rate that is a pure function of the step (so resume needs no scheduler state);
+atomic checkpoints every ``checkpoint_every`` steps and at each epoch end. Ctrl-C or SIGTERM only *requests* a
+stop: the loop saves at the next step boundary and exits, and ``--resume`` continues bit-identically on the CPU.
 
-Several processes: ``torchrun --nproc_per_node N -m models.train ...`` runs
-DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 evaluates and writes.
+Several processes: ``torchrun --nproc_per_node N -m models.train ...`` runs DistributedDataParallel (NCCL on
+GPUs, gloo on CPUs); rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 from tqdm import tqdm
 
+from models.batches import (
+    Data,
+    augment_batch,
+    clean_accuracy,
+    is_streamed,
+    recalibrate_batchnorm,
+    robust_accuracy,
+    split_train_val,
+    streamed_epoch,
+)
 from models.checkpoints import atomic_torch_save, load_checkpoint, make_checkpoint, network_spec
-from models.data import ImageDataset, load_dataset
-from models.evaluation import accuracy, pgd_accuracy
+from models.data import load_dataset
+from models.devices import DistInfo, init_distributed, pick_device
+from models.errors import SettingsError
 from models.networks import create_network, unwrap_model
-from models.objectives import ADVERSARIAL_VARIANTS, ObjectiveConfig, get_objective
+from models.objectives import ADVERSARIAL_VARIANTS, LossOutput, get_objective
+from models.runs import (
+    CONFIG_FILE,
+    FINAL_FILE,
+    RESUME_FILE,
+    StopRequest,
+    TrainingInterrupted,
+    _Stop,
+    signals_deferred,
+)
+from models.train_config import (
+    PRESETS,
+    TrainConfig,
+    check_resume_compatible,
+    lr_at,
+    make_optimizer,
+    small_set_batch_size,
+    warmup_steps,
+)
 
-RESUME_FILE = "checkpoint.pt"  # latest state, with optimiser and RNG, for --resume
-FINAL_FILE = "model.pt"  # weights + card only, written when training completes
+# Re-exported for existing importers: FINAL_FILE, RESUME_FILE, pick_device, DistInfo, init_distributed, PRESETS,
+# _Stop and _signals_deferred now live in models.runs, models.devices and models.train_config; split_train_val,
+# augment_batch and recalibrate_batchnorm in models.batches.
+_signals_deferred = signals_deferred
+REEXPORTED = (FINAL_FILE, PRESETS, DistInfo, init_distributed, pick_device, _Stop, lr_at, warmup_steps,
+              split_train_val, augment_batch, recalibrate_batchnorm)  # fmt: skip
 
-# Optimiser presets. lr schedules are pure functions of the step (see lr_at).
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's fine-tuning setting: Adam, lr 1e-5, constant.
-    "paper": {"optimizer": "adam", "lr": 1e-5, "weight_decay": 0.0, "schedule": "constant", "warmup_steps": 0},
-    # From scratch on a CPU: SGD + Nesterov, short warm-up, cosine decay. Converges in a few epochs.
-    "scratch": {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine", "warmup_steps": 100},
-    # Fine-tuning a trained network to a new objective in one or two epochs.
-    "finetune": {"optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4, "schedule": "cosine", "warmup_steps": 50},
-}
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; stored in each checkpoint."""
-
-    variant: str = "standard"
-    dataset: str = "fashion-mnist-m"
-    data_root: str | None = None  # for on-disk data sets (cifar10, imagefolder, ...)
-    cache_dir: str | None = None  # where built data sets are cached
-    image_size: int | None = None  # resize (imagefolder default 224)
-    network: str = "resnet18-cifar"
-    width: int = 16
-    epochs: float = 1.0  # fractional epochs allowed (e.g. 0.5)
-    batch_size: int = 128
-    preset: str = "scratch"
-    optimizer: str | None = None  # None: from preset
-    lr: float | None = None
-    weight_decay: float | None = None
-    schedule: str | None = None  # constant | cosine
-    warmup_steps: int | None = None
-    augment: bool = True  # random crop (pad 2) + horizontal flip
-    alpha: float = 1.0
-    pgd_eps: float = 8 / 255
-    pgd_step: float = 2 / 255
-    pgd_steps: int = 10  # training attack iterations
-    eval_pgd_steps: int = 10  # evaluation attack: the paper's PGD-10
-    eval_pgd_step: float = 2 / 255
-    eval_pgd_subset: int = 500  # images of the validation split attacked at each epoch end
-    val_size: int = 5000  # held out of training for model selection (0: none)
-    train_limit: int | None = None  # use only this many training images (quick runs, tests)
-    eval_test: bool = True  # report clean test accuracy at the end
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True
-    checkpoint_every: int = 200  # steps between resume checkpoints (and each epoch end)
-    out: str = "runs/default"
-    init: str | None = None  # checkpoint to start from (fine-tuning)
-    resume: bool = False
-    stop_after_steps: int | None = None  # stop (saving a resume checkpoint) after this many steps: tests
-    num_threads: int | None = None  # torch CPU threads (None: torch default)
-
-    def resolved(self) -> TrainConfig:
-        """A copy with preset values filled in where fields are None."""
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
-        filled = {k: v for k, v in PRESETS[self.preset].items() if getattr(self, k) is None}
-        return dataclasses.replace(self, **filled)
-
-    def objective(self) -> ObjectiveConfig:
-        return ObjectiveConfig(alpha=self.alpha, pgd_eps=self.pgd_eps, pgd_step=self.pgd_step, pgd_steps=self.pgd_steps)
+CHANCE_MARGIN = 0.05  # a run ending within this many points (as a fraction) of chance is flagged
+TrainData = Data | tuple[Data, Data | None]
 
 
-# ---------------------------------------------------------------- set-up helpers
+def load_init_weights(model: nn.Module, source: str | Path | dict[str, Any]) -> list[str]:
+    """Copy every weight of a checkpoint (path or loaded dict) into ``model``; returns the names not copied.
 
-
-def pick_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    Only a classification head for another class count may differ (it keeps its fresh initialisation); any
+    other missing, extra or differently shaped tensor is a SettingsError, never a silent re-initialisation.
+    """
+    ckpt = load_checkpoint(source) if isinstance(source, str | Path) else source
+    src, own = ckpt["model"], model.state_dict()
+    n_src, n_own = int(ckpt["network"]["num_classes"]), unwrap_model(model).head.out_features
+    head = {k for k, v in own.items() if n_src != n_own and k in src and v.shape[:1] == (n_own,)}
+    head &= {k for k in own if src[k].shape[:1] == (n_src,) and src[k].shape[1:] == own[k].shape[1:]}
+    bad = sorted((set(own) ^ set(src)) | {k for k in set(own) & set(src) if own[k].shape != src[k].shape} - head)
+    if bad:
+        raise SettingsError(
+            f"--init: the checkpoint's network ({ckpt['network']}) does not fit the one being trained: "
+            f"{len(bad)} tensor(s) differ, e.g. {', '.join(bad[:3])}"
+        )
+    own.update({k: v for k, v in src.items() if k not in head})
+    model.load_state_dict(own)
+    return sorted(head)
 
 
 @dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+class Run:
+    """The state of one training run: what a step reads and changes, and what a checkpoint holds."""
+
+    cfg: TrainConfig
+    device: torch.device
+    dist: DistInfo
+    train_set: Data
+    val_set: Data | None
+    data_info: dict[str, Any]
+    num_classes: int
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    gen: torch.Generator
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    perm: torch.Tensor | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop: StopRequest = field(default_factory=StopRequest)
+    in_memory: bool = False
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None  # the streamed epoch's remaining batches
+    seen: int = 0
+    t0: float = field(default_factory=time.perf_counter)
 
     @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    def out(self) -> Path:
+        return Path(self.cfg.out)
 
 
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join a torchrun process group if WORLD_SIZE > 1 (NCCL on CUDA, gloo otherwise)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+def _load(cfg: TrainConfig, split: str) -> Data:
+    """The ``split`` of ``cfg.dataset`` by name: in memory, or with ``cfg.stream`` a StreamingImageFolder."""
+    return load_dataset(cfg.dataset, split, cfg.data_root, cache_dir=cfg.cache_dir, seed=0,
+                        image_size=cfg.image_size, **({"stream": True} if cfg.stream else {}))  # fmt: skip
 
 
-def split_train_val(data: ImageDataset, val_size: int, seed: int) -> tuple[ImageDataset, ImageDataset | None]:
-    """Carve a seeded validation split out of the training set (never the test set)."""
-    if val_size <= 0:
-        return data, None
-    if val_size >= len(data):
-        raise ValueError(f"val_size {val_size} >= training set size {len(data)}")
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 7919))
-    return data.subset(perm[val_size:].sort().values), data.subset(perm[:val_size].sort().values)
+def _training_data(cfg: TrainConfig, data: TrainData | None) -> tuple[Data, Data | None]:
+    """(train, val): loaded by name, or given (one set to split, or a ready pair; in memory or streamed)."""
+    if data is None or not isinstance(data, tuple):
+        full = data if data is not None else _load(cfg, "train")
+        if cfg.train_limit:
+            full = full.subset(torch.arange(min(cfg.train_limit, len(full))))
+        return split_train_val(full, min(cfg.val_size, len(full) // 5) if cfg.val_size else 0, cfg.seed)
+    train_set, val_set = data
+    if val_set is not None and val_set.classes != train_set.classes:
+        raise SettingsError("data: the training and validation sets have different classes")
+    if cfg.train_limit:
+        train_set = train_set.subset(torch.arange(min(cfg.train_limit, len(train_set))))
+    return train_set, val_set
 
 
-def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """Learning rate at ``step``: linear warm-up, then constant or cosine decay to 0."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (step - (cfg.warmup_steps or 0)) / max(1, total_steps - (cfg.warmup_steps or 0))
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def setup_run(cfg: TrainConfig, data: TrainData | None = None) -> tuple[Run, dict[str, Any] | None]:
+    """Check the settings, read --init / --resume checkpoints, load the data, build model and optimiser.
 
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
-        )
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | sgd)")
-
-
-def augment_batch(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Per-sample random crop (reflect-padded by ``pad``) and horizontal flip."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen).tolist()
-    flips = torch.rand(n, generator=gen) < 0.5
-    out = torch.stack([padded[i, :, oy : oy + h, ox : ox + w] for i, (oy, ox) in enumerate(offsets)])
-    return torch.where(flips.view(-1, 1, 1, 1).to(x.device), out.flip(3), out)
-
-
-def load_init_weights(model: nn.Module, path: str) -> list[str]:
-    """Copy weights from a checkpoint; layers whose shape differs (a new head) keep their init.
-
-    Returns the names of the parameters that were not copied.
+    Returns the run at step 0 and the resume checkpoint (None for a fresh run), which :func:`restore` applies.
     """
-    src = load_checkpoint(path)["model"]
-    own = model.state_dict()
-    kept = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(kept))
-    own.update(kept)
-    model.load_state_dict(own)
-    return skipped
-
-
-class _Stop(Exception):
-    """Raised by the SIGTERM handler so the loop can save and exit cleanly."""
-
-
-def _raise_stop(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise _Stop(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def _signals_deferred(reraise: bool = True) -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while a checkpoint is written, so a Ctrl-C never tears a save in half.
-
-    A signal that arrives meanwhile is remembered and, with ``reraise``, raised as ``_Stop`` once the write is
-    done (the loop then saves again and exits). Outside the main thread (where handlers cannot be set) it does
-    nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in handled}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if pending and reraise:
-        raise _Stop(signal.Signals(pending[0]).name)
-
-
-# ---------------------------------------------------------------- the loop
-
-
-def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) one variant; returns the final metrics. Writes into ``cfg.out``."""
     cfg = cfg.resolved()
-    get_objective(cfg.variant)  # fail fast on a bad variant name
+    cfg.validate()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
+    resume_ckpt = init_ckpt = None
+    if cfg.resume:
+        if not (Path(cfg.out) / RESUME_FILE).is_file():
+            raise SettingsError(f"--resume: no {RESUME_FILE} in {cfg.out}; start without --resume")
+        resume_ckpt = load_checkpoint(Path(cfg.out) / RESUME_FILE)
+        saved = resume_ckpt["config"]  # the batch size is checked once the data set's size is known
+        if "min_epoch_steps" not in saved:  # a run from before --min-epoch-steps: its batch size never shrank
+            cfg = dataclasses.replace(cfg, min_epoch_steps=0)
+        check_resume_compatible(saved, dataclasses.replace(cfg, batch_size=saved.get("batch_size", cfg.batch_size)))
+    elif cfg.init:
+        init_ckpt = load_checkpoint(cfg.init)
+        spec = init_ckpt["network"]
+        if (spec["name"], spec.get("width")) != (cfg.network, cfg.width):
+            raise SettingsError(
+                f"--init {cfg.init} holds a {spec['name']} of width {spec.get('width')}, not --network "
+                f"{cfg.network} --width {cfg.width} (omit both on the command line to take them from the checkpoint)"
+            )
+    train_set, val_set = _training_data(cfg, data)
     dist_info = init_distributed(device)
     if device.type == "cuda" and dist_info.world_size > 1:
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
-    out = Path(cfg.out)
-    resume_path = out / RESUME_FILE
-
-    full = load_dataset(cfg.dataset, "train", cfg.data_root, cache_dir=cfg.cache_dir, seed=0, image_size=cfg.image_size)
-    if cfg.train_limit:
-        full = full.subset(torch.arange(min(cfg.train_limit, len(full))))
-    train_set, val_set = split_train_val(full, min(cfg.val_size, len(full) // 5) if cfg.val_size else 0, cfg.seed)
-
+    batch_size = small_set_batch_size(len(train_set), cfg.batch_size, cfg.min_epoch_steps, dist_info.world_size)
+    if batch_size != cfg.batch_size:
+        if dist_info.is_main and not cfg.resume:
+            print(f"note: {len(train_set)} training images make only "
+                  f"{math.ceil(len(train_set) / (cfg.batch_size * dist_info.world_size))} steps per epoch at batch "
+                  f"{cfg.batch_size}; using batch {batch_size} instead (pass --batch-size to keep yours)",
+                  file=sys.stderr)  # fmt: skip
+        cfg = dataclasses.replace(cfg, batch_size=batch_size)
+    if resume_ckpt is not None:
+        check_resume_compatible(resume_ckpt["config"], cfg)
     torch.manual_seed(cfg.seed)
-    model = create_network(cfg.network, full.num_classes, width=cfg.width)
-    init_skipped: list[str] = []
-    if cfg.init and not cfg.resume:
-        init_skipped = load_init_weights(model, cfg.init)
+    model = create_network(cfg.network, train_set.num_classes, width=cfg.width)
+    if init_ckpt is not None:
+        renewed = load_init_weights(model, init_ckpt)
+        if renewed and dist_info.is_main:
+            print(f"note: --init {cfg.init} has another class count; new head: {', '.join(renewed)}", file=sys.stderr)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    optimizer = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed)
-
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * dist_info.world_size))
-    total_steps = max(1, round(cfg.epochs * steps_per_epoch))
-    step, history, perm = 0, [], None
-    if cfg.resume:
-        if not resume_path.is_file():
-            raise FileNotFoundError(f"--resume: no {RESUME_FILE} in {out}; start without --resume")
-        ckpt = load_checkpoint(resume_path)
-        _check_resume_compatible(ckpt["config"], cfg)
-        unwrap_model(model).load_state_dict(ckpt["model"])
-        ts = ckpt["training_state"]
-        optimizer.load_state_dict(ts["optimizer"])
-        gen.set_state(ts["generator"])
-        torch.set_rng_state(ts["torch_rng"])
-        step, history, perm = ts["step"], list(ts["history"]), ts["perm"]
+    run = Run(
+        cfg=cfg,
+        device=device,
+        dist=dist_info,
+        train_set=train_set,
+        val_set=val_set,
+        data_info=train_set.describe(),
+        num_classes=train_set.num_classes,
+        model=model,
+        optimizer=make_optimizer(model, cfg),
+        gen=torch.Generator().manual_seed(cfg.seed),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=max(1, round(cfg.epochs * steps_per_epoch)),
+        in_memory=data is not None,
+    )
+    return run, resume_ckpt
 
-    if dist_info.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = get_objective(cfg.variant)
-    objective = cfg.objective()
-    use_amp = cfg.amp and device.type == "cuda"
 
-    def save(final_metrics: dict[str, Any] | None = None, stopping: bool = False) -> None:
-        """Write the resume checkpoint, or with ``final_metrics`` the finished model.
+def restore(run: Run, ckpt: dict[str, Any]) -> None:
+    """Put a run back at the step boundary a resume checkpoint recorded (weights, optimiser, RNGs, data order)."""
+    unwrap_model(run.model).load_state_dict(ckpt["model"])
+    ts = ckpt["training_state"]
+    run.optimizer.load_state_dict(ts["optimizer"])
+    run.gen.set_state(ts["generator"])
+    torch.set_rng_state(ts["torch_rng"])
+    run.step, run.history, run.perm = ts["step"], list(ts["history"]), ts["perm"]
 
-        Signals wait until the file is written; when already ``stopping`` (or finishing) they are dropped.
-        """
-        if not dist_info.is_main:
-            return
-        final = final_metrics is not None
-        state = {
-            "optimizer": optimizer.state_dict(),
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-            "perm": perm,
-            "history": history,
-        }
-        metrics = final_metrics if final else (history[-1] if history else {})
-        ckpt = make_checkpoint(
-            model,
-            variant=cfg.variant,
-            network=network_spec(cfg.network, full.num_classes, cfg.width),
-            config=asdict(cfg),
-            dataset=full.describe(),
-            metrics={**metrics, "history": history} if final else metrics,
-            training_state=None if final else state,
-        )
-        with _signals_deferred(reraise=not (stopping or final)):
-            atomic_torch_save(ckpt, out / (FINAL_FILE if final else RESUME_FILE))
 
-    def evaluate(epoch: float) -> dict[str, Any]:
-        bare = unwrap_model(model)
-        eval_set = val_set or train_set
-        row: dict[str, Any] = {
-            "epoch": round(epoch, 3),
-            "step": step,
-            "val_clean_acc": accuracy(bare, eval_set.images, eval_set.labels),
-        }
-        if cfg.variant in ADVERSARIAL_VARIANTS and cfg.eval_pgd_subset:
-            sub = eval_set.subset(torch.arange(min(cfg.eval_pgd_subset, len(eval_set))))
-            row["val_pgd_acc"] = pgd_accuracy(
-                bare,
-                sub.images,
-                sub.labels,
-                eps=cfg.pgd_eps,
-                step_size=cfg.eval_pgd_step,
-                steps=cfg.eval_pgd_steps,
-                seed=cfg.seed,
-            )
-        return row
+def next_batch(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's next training batch. In memory: a slice of a permutation drawn from ``run.gen`` at each epoch
+    start. Streamed: the next batch of the epoch's loader, which (re)starts at an epoch start or after a resume."""
+    cfg, pos = run.cfg, run.step % run.steps_per_epoch
+    if is_streamed(run.train_set):
+        if pos == 0 or run.batches is None:
+            run.batches = streamed_epoch(
+                run.train_set, cfg.batch_size, seed=cfg.seed, epoch=run.step // run.steps_per_epoch, start=pos,
+                rank=run.dist.rank, world_size=run.dist.world_size, device=run.device, num_workers=cfg.num_workers,
+            )  # fmt: skip
+        return next(run.batches)
+    if pos == 0:
+        run.perm = torch.randperm(len(run.train_set), generator=run.gen)
+    lo = (pos * run.dist.world_size + run.dist.rank) * cfg.batch_size
+    idx = run.perm[lo : lo + cfg.batch_size]
+    return run.train_set.images[idx], run.train_set.labels[idx]
 
-    if dist_info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-        if init_skipped:
-            print(f"--init {cfg.init}: kept fresh initialisation for {', '.join(init_skipped)}", file=sys.stderr)
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+
+def train_step(run: Run) -> LossOutput:
+    """One optimiser step on the next batch."""
+    cfg = run.cfg
+    x, y = next_batch(run)
+    if cfg.augment:
+        x = augment_batch(x, run.gen)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    x = x.to(run.device, non_blocking=True).contiguous(memory_format=memory_format)
+    y = y.to(run.device, non_blocking=True)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_at(run.step, run.total_steps, cfg)
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=cfg.amp and run.device.type == "cuda"):
+        result = get_objective(cfg.variant)(run.model, x, y, cfg.objective(), generator=run.gen)
+    run.optimizer.zero_grad(set_to_none=True)
+    result.loss.backward()
+    run.optimizer.step()
+    run.step += 1
+    run.seen += len(y) * run.dist.world_size
+    result.stats["acc"] = (result.logits.argmax(1) == y).float().mean().item()
+    return result
+
+
+def evaluate(run: Run) -> dict[str, Any]:
+    """Validation row for the history: clean accuracy, and PGD accuracy on a subset for adversarial variants."""
+    cfg, bare = run.cfg, unwrap_model(run.model)
+    eval_set = run.val_set if run.val_set is not None else run.train_set
+    row: dict[str, Any] = {
+        "epoch": round(run.step / run.steps_per_epoch, 3),
+        "step": run.step,
+        "val_clean_acc": clean_accuracy(bare, eval_set, cfg.num_workers),
+    }
+    if cfg.variant in ADVERSARIAL_VARIANTS and cfg.eval_pgd_subset:
+        sub = eval_set.subset(torch.arange(min(cfg.eval_pgd_subset, len(eval_set))))
+        attack = {"eps": cfg.pgd_eps, "step_size": cfg.eval_pgd_step, "steps": cfg.eval_pgd_steps, "seed": cfg.seed}
+        row["val_pgd_acc"] = robust_accuracy(bare, sub, num_workers=cfg.num_workers, **attack)
+    return row
+
+
+def save(run: Run, final_metrics: dict[str, Any] | None = None) -> None:
+    """Write the resume checkpoint (the state at this step boundary), or with ``final_metrics`` the finished model.
+
+    Only rank 0 writes. A stop signal during the write waits until the file is complete, then requests a stop.
+    """
+    if not run.dist.is_main:
+        return
+    final = final_metrics is not None
+    state = {
+        "optimizer": run.optimizer.state_dict(),
+        "generator": run.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "step": run.step,
+        "perm": run.perm,
+        "history": run.history,
+    }
+    metrics = final_metrics if final else (run.history[-1] if run.history else {})
+    ckpt = make_checkpoint(
+        run.model,
+        variant=run.cfg.variant,
+        network=network_spec(run.cfg.network, run.num_classes, run.cfg.width),
+        config=asdict(run.cfg),
+        dataset=run.data_info,
+        metrics={**metrics, "history": run.history} if final else metrics,
+        training_state=None if final else state,
+    )
+    with signals_deferred(reraise=False) as pending:
+        atomic_torch_save(ckpt, run.out / (FINAL_FILE if final else RESUME_FILE))
+    for signum in pending:
+        run.stop.request(f"signal {signum}")
+
+
+def _stop_requested(run: Run) -> bool:
+    """True on every rank when any rank was asked to stop (checked between steps only)."""
+    flag = bool(run.stop)
+    if run.dist.world_size > 1:
+        t = torch.tensor([float(flag)], device=run.device if run.device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        flag = bool(t.item())
+    return flag
+
+
+def _loop(run: Run, progress: bool) -> bool:
+    """Train until the last step or a stop request; returns True when stopped early (state saved)."""
+    cfg = run.cfg
     bar = tqdm(
-        total=total_steps,
-        initial=step,
-        disable=not (progress and dist_info.is_main),
+        total=run.total_steps,
+        initial=run.step,
+        disable=not (progress and run.dist.is_main),
         unit="step",
         desc=f"{cfg.variant} {cfg.dataset}",
         dynamic_ncols=True,
     )
-    model.train()
-    t0, seen, interrupted = time.perf_counter(), 0, None
+    saved_at, run.t0 = None, time.perf_counter()
     try:
-        while step < total_steps:
-            pos = step % steps_per_epoch
-            if pos == 0:
-                perm = torch.randperm(len(train_set), generator=gen)
-            lo = (pos * dist_info.world_size + dist_info.rank) * cfg.batch_size
-            idx = perm[lo : lo + cfg.batch_size]
-            x = train_set.images[idx]
-            y = train_set.labels[idx]
-            if cfg.augment:
-                x = augment_batch(x, gen)
-            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            y = y.to(device, non_blocking=True)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                result = loss_fn(model, x, y, objective, generator=gen)
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            optimizer.step()
-            step += 1
-            seen += len(y) * dist_info.world_size
-            acc = (result.logits.argmax(1) == y).float().mean().item()
+        while run.step < run.total_steps and not _stop_requested(run):
+            result = train_step(run)
+            img_s = run.seen / (time.perf_counter() - run.t0)
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{result.loss.item():.3f}", acc=f"{acc:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}"
-            )
-            epoch_end = step % steps_per_epoch == 0 or step == total_steps
-            if epoch_end and dist_info.is_main:
-                row = evaluate(step / steps_per_epoch)
-                row["train_loss"] = round(result.loss.item(), 5)
-                row["images_per_s"] = round(seen / (time.perf_counter() - t0), 1)
-                history.append(row)
+            bar.set_postfix(loss=f"{result.loss.item():.3f}", acc=f"{result.stats['acc']:.3f}", img_s=f"{img_s:.0f}")
+            epoch_end = run.step % run.steps_per_epoch == 0 or run.step == run.total_steps
+            if epoch_end and run.dist.is_main:
+                row = {**evaluate(run), "train_loss": round(result.loss.item(), 5), "images_per_s": round(img_s, 1)}
+                run.history.append(row)
                 bar.write(json.dumps(row))
-            if epoch_end or step % cfg.checkpoint_every == 0:
-                save()
-            if cfg.stop_after_steps and step >= cfg.stop_after_steps and step < total_steps:
-                raise _Stop("stop_after_steps")
-    except (KeyboardInterrupt, _Stop) as exc:
-        interrupted = exc
-        save(stopping=True)
+            if epoch_end or run.step % cfg.checkpoint_every == 0:
+                save(run)
+                saved_at = run.step
+            if cfg.stop_after_steps and cfg.stop_after_steps <= run.step < run.total_steps:
+                run.stop.request("stop_after_steps")
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous)
-    if interrupted is not None:
-        if dist_info.is_main:
+    if run.step < run.total_steps:
+        if saved_at != run.step:
+            save(run)
+        return True
+    return False
+
+
+def finish(run: Run) -> dict[str, Any]:
+    """Precise BatchNorm statistics, test accuracy (data loaded by name only), the final model file, and a
+    warning near chance level."""
+    cfg = run.cfg
+    if run.dist.is_main:
+        recalibrate_batchnorm(unwrap_model(run.model), run.train_set, cfg.batch_size, num_workers=cfg.num_workers)
+        if run.history:
+            run.history[-1].update(evaluate(run), step=run.step)
+    metrics = dict(run.history[-1]) if run.history else {}
+    if run.dist.is_main and cfg.eval_test and not run.in_memory:
+        metrics["test_clean_acc"] = clean_accuracy(unwrap_model(run.model), _load(cfg, "test"), cfg.num_workers)
+    if run.dist.is_main:
+        acc_key = "test_clean_acc" if "test_clean_acc" in metrics else "val_clean_acc"
+        chance = 1 / run.num_classes
+        if acc_key in metrics and metrics[acc_key] < chance + CHANCE_MARGIN:
+            metrics["near_chance"] = True
             print(
-                f"\ninterrupted at step {step}/{total_steps}; state saved to {resume_path}. "
-                f"Continue with the same command plus --resume.",
+                f"warning: {acc_key} {100 * metrics[acc_key]:.1f}% is within {100 * CHANCE_MARGIN:.0f} points of "
+                f"chance ({100 * chance:.1f}%): this model has barely learned",
                 file=sys.stderr,
             )
-        if dist_info.world_size > 1:
-            dist.destroy_process_group()
-        return {"interrupted": True, "step": step}
-
-    metrics = dict(history[-1]) if history else {}
-    if dist_info.is_main and cfg.eval_test:
-        test = load_dataset(
-            cfg.dataset, "test", cfg.data_root, cache_dir=cfg.cache_dir, seed=0, image_size=cfg.image_size
-        )
-        metrics["test_clean_acc"] = accuracy(unwrap_model(model), test.images, test.labels)
-    if dist_info.is_main:
-        save(final_metrics=metrics)
-        save()
+        save(run, final_metrics=metrics)
+        save(run)
         print(json.dumps({"final": metrics}))
-    if dist_info.world_size > 1:
+    if run.dist.world_size > 1:
         dist.barrier()
-        dist.destroy_process_group()
     return metrics
 
 
-_RESUME_MAY_DIFFER = {
-    "resume",
-    "init",
-    "epochs",
-    "device",
-    "stop_after_steps",
-    "num_threads",
-    "out",
-    "checkpoint_every",
-}
+def train(
+    cfg: TrainConfig, progress: bool = True, data: TrainData | None = None, raise_on_interrupt: bool = False
+) -> dict[str, Any]:
+    """Train (or resume) one variant into ``cfg.out``; returns the final metrics.
 
+    ``data``: the training data instead of ``cfg.dataset`` by name, either one ImageDataset or StreamingImageFolder
+    (limited by ``train_limit`` and split by ``val_size`` as usual) or a ready ``(train, val)`` pair (val may be None:
+    the history then reports training accuracy); no test split is evaluated then. ``cfg.dataset`` only labels the
+    run. A StreamingImageFolder (given, or loaded by name with ``cfg.stream``) is trained and evaluated batch by batch
+    from disk; in memory nothing changes.
 
-def _check_resume_compatible(saved: dict[str, Any], cfg: TrainConfig) -> None:
-    """Refuse to resume a run under a config that would change what is being trained."""
-    diffs = [
-        f"{k}: saved {saved.get(k)!r} vs now {v!r}"
-        for k, v in asdict(cfg).items()
-        if k not in _RESUME_MAY_DIFFER and k in saved and saved[k] != v
-    ]
-    if diffs:
-        raise ValueError("--resume with a different configuration: " + "; ".join(diffs))
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """One --flag per TrainConfig field (underscores become dashes)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m models.train",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    defaults = TrainConfig()
-    casts = {"int": int, "float": float, "str": str, "bool": _parse_bool}
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        type_name = str(f.type).replace(" | None", "")
-        if f.name == "resume":
-            parser.add_argument(flag, action="store_true", help="continue the run saved in --out")
-            continue
-        parser.add_argument(flag, type=casts.get(type_name, str), default=default, metavar=type_name.upper())
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
-
-
-def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
-    args = vars(build_parser().parse_args(argv))
-    progress = not args.pop("no_progress")
-    return TrainConfig(**args), progress
+    SIGINT/SIGTERM stop the run at the next step boundary after saving; it then returns
+    ``{"interrupted": True, "step": ...}``, or with ``raise_on_interrupt`` raises :class:`TrainingInterrupted`
+    (a KeyboardInterrupt, so an ``except Exception`` in the caller does not swallow it). This function writes into
+    ``cfg.out`` whatever it holds; the command line refuses a folder holding a run (see models.runs.claim_out).
+    """
+    run, resume_ckpt = setup_run(cfg, data)
+    if resume_ckpt is not None:
+        restore(run, resume_ckpt)
+    if run.dist.world_size > 1:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        run.model = nn.parallel.DistributedDataParallel(run.model, device_ids=ids)
+    if run.dist.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        (run.out / CONFIG_FILE).write_text(json.dumps(asdict(run.cfg), indent=2) + "\n")
+    run.model.train()
+    try:
+        with run.stop.installed():
+            stopped = _loop(run, progress)
+            metrics = None if stopped else finish(run)
+    finally:
+        run.batches = None  # a streamed epoch's loader: its worker processes end
+        if run.dist.world_size > 1:
+            dist.destroy_process_group()
+    if stopped:
+        if run.dist.is_main:
+            print(
+                f"\nstopped ({run.stop.reason}) at step {run.step}/{run.total_steps}, a step boundary; state "
+                f"saved to {run.out / RESUME_FILE}. Continue with the same command plus --resume.",
+                file=sys.stderr,
+            )
+        if raise_on_interrupt:
+            raise TrainingInterrupted(run.out, run.step)
+        return {"interrupted": True, "step": run.step}
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, progress = config_from_args(argv)
-    try:
-        result = train(cfg, progress=progress)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 130 if result.get("interrupted") else 0
+    """The ``python -m models.train`` / ``scl-train`` command."""
+    from models.train_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

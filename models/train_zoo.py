@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,12 +24,16 @@ from typing import Any
 
 import torch
 
-from models.checkpoints import load_checkpoint, load_model, read_zoo_manifest, write_zoo_manifest
+from models.checkpoints import load_checkpoint, load_model, read_zoo_manifest, sha256_file, write_zoo_manifest
+from models.cli import EXIT_INTERRUPTED, add_threads_argument, make_parser, run_cli
 from models.data import load_dataset
+from models.devices import pick_device
+from models.errors import SettingsError, ZooError
 from models.evaluation import accuracy, mean_distance_score, pgd_accuracy
-from models.objectives import VARIANTS
+from models.objectives import PAPER_VARIANTS, VARIANTS, get_variant
 from models.perturbations import KINDS, perturb
-from models.train import FINAL_FILE, RESUME_FILE, TrainConfig, train
+from models.runs import FINAL_FILE, RESUME_FILE, move_aside
+from models.train import CHANCE_MARGIN, TrainConfig, train
 
 EPS = 8 / 255
 
@@ -46,7 +52,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "standard": {"preset": "scratch", "epochs": 6},
         # alpha 0.1 for C: alpha 1 cost 5 points of validation accuracy (82.5% after epoch 1 vs 89.4%).
         "C": {"preset": "finetune", "epochs": 2, "alpha": 0.1, "init": "standard"},
-        "ADV": {"preset": "finetune", "epochs": 2, "pgd_steps": 3, "pgd_step": 2.5 * EPS / 3, "init": "standard"},
+        # ADV gets the epochs of ADV+C, so that the pairing term is the only difference (the shipped ADV had 2).
+        "ADV": {"preset": "finetune", "epochs": 3, "pgd_steps": 3, "pgd_step": 2.5 * EPS / 3, "init": "standard"},
         # alpha 0.03 for ADV+C, chosen on the validation split by one-epoch runs (clean / PGD-10 accuracy):
         # alpha 1: 40.7% / 31.2%; 0.1: 64.9% / 38.8%; 0.03: 70.5% / 37.2%; 0.01: 80.2% / 33.0%. Rule, fixed before
         # the 0.03 run: the largest min(clean - 75, PGD - 40) points, i.e. the nearest to both bars.
@@ -58,11 +65,23 @@ RECIPES: dict[str, dict[str, Any]] = {
             "alpha": 0.03,
             "init": "standard",
         },
+        # Controls (trained only when named in --variants): standard's recipe with C's jitter as augmentation,
+        # and Kannan et al.'s mixed clean/adversarial CE (alpha 0) on ADV+C's epochs and schedule.
+        "standard+jitter": {"preset": "scratch", "epochs": 6},
+        "ADV-mixed": {
+            "preset": "finetune",
+            "epochs": 3,
+            "pgd_steps": 3,
+            "pgd_step": 2.5 * EPS / 3,
+            "alpha": 0.0,
+            "init": "standard",
+        },
+        "quality_bars": True,  # the bars of quality_bars() are defined for this recipe (and no overrides)
         "differences_from_paper": [
             "width-16 CIFAR ResNet18 (paper: width 64) so that the zoo trains on a 2-core CPU",
             "data set fashion-mnist-m (paper: CIFAR-100 / ImageNet), which needs no download",
             "standard trained from scratch with SGD+Nesterov, lr 0.05, cosine, 6 epochs (paper: not stated)",
-            "C and ADV fine-tuned from standard for 2 epochs, ADV+C for 3, with SGD lr 0.01 cosine "
+            "C fine-tuned from standard for 2 epochs, ADV and ADV+C for 3, with SGD lr 0.01 cosine "
             "(paper: Adam lr 1e-5)",
             "C uses alpha 0.1 and ADV+C alpha 0.03 (paper: 1.0), both chosen on the validation split: DS is summed "
             "over classes, and alpha 1 cost C 5 points and ADV+C 26 points of validation accuracy",
@@ -94,6 +113,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "paper-imagenet": {
         "common": {
             "dataset": "imagefolder",
+            "stream": True,  # read from disk batch by batch: an ImageNet-sized split does not fit in memory
             "network": "resnet50",
             "width": None,
             "image_size": 224,
@@ -117,18 +137,29 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def build_configs(recipe: str, work_dir: str | Path, **overrides: Any) -> dict[str, TrainConfig]:
-    """The TrainConfig of each variant under ``recipe``; ``overrides`` apply to all (e.g. data_root)."""
+def build_configs(
+    recipe: str, work_dir: str | Path, epochs_scale: float | None = None, **overrides: Any
+) -> dict[str, TrainConfig]:
+    """The TrainConfig of each variant under ``recipe``; ``overrides`` (TrainConfig fields, e.g. data_root,
+    train_limit) apply to all where not None; ``epochs_scale`` multiplies every variant's epochs."""
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+        raise SettingsError(f"--recipe: unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    if epochs_scale is not None and not epochs_scale > 0:
+        raise SettingsError(f"--epochs-scale {epochs_scale!r}: must be > 0")
     spec, work_dir = RECIPES[recipe], Path(work_dir)
     configs = {}
-    for variant in VARIANTS:
+    for variant in recipe_variants(recipe):
         fields = {**spec["common"], **spec[variant], **{k: v for k, v in overrides.items() if v is not None}}
+        fields["epochs"] = fields["epochs"] * (epochs_scale or 1.0)
         init = fields.pop("init", None)
         fields["init"] = str(work_dir / init / FINAL_FILE) if init in VARIANTS else init
         configs[variant] = TrainConfig(variant=variant, out=str(work_dir / variant), **fields)
     return configs
+
+
+def recipe_variants(recipe: str) -> list[str]:
+    """The variants a recipe trains, in registry order."""
+    return [v for v in VARIANTS if v in RECIPES[recipe]]
 
 
 def evaluate_variant(model: torch.nn.Module, cfg: TrainConfig, pgd_size: int | None = None) -> dict[str, Any]:
@@ -162,8 +193,23 @@ def card_markdown(variant: str, card: dict[str, Any]) -> str:
         + ", ".join(
             f"{k}={v}"
             for k, v in card["config"].items()
-            if k in ("preset", "epochs", "lr", "optimizer", "alpha", "pgd_steps", "pgd_step", "batch_size", "init")
-        ),
+            if k
+            in (
+                "dataset",
+                "preset",
+                "epochs",
+                "lr",
+                "optimizer",
+                "alpha",
+                "pgd_steps",
+                "pgd_step",
+                "batch_size",
+                "train_limit",
+                "warmup_steps",
+                "init",
+            )
+        )
+        + (f"; epochs run: {card['epochs_run']:g}" if card.get("epochs_run") is not None else ""),
         f"- training time: {card['train_seconds']:.0f} s on {card['device']}; code {card['git_commit']}",
         "",
         "| metric (test split) | value |",
@@ -189,6 +235,52 @@ OBJECTIVES = {
 }
 
 
+def _atomic_copy(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` through a temporary file, so an interruption never leaves half a file."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _card(variant: str, recipe: str, run_dir: Path, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """A variant's card: what actually ran (config, data set and epochs from the finished checkpoint)."""
+    ckpt = load_checkpoint(run_dir / FINAL_FILE)
+    cfg, history = ckpt["config"], ckpt["metrics"].get("history", [])
+    width = cfg.get("width")
+    return {
+        "variant": variant,
+        "objective": OBJECTIVES.get(variant) or getattr(get_variant(variant), "objective", variant),
+        "recipe": recipe,
+        "network": f"{cfg['network']} (width {width})" if width else cfg["network"],
+        "dataset": ckpt["dataset"],
+        "config": cfg,
+        "epochs_run": history[-1]["epoch"] if history else None,
+        "metrics": metrics,
+        "validation_history": history,
+        "train_seconds": seconds,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "git_commit": ckpt["git_commit"],
+        "differences_from_paper": RECIPES[recipe]["differences_from_paper"],
+    }
+
+
+def _up_to_date(out: Path, variant: str, run_dir: Path, card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
+    """True when the zoo already holds this run's finished model with a card of the same recipe and evaluation."""
+    dest = out / f"{variant}.pt"
+    same_card = card is not None and (card.get("recipe"), card.get("pgd_eval_request")) == (recipe, pgd)
+    return same_card and dest.is_file() and sha256_file(dest) == sha256_file(run_dir / FINAL_FILE)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def train_zoo(
     recipe: str,
     out: str | Path,
@@ -199,51 +291,57 @@ def train_zoo(
     progress: bool = True,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Train (or resume) each variant, evaluate it, and write the zoo folder. Returns the cards."""
+    """Train (or resume) each variant, evaluate it, and write the zoo folder. Returns the cards.
+
+    Nothing is lost on an interruption: training stops at a step boundary (see models.train), and every zoo file
+    is written atomically, so rerunning the same command continues. ``fresh`` moves earlier runs aside.
+    """
     out, work_dir = Path(out), Path(work_dir)
     configs = build_configs(recipe, work_dir, **overrides)
-    wanted = variants or list(VARIANTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cards").mkdir(exist_ok=True)
+    wanted = variants or [v for v in configs if v in PAPER_VARIANTS]  # controls only when asked for
+    unknown = [v for v in wanted if v not in configs]
+    if unknown:
+        raise SettingsError(f"--variants: recipe {recipe} does not train {', '.join(unknown)}")
+    for cfg in configs.values():
+        cfg.resolved().validate()  # every flag checked before hours of training
+    if overrides.get("device"):
+        pick_device(overrides["device"])
+    (out / "cards").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "zoo.json"
     cards = _cards_on_disk(manifest_path)
     for variant in wanted:
-        cfg = configs[variant]
-        run_dir = Path(cfg.out)
+        cfg, run_dir = configs[variant], Path(configs[variant].out)
         if fresh and run_dir.exists():
-            shutil.rmtree(run_dir)
+            print(f"[zoo] {variant}: --fresh: earlier run moved aside to {move_aside(run_dir)}", file=sys.stderr)
         t0 = time.perf_counter()
         if not (run_dir / FINAL_FILE).is_file():
             resume = (run_dir / RESUME_FILE).is_file()
             print(f"[zoo] {variant}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
-            result = train(dataclasses.replace(cfg, resume=resume), progress=progress)
-            if result.get("interrupted"):
-                raise KeyboardInterrupt
+            train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)
+        elif _up_to_date(out, variant, run_dir, cards.get(variant), recipe, pgd_size or 0):
+            print(f"[zoo] {variant}: already in {out}", file=sys.stderr)
+            continue
         train_seconds = time.perf_counter() - t0
-        model, meta = load_model(run_dir / FINAL_FILE)
+        model, _ = load_model(run_dir / FINAL_FILE)
         print(f"[zoo] {variant}: evaluating on the test split", file=sys.stderr)
         metrics = evaluate_variant(model, cfg, pgd_size)
-        history = load_checkpoint(run_dir / FINAL_FILE)["metrics"].get("history", [])
         prior = cards.get(variant, {})
-        card = {
-            "variant": variant,
-            "objective": OBJECTIVES[variant],
-            "recipe": recipe,
-            "network": f"{cfg.network} (width {cfg.width})" if cfg.width else cfg.network,
-            "dataset": meta["dataset"],
-            "config": dataclasses.asdict(cfg.resolved()),
-            "metrics": metrics,
-            "validation_history": history,
-            "train_seconds": train_seconds if train_seconds > 5 else prior.get("train_seconds", train_seconds),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "git_commit": meta["git_commit"],
-            "differences_from_paper": RECIPES[recipe]["differences_from_paper"],
-        }
-        shutil.copyfile(run_dir / FINAL_FILE, out / f"{variant}.pt")
-        (out / "cards" / f"{variant}.md").write_text(card_markdown(variant, card))
+        seconds = train_seconds if train_seconds > 5 else prior.get("train_seconds", train_seconds)
+        card = {**_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
+        chance = 1 / card["dataset"].get("num_classes", 10)
+        if metrics["test_clean_acc"] < chance + CHANCE_MARGIN:
+            card["near_chance"] = True
+            print(
+                f"warning: {variant} test accuracy {100 * metrics['test_clean_acc']:.1f}% is within "
+                f"{100 * CHANCE_MARGIN:.0f} points of chance ({100 * chance:.1f}%)",
+                file=sys.stderr,
+            )
+        _atomic_copy(run_dir / FINAL_FILE, out / f"{variant}.pt")
+        _atomic_write(out / "cards" / f"{variant}.md", card_markdown(variant, card))
         cards = {**_cards_on_disk(manifest_path), variant: card}  # another run may have written meanwhile
         files = {v: f"{v}.pt" for v in VARIANTS if (out / f"{v}.pt").is_file()}
-        write_zoo_manifest(out, files, cards, name=out.name, extra={"recipe": recipe})
+        extra = {"recipe": recipe, "overrides": {k: v for k, v in overrides.items() if v is not None}}
+        write_zoo_manifest(out, files, cards, name=out.name, extra=extra)
         print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
     return cards
 
@@ -256,7 +354,8 @@ def summary_table(manifest: dict[str, Any]) -> str:
     ]
     for variant, item in manifest["variants"].items():
         m, cfg = item["card"]["metrics"], item["card"]["config"]
-        how = f"{cfg['preset']}, {cfg['epochs']:g} epochs" + (f", alpha {cfg['alpha']:g}" if "C" in variant else "")
+        epochs = item["card"].get("epochs_run") or cfg["epochs"]
+        how = f"{cfg['preset']}, {epochs:g} epochs" + (f", alpha {cfg['alpha']:g}" if "C" in variant else "")
         n_pgd = m["pgd_eval"]["images"]
         pgd_on = "" if n_pgd == m.get("test_size") else f" (first {n_pgd})"
         rows.append(
@@ -304,40 +403,78 @@ def _cards_on_disk(manifest_path: Path) -> dict[str, dict[str, Any]]:
     return {v: item["card"] for v, item in json.loads(manifest_path.read_text()).get("variants", {}).items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.train_zoo", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="assets/zoo/default", help="zoo folder to write")
-    parser.add_argument("--recipe", default="cpu-default", choices=sorted(RECIPES))
+def has_quality_bars(manifest: dict[str, Any]) -> bool:
+    """The shipped bars apply only to a zoo made by the recipe that defines them, without overrides."""
+    recipe = RECIPES.get(manifest.get("recipe", ""), {})
+    return bool(recipe.get("quality_bars")) and not manifest.get("overrides") and "standard" in manifest["variants"]
+
+
+def print_summary(folder: str | Path) -> None:
+    """The zoo's cards as a table, and the quality bars where its recipe defines them."""
+    if not Path(folder).is_dir():
+        raise ZooError(f"--summary: no zoo folder {folder}")
+    manifest = read_zoo_manifest(folder)
+    print(summary_table(manifest))
+    if has_quality_bars(manifest) and "C" in manifest["variants"]:
+        print("\n| quality bar | measured | met |\n|---|---|---|")
+        for bar, value, met in quality_bars(manifest):
+            print(f"| {bar} | {value} | {'yes' if met else '**no**'} |")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m models.train_zoo`` flags, each with help, default and choices."""
+    parser = make_parser("python -m models.train_zoo", (__doc__ or "").split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--out", required=True, help="zoo folder to write (required: nothing is written by default)")
+    parser.add_argument("--recipe", default="cpu-default", choices=sorted(RECIPES), help="how each variant is trained")
     parser.add_argument("--work-dir", default=None, help="training runs (default: runs/zoo-<out name>)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="train only these")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        help="train only these (default: the paper's four; controls only when named)",
+    )
     parser.add_argument("--data-root", default=None, help="for on-disk data sets (cifar100, imagefolder)")
     parser.add_argument("--dataset", default=None, help="override the recipe's data set")
-    parser.add_argument("--device", default=None, help="auto | cpu | cuda")
-    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every variant's epochs")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (default: auto)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every variant's epochs (> 0)")
+    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images (quick runs)")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="override the presets' warm-up steps")
     parser.add_argument(
         "--pgd-eval-size",
         type=int,
         default=0,
-        help="first N test images attacked with PGD-10 for the cards (default 0: the whole test split)",
+        help="first N test images attacked with PGD-10 for the cards (0: the whole test split)",
     )
-    parser.add_argument("--fresh", action="store_true", help="discard earlier runs instead of resuming")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="move earlier runs aside (never deleted) and retrain")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a variant ends within 5 points of chance")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument("--summary", action="store_true", help="print the zoo's cards as a Markdown table; no training")
-    args = parser.parse_args(argv)
+    add_threads_argument(parser)
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     if args.summary:
-        manifest = read_zoo_manifest(args.out)
-        print(summary_table(manifest))
-        if {"standard", "C"} <= manifest["variants"].keys():
-            print("\n| quality bar | measured | met |\n|---|---|---|")
-            for bar, value, met in quality_bars(manifest):
-                print(f"| {bar} | {value} | {'yes' if met else '**no**'} |")
+        print_summary(args.out)
         return 0
+    if args.pgd_eval_size < 0:
+        raise SettingsError(f"--pgd-eval-size {args.pgd_eval_size}: must be >= 0")
     work_dir = args.work_dir or f"runs/zoo-{Path(args.out).name}"
-    overrides = {"data_root": args.data_root, "dataset": args.dataset, "device": args.device}
-    if args.epochs_scale != 1.0:
-        RECIPES[args.recipe] = _scaled(RECIPES[args.recipe], args.epochs_scale)
+    overrides = {
+        "data_root": args.data_root,
+        "dataset": args.dataset,
+        "device": args.device,
+        "train_limit": args.train_limit,
+        "batch_size": args.batch_size,
+        "warmup_steps": args.warmup_steps,
+        "num_threads": args.num_threads or None,
+        "epochs_scale": args.epochs_scale if args.epochs_scale != 1.0 else None,
+    }
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops like Ctrl-C
     try:
-        train_zoo(
+        cards = train_zoo(
             args.recipe,
             args.out,
             work_dir,
@@ -349,19 +486,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command to resume", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as exc:  # e.g. an unknown data set or network name
+        raise SettingsError(str(exc)) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 1 if args.strict and any(card.get("near_chance") for card in cards.values()) else 0
 
 
-def _scaled(spec: dict[str, Any], factor: float) -> dict[str, Any]:
-    """A copy of a recipe with every variant's epochs multiplied by ``factor``."""
-    return {
-        k: ({**v, "epochs": v["epochs"] * factor} if isinstance(v, dict) and "epochs" in v else v)
-        for k, v in spec.items()
-    }
+def main(argv: list[str] | None = None) -> int:
+    """The ``python -m models.train_zoo`` / ``scl-zoo`` command; errors are one line and exit 2."""
+    return run_cli(lambda: _main(argv))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
 #
 # Every command runs with a containers.conf for root podman without systemd (cgroupfs, runc, no
 # default ulimits), unless CONTAINERS_CONF is already set. "build" also
-#   - makes sure the base image debian:bookworm-slim exists: pulled, or, where Docker Hub cannot be
-#     reached, bootstrapped from the Debian archive with mmdebstrap (--variant=minbase) and imported;
+#   - makes sure the Dockerfile's base image (debian:bookworm-slim pinned by digest) exists: pulled, or, where
+#     Docker Hub cannot be reached, bootstrapped from the Debian archive with mmdebstrap (--variant=minbase),
+#     imported as localhost/scl-debian:bookworm-slim and passed as --build-arg BASE_IMAGE=...;
 #   - builds with --pull=never and --format docker (OCI images drop the HEALTHCHECK);
 #   - where this machine keeps Python packages on local disk for pip (/etc/xdg/pip exists), lends the
 #     build read-only the pip settings of this host (constraints, find-links, extra indexes, CA bundle)
@@ -31,18 +32,27 @@ if [ -z "${CONTAINERS_CONF:-}" ]; then
     export CONTAINERS_CONF="$STATE/containers.conf"
 fi
 
-BASE=docker.io/library/debian:bookworm-slim
+# The Dockerfile's base, pinned by digest (its ARG BASE_IMAGE); a digest cannot be given to a local image, so
+# when Docker Hub cannot be reached the mmdebstrap bootstrap is tagged LOCAL_BASE and the build is told so with
+# --build-arg BASE_IMAGE=$LOCAL_BASE (a --build-arg BASE_IMAGE=... of your own, given later, wins).
+PINNED=$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile | head -n 1)
+[ -n "$PINNED" ] || die "Dockerfile has no 'ARG BASE_IMAGE=' line"
+case "$PINNED" in */*) ;; *) PINNED=docker.io/library/$PINNED ;; esac
+LOCAL_BASE=localhost/scl-debian:bookworm-slim
+BASE_ARGS=()
 
 ensure_base() {
-    podman image exists "$BASE" && return 0
-    say "pulling $BASE"
-    if timeout 120 podman pull -q "$BASE" >/dev/null 2>&1; then return 0; fi
-    command -v mmdebstrap >/dev/null || die "cannot pull $BASE and mmdebstrap is missing: apt-get install mmdebstrap"
-    say "cannot pull $BASE: bootstrapping Debian bookworm (minbase) with mmdebstrap instead (a few minutes)"
+    podman image exists "$PINNED" && return 0
+    if podman image exists "$LOCAL_BASE"; then BASE_ARGS=(--build-arg "BASE_IMAGE=$LOCAL_BASE"); return 0; fi
+    say "pulling $PINNED"
+    if timeout 120 podman pull -q "$PINNED" >/dev/null 2>&1; then return 0; fi
+    command -v mmdebstrap >/dev/null || die "cannot pull $PINNED and mmdebstrap is missing: apt-get install mmdebstrap"
+    say "cannot pull $PINNED: bootstrapping Debian bookworm (minbase) with mmdebstrap as $LOCAL_BASE (a few minutes)"
     local tar="$STATE/bookworm-minbase.tar"
     mmdebstrap --quiet --variant=minbase bookworm "$tar"
-    podman import --quiet --change 'CMD ["bash"]' "$tar" "$BASE" >/dev/null
+    podman import --quiet --change 'CMD ["bash"]' "$tar" "$LOCAL_BASE" >/dev/null
     rm -f "$tar"
+    BASE_ARGS=(--build-arg "BASE_IMAGE=$LOCAL_BASE")
 }
 
 # pip_setting KEY ENVVAR: this host's effective pip setting (the environment wins over the config files).
@@ -105,6 +115,7 @@ if [ "${1:-}" = build ]; then
     shift
     ensure_base
     local_pip
-    exec podman build --pull=never --format docker ${LOCAL_PIP_ARGS[@]+"${LOCAL_PIP_ARGS[@]}"} "$@"
+    exec podman build --pull=never --format docker ${BASE_ARGS[@]+"${BASE_ARGS[@]}"} \
+        ${LOCAL_PIP_ARGS[@]+"${LOCAL_PIP_ARGS[@]}"} "$@"
 fi
 exec podman "$@"

@@ -28,18 +28,20 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 
 @pytest.fixture
-def app_env(tiny_zoo, monkeypatch, tmp_path):
-    """SCL_ZOO at the tiny zoo; results looked up in an empty temporary folder."""
-    from app import backend
+def app_env(tiny_zoo, monkeypatch, tmp_path, cache_dir):
+    """SCL_ZOO at the tiny zoo; results looked up in an empty temporary folder; caches (OOD calibrations) in the
+    session's temporary cache."""
+    from app import backend, results_store
 
     monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
-    monkeypatch.setattr(backend, "RESULTS_ROOT", tmp_path / "results")
-    monkeypatch.setattr(backend, "QUICK_SIZES", {"continuity": 24, "probes": 24, "robustness": 8})
-    monkeypatch.setattr(backend, "QUICK_SETTINGS", {
-        "neighbourhood_rank": {"n_anchors": 8},
-        "eps_sweep": {"eps_values": (0.0, 8 / 255), "steps": 3},
-        "attack_audit": {"steps_list": (2, 4), "restarts": 2, "losses": ("ce", "margin")},
-    })  # fmt: skip
+    for module in (backend, results_store):  # backend re-exports results_store's settings
+        monkeypatch.setattr(module, "RESULTS_ROOT", tmp_path / "results")
+        monkeypatch.setattr(module, "QUICK_SIZES", {"continuity": 24, "probes": 24, "robustness": 8})
+        monkeypatch.setattr(module, "QUICK_SETTINGS", {
+            "neighbourhood_rank": {"n_anchors": 8},
+            "eps_sweep": {"eps_values": (0.0, 8 / 255), "steps": 3},
+            "attack_audit": {"steps_list": (2, 4), "restarts": 2, "losses": ("ce", "margin")},
+        })  # fmt: skip
     return tiny_zoo
 
 
@@ -74,6 +76,15 @@ def array_length(value) -> int:
 
         return len(base64.b64decode(value["bdata"])) // np.dtype(value["dtype"]).itemsize
     return len(value)
+
+
+def array_values(value) -> list:
+    """The values of a plotly JSON array: a list, or a typed array {"dtype", "bdata"[, "shape"]} (plotly 7)."""
+    if isinstance(value, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"])).tolist()
+    return list(value)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -111,41 +122,143 @@ def test_every_page_renders(app_env, page):
     assert not [e.value for e in at.error], [e.value for e in at.error]
 
 
+def unescape(markdown: str) -> str:
+    """Text as shown: Markdown backslash escapes removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def heatmaps(spec: dict) -> list[dict]:
+    return [t for t in spec["data"] if t["type"] == "heatmap"]
+
+
 def test_saliency_grid_follows_kind_level_and_methods(app_env):
     at = open_app("saliency")
     specs = chart_specs(at, "sal_fig_")
-    assert len(specs) == 4  # one row per variant
+    assert len(specs) == 4  # one row per variant: the paper's four of the six in the zoo
     for spec in specs:
         kinds = [t["type"] for t in spec["data"]]
-        assert kinds == ["image", "image", "heatmap", "heatmap"]  # original, perturbed, IG, GradCAM
+        # original, perturbed, then per method a greyscale backdrop under the map (IG, GradCAM)
+        assert kinds == ["image", "image", "image", "heatmap", "image", "heatmap"]
     titles = [a["text"] for a in specs[0]["layout"]["annotations"]]
-    assert any(t.startswith("Integrated Gradients (δ =") for t in titles) and "GradCAM" in titles
+    assert "Integrated Gradients" in titles and "GradCAM" in titles
+    assert not any("δ" in t for t in titles)  # δ is printed once, beside the row, not in a title
     assert sum(c.value.startswith("IG completeness δ") for c in at.caption) == 4
     ds_before = [m.value for m in at.markdown if m.value.startswith("DS")]
     assert len(ds_before) == 4
 
     at.selectbox(key="sal_kind").set_value("hue")
     at.slider(key="sal_level").set_value(3)
-    at.checkbox(key="sal_lime").check()
-    at.select_slider(key="sal_lime_n").set_value(250)
+    at.checkbox(key="sal_method_lime").check()
+    at.select_slider(key="sal_lime_samples").set_value(250)
     at.checkbox(key="sal_orig").check()
     at.run()
     assert_clean(at)
-    assert any("hue +0.3" in c.value for c in at.caption)
+    assert any("hue +0.3" in unescape(c.value) for c in at.caption)
     specs = chart_specs(at, "sal_fig_")
     assert len(specs) == 4
     for spec in specs:
-        assert [t["type"] for t in spec["data"]].count("heatmap") == 6  # 3 methods x (perturbed, original)
+        assert len(heatmaps(spec)) == 6  # 3 methods x (perturbed, original)
         assert any("LIME" in a["text"] for a in spec["layout"]["annotations"])
     assert sum("vs original" in c.value for c in at.caption) >= 4  # map stability beside each row
     ds_after = [m.value for m in at.markdown if m.value.startswith("DS")]
     assert ds_after != ds_before  # hue at level 3 moves the logits differently from brightness at level 1
 
     at.slider(key="sal_level").set_value(0)
-    at.checkbox(key="sal_lime").uncheck()
+    at.checkbox(key="sal_method_lime").uncheck()
     at.run()
     assert_clean(at)
     assert all(m.value.endswith("0") for m in at.markdown if m.value.startswith("DS"))  # level 0: DS = 0
+
+
+def test_saliency_methods_come_from_the_registry(app_env):
+    from analysis.attributions import METHOD_REGISTRY
+
+    at = open_app("saliency")
+    for name, method in METHOD_REGISTRY.items():
+        box = at.checkbox(key=f"sal_method_{name}")
+        assert box.label == method.label and box.value == (not method.slow)
+
+
+def png_size(uri: str) -> tuple[int, int]:
+    import base64
+
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
+
+
+def test_saliency_display_controls(app_env):
+    """Overlay, raw maps, opacity, shared / per-map colour scale: what each control changes in the figures."""
+    at = open_app("saliency")
+    specs = chart_specs(at, "sal_fig_")
+    for spec in specs:
+        images = [t for t in spec["data"] if t["type"] == "image"]
+        assert all(min(png_size(t["source"])) >= 224 for t in images)  # 32 px upscaled x7 by nearest neighbour
+        maps = heatmaps(spec)
+        assert all(h["opacity"] == 0.6 and h["showscale"] for h in maps)  # overlays, one colour bar per method
+        assert [h.get("zmid") for h in maps] == [0.0, None]  # IG signed (diverging), GradCAM positive
+    # shared scale (default): every row's IG uses the same limits, the largest |IG| of the four rows
+    ig_limits = {(heatmaps(s)[0]["zmin"], heatmaps(s)[0]["zmax"]) for s in specs}
+    assert len(ig_limits) == 1
+    ((zmin, zmax),) = ig_limits
+    assert zmin == -zmax and zmax > 0
+
+    at.radio(key="sal_scale").set_value("per map")
+    at.slider(key="sal_opacity").set_value(0.35)
+    at.run()
+    assert_clean(at)
+    specs = chart_specs(at, "sal_fig_")
+    per_map = [heatmaps(s)[0]["zmax"] for s in specs]
+    assert len(set(per_map)) == 4 and max(per_map) == pytest.approx(zmax)  # each its own; the largest is the shared
+    assert all(h["opacity"] == 0.35 for s in specs for h in heatmaps(s))
+
+    at.toggle(key="sal_raw").set_value(True)
+    at.run()
+    assert_clean(at)
+    for spec in chart_specs(at, "sal_fig_"):
+        maps = heatmaps(spec)
+        assert len(maps) == 4 and [h["opacity"] for h in maps] == [0.35, 0.35, 1.0, 1.0]  # overlays, then raw maps
+        assert any(a["text"].startswith("raw: ") for a in spec["layout"]["annotations"])
+
+    at.toggle(key="sal_overlay").set_value(False)
+    at.run()
+    assert_clean(at)
+    for spec in chart_specs(at, "sal_fig_"):
+        assert [t["type"] for t in spec["data"]] == ["image", "image", "heatmap", "heatmap"]  # bare maps only
+        assert all(h["opacity"] == 1.0 for h in heatmaps(spec))
+
+
+def test_saliency_variant_multiselect_offers_the_controls(app_env):
+    at = open_app("saliency")
+    chooser = at.multiselect(key="sal_variants")
+    assert chooser.value == VARIANTS and {"standard+jitter", "ADV-mixed"} <= set(chooser.options)
+    chooser.set_value(["standard", "standard+jitter"])
+    at.run()
+    assert_clean(at)
+    assert len(chart_specs(at, "sal_fig_")) == 2
+    assert any(m.value == "### standard\\+jitter" for m in at.markdown)  # the name, escaped
+    assert any("Control for C" in c.value for c in at.caption)  # the registry's help text
+
+
+def test_saliency_true_class_top3_and_wrong_predictions(app_env):
+    from app import backend
+    from models.data import load_dataset
+
+    at = open_app("saliency")
+    assert any("true class **" in m.value for m in at.markdown)
+    assert sum(c.value.startswith("top-3 (perturbed): ") for c in at.caption) == 4
+    ds = load_dataset("digits", "test")
+    handle = backend.open_zoo(app_env, "cpu")
+    image, label = ds.images[0].numpy(), int(ds.labels[0])
+    wrong = sum(int(backend.logits_of(handle.model(v), torch_batch(image)).argmax()) != label for v in VARIANTS)
+    marked = [m.value for m in at.markdown if m.value.startswith("original: ")]
+    assert len(marked) == 4 and sum("original: " in m and "wrong" in m.split("\n")[0] for m in marked) == wrong
+
+
+def torch_batch(image: np.ndarray):
+    import torch
+
+    return torch.from_numpy(image)[None]
 
 
 def test_saliency_gallery_class_filter(app_env):
@@ -182,12 +295,40 @@ def test_saliency_upload_good_and_bad(app_env):
     assert any("empty" in e.value for e in at.error)
 
 
-def test_embeddings_projections(app_env):
-    """PCA, t-SNE and UMAP scatter plots per variant, with the neighbour rank beside each (UMAP compiles once)."""
+def test_saliency_upload_names_escaped_svg_refused_and_ood_checked(app_env):
+    at = open_app("saliency")
+    at.radio(key="sal_source").set_value("Upload an image")
+    at.run()
+    hostile = "**bold** [x](javascript:alert(1)) :red[y].png"
+    at.file_uploader(key="sal_upload").set_value((hostile, png_bytes(photo()), "image/png"))
+    at.run()
+    assert_clean(at)
+    assert len(chart_specs(at, "sal_fig_")) == 4
+    shown = next(c.value for c in at.caption if c.value.startswith("Uploaded "))
+    assert "\\*\\*bold\\*\\*" in shown and "\\[x\\]\\(javascript\\:" in shown and "\\:red\\[y\\]" in shown
+    assert "**bold**" not in shown.replace("\\*", "")  # no live Markdown left
+    ood = [c.value for c in at.caption if "energy score, threshold at the 5th percentile" in c.value]
+    assert len(ood) == 1 and "This image:" in ood[0] and "know only its 10 classes" in ood[0]
+
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><rect width="40" height="40"/></svg>'
+    at.file_uploader(key="sal_upload").set_value(("drawing.svg", svg, "image/svg+xml"))
+    at.run()
+    assert_clean(at)
+    assert any("drawing\\.svg was not accepted" in e.value and "not an image" in e.value for e in at.error)
+    assert not chart_specs(at, "sal_fig_")  # the previous upload's grid is gone
+
+
+def test_embeddings_projections(app_env, tmp_path, monkeypatch):
+    """PCA, t-SNE and UMAP in one map shared by the paper's four variants, logits and penultimate features, with
+    the neighbour ranks under each plot and several anchors."""
+    monkeypatch.setenv("SCL_CACHE_DIR", str(tmp_path / "cache"))
     at = open_app("embeddings")
+    assert at.multiselect(key="emb_variants").value == VARIANTS  # the paper's four, controls on offer
+    assert set(at.multiselect(key="emb_variants").options) > set(VARIANTS)
     at.slider(key="emb_n").set_value(40)
     previous = None
-    for method in ("pca", "tsne", "umap"):
+    for rep, method in (("logits", "pca"), ("logits", "tsne"), ("logits", "umap"), ("features", "pca")):
+        at.radio(key="emb_rep").set_value(rep)
         at.radio(key="emb_method").set_value(method)
         at.run()
         assert_clean(at)
@@ -195,14 +336,78 @@ def test_embeddings_projections(app_env):
         assert len(specs) == 4, method
         for spec in specs:
             names = [t.get("name") for t in spec["data"]]
-            assert "original" in names and "same class" in names and "hue" in names
+            assert "anchor" in names and "same class" in names and "hue" in names
             sizes = {t["name"]: array_length(t["x"]) for t in spec["data"]}
-            assert sizes.pop("original") == 1 and 0 < sizes.pop("same class") <= 40
+            assert sizes.pop("anchor") == 1 and 0 < sizes.pop("same class") <= 40
             assert sizes == {kind: 4 for kind in ("brightness", "contrast", "saturation", "hue")}  # 4 levels each
+            assert all(t.get("mode") == "markers" for t in spec["data"])  # no text labels piling up on the star
+            hover = spec["data"][1]["hovertext"][0]
+            assert "predicted" in hover and "true" in hover and "DS to" in hover
+        # one projection shared by the variants: every panel has the same axes
+        assert len({json.dumps([s["layout"]["xaxis"]["range"], s["layout"]["yaxis"]["range"]]) for s in specs}) == 1
         assert specs != previous, method  # a different projection draws different coordinates
         previous = specs
-        assert len(chart_specs(at, "emb_rank_")) == 4  # the neighbour rank statistic beside each plot
-        assert sum(m.label == "Median rank L1" for m in at.metric) == 4
+        assert len(chart_specs(at, "emb_rank_")) == 4
+        labels = [m.label for m in at.metric]
+        assert labels.count("Rank L1") == 4 and labels.count("Rank, all") == 4 and labels.count("Rank 1") == 4
+    at.text_input(key="emb_more").set_value("3, 7, nonsense")
+    at.run()
+    assert_clean(at)
+    assert any("'nonsense' is not a test image number" in w.value for w in at.warning)
+    for spec in chart_specs(at, "emb_plot_"):
+        assert array_length(next(t for t in spec["data"] if t["name"] == "anchor")["x"]) == 3
+
+
+def test_embeddings_upload_as_anchor_and_variant_choice(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCL_CACHE_DIR", str(tmp_path / "cache"))
+    at = open_app("embeddings")
+    at.slider(key="emb_n").set_value(20)
+    at.multiselect(key="emb_variants").set_value(["standard", "C", "standard+jitter"])
+    at.file_uploader(key="emb_uploads").set_value([("photo.png", png_bytes(photo()), "image/png")])
+    at.run()
+    assert_clean(at)
+    specs = chart_specs(at, "emb_plot_")
+    assert [s["layout"]["title"]["text"] for s in specs] == ["standard", "C", "standard+jitter"]
+    assert any("photo.png →" in c.value and "predicted by standard" in c.value for c in at.caption)
+    hover = " ".join(" ".join(t.get("hovertext") or []) for t in specs[0]["data"])
+    assert "unknown (upload)" in hover
+
+
+def test_embeddings_whole_test_set(app_env, tmp_path, monkeypatch):
+    """The whole test split in WebGL, computed on a button with a progress bar, then read from the disk cache."""
+    from models.data import load_dataset
+
+    monkeypatch.setenv("SCL_CACHE_DIR", str(tmp_path / "cache"))
+    n = len(load_dataset("digits", "test"))
+    at = open_app("embeddings")
+    at.slider(key="emb_n").set_value(20)
+    at.run()
+    assert not chart_specs(at, "emb_whole_")
+    at.button(key="emb_whole_compute").click()
+    at.run()
+    assert_clean(at)
+    specs = chart_specs(at, "emb_whole_")
+    assert len(specs) == 4
+    for spec in specs:
+        gl = [t for t in spec["data"] if t["type"] == "scattergl"]
+        assert len(gl) == len(spec["data"])
+        assert sum(array_length(t["x"]) for t in gl if t["name"] not in ("anchor", *backend_kinds())) == n
+    assert len({json.dumps(s["layout"]["xaxis"]["range"]) for s in specs}) == 1
+    cached = list((tmp_path / "cache" / "embeddings").glob("rep-*.npz"))
+    assert len(cached) == 4  # one per variant, keyed by its checkpoint sha256
+    at = open_app("embeddings")  # a new session: drawn from the disk cache, no button
+    at.slider(key="emb_n").set_value(20)
+    at.radio(key="emb_whole_colour").set_value("correct")
+    at.run()
+    assert_clean(at)
+    assert len(chart_specs(at, "emb_whole_")) == 4
+    assert not [b for b in at.button if b.key == "emb_whole_compute"]
+
+
+def backend_kinds() -> tuple[str, ...]:
+    from models.perturbations import KINDS
+
+    return tuple(KINDS)
 
 
 def test_bad_zoo_path_gives_a_message(app_env, tmp_path):
@@ -273,9 +478,10 @@ def report_folder(tiny_zoo, tmp_path_factory):
 
 
 def test_experiment_pages_read_the_reports_results(app_env, report_folder, monkeypatch):
-    from app import backend
+    from app import backend, results_store
 
-    monkeypatch.setattr(backend, "RESULTS_ROOT", report_folder.parent)
+    for module in (backend, results_store):  # backend re-exports results_store's setting
+        monkeypatch.setattr(module, "RESULTS_ROOT", report_folder.parent)
     expectations = {
         "continuity": ("cont_ds", "cont_rank"),
         "probes": ("probe_curves",),
@@ -296,9 +502,21 @@ def test_experiment_pages_read_the_reports_results(app_env, report_folder, monke
     at = open_app("continuity")
     assert any("report mode **quick**" in c.value for c in at.caption)
     at = open_app("claims")
-    frames = [d.value for d in at.dataframe]
-    claims = next(f for f in frames if "verdict" in f.columns)
-    assert set(claims.iloc[:, 0]) <= {"✅", "🟡", "❌", "⏳"} and len(claims) >= 5
+    claims = at.table[0].value  # st.table: every row and column, wrapped (no height cap)
+    assert claims.index.name == "Verdict" and len(claims) >= 5
+    # text badges, no emoji; a quick report decides no claim
+    assert set(claims.index) <= {
+        "HOLDS",
+        "PARTLY",
+        "DOES NOT HOLD",
+        "INCONCLUSIVE",
+        "NOT MEASURED",
+        "NOT DECIDED AT QUICK SCALE",
+    }
+    assert "NOT DECIDED AT QUICK SCALE" in set(claims.index)  # a quick report decides nothing...
+    assert not set(claims.index) & {"HOLDS", "PARTLY", "DOES NOT HOLD", "INCONCLUSIVE"}  # ... either way
+    assert {"Claim", "This zoo", "Rule"} <= set(claims.columns)
+    assert any("-badge[" in m.value for m in at.markdown)
     assert any(e.label == "REPORT.md" for e in at.expander)
     assert any("broken.csv" in w.value for w in at.warning)  # an unreadable file is reported, not raised
 
@@ -312,6 +530,27 @@ def test_robustness_adversarial_examples(app_env):
     assert_clean(at)
     linf = [float(c.value.split("= ")[1].split("/")[0]) for c in at.caption if "max |Δpixel|" in c.value]
     assert len(linf) == 4 and max(linf) <= 2.0 + 1e-3
+
+
+def test_robustness_already_wrong_and_variant_choice(app_env):
+    """A clean prediction that already misses the true class is 'already wrong', never 'fooled'."""
+    from app import backend
+    from models.data import load_dataset
+
+    at = open_app("robustness")
+    ds = load_dataset("digits", "test")
+    handle = backend.open_zoo(app_env, "cpu")
+    image, label = ds.images[0].numpy(), int(ds.labels[0])
+    wrong = [int(backend.logits_of(handle.model(v), torch_batch(image)).argmax()) != label for v in VARIANTS]
+    outcomes = [m.value for m in at.markdown if m.value.startswith("clean: ")]
+    assert len(outcomes) == 4
+    for is_wrong, text in zip(wrong, outcomes, strict=True):
+        assert ("already wrong" in text) == is_wrong and (("fooled" in text or "held" in text) != is_wrong)
+    assert any(wrong), "the untrained tiny zoo misclassifies image 0 somewhere: the check above is not vacuous"
+    at.multiselect(key="rob_variants").set_value(["ADV", "ADV-mixed"])
+    at.run()
+    assert_clean(at)
+    assert len(chart_specs(at, "rob_adv_")) == 2
 
 
 def test_probe_examples_on_an_upload(app_env):
@@ -429,3 +668,124 @@ def test_figures_are_pure_functions_of_arrays():
                        "ds_mean": [0.1, 0.2, 0.0, 0.3]})  # fmt: skip
     assert len(figures.ds_curves(df).data) == 2
     assert len(figures.ds_curves(df, log_y=True).data[1].x) == 1  # DS = 0 is not drawn on a log axis
+
+
+def test_column_labels_and_the_percent_rule():
+    from app.tables import column_label, display_table, is_accuracy
+
+    assert column_label("test_clean_acc") == "Clean accuracy (test) (%)"
+    assert column_label("test_acc_mean") == "Accuracy (test), mean (%)"
+    assert column_label("n_seeds") == "Seeds" and column_label("n_seeds_test_acc") == "Seeds, accuracy (test)"
+    assert column_label("some_new_thing") == "Some new thing"
+    for col in ("test_acc", "accuracy", "test_pgd10_acc", "test_acc_sd", "val_clean_acc"):
+        assert is_accuracy(col), col
+    for col in ("n_seeds", "n_seeds_test_acc", "ds_level1_sum", "rank", "alpha", "train_seconds"):
+        assert not is_accuracy(col), col  # "n_seeds..." once showed as 300.0%
+    df = pd.DataFrame({"variant": ["standard"], "test_acc_mean": [0.5], "n_seeds_test_acc": [3], "ds_mean": [0.25]})
+    shown = display_table(df)
+    assert list(shown.columns) == ["Variant", "Accuracy (test), mean (%)", "Seeds, accuracy (test)", "DS (mean)"]
+    assert shown.iloc[0].tolist() == ["standard", 50.0, 3, 0.25]
+    both = display_table(pd.DataFrame({"level": [1], "level_label": ["a"]}))
+    assert both.columns.is_unique
+
+
+def test_log_axes_have_full_tick_labels_and_variants_one_colour():
+    from app import figures
+    from models.objectives import variant_colour
+
+    df = pd.DataFrame({"variant": ["standard"] * 4 + ["C"] * 4, "kind": ["hue"] * 8, "level": [1, 2, 3, 4] * 2,
+                       "ds_mean": [0.02, 0.3, 4.0, 50.0, 0.001, 0.01, 0.1, 1.0]})  # fmt: skip
+    fig = figures.ds_curves(df, log_y=True)
+    axis = fig.layout.yaxis
+    assert axis.type == "log"
+    assert list(axis.ticktext) == ["0.001", "0.01", "0.1", "1", "10", "100"]
+    assert list(axis.tickvals) == pytest.approx([1e-3, 1e-2, 1e-1, 1, 10, 100])
+    assert axis.range[0] <= -3 and axis.range[1] >= 2  # every value inside the labelled decades
+    colours = {t.name: t.line.color for t in fig.data}
+    assert colours == {"standard": variant_colour("standard"), "C": variant_colour("C")}
+    bars = figures.metric_bars({"standard": 11.4, "C": 0.52, "ADV-mixed": 3.0}, log_y=True)
+    assert all(str(t) in ("0.01", "0.1", "1", "10", "100") for t in bars.layout.yaxis.ticktext)
+    assert list(bars.data[0].marker.color) == [variant_colour(v) for v in ("standard", "C", "ADV-mixed")]
+    wide = figures.log_ticks([1e-7, 1e5])
+    assert len(wide["ticktext"]) <= 9 and all(t.startswith("1e") or t.replace(".", "").isdigit()
+                                              for t in wide["ticktext"])  # fmt: skip
+
+
+def test_line_panels_dash_per_method_percent_and_categorical_alpha():
+    from app import figures
+
+    df = pd.DataFrame({"variant": ["standard", "standard", "C", "C"] * 2, "level": [1, 2] * 4,
+                       "method": ["gradcam"] * 4 + ["integrated_gradients"] * 4,
+                       "spearman": np.linspace(0, 1, 8)})  # fmt: skip
+    fig = figures.line_panels(df, "level", "spearman", dash="method")
+    dashes = {t.name: t.line.dash for t in fig.data}
+    assert dashes["standard, GradCAM"] == dashes["C, GradCAM"] != dashes["C, Integrated Gradients"]
+    assert fig.data[0].line.color == fig.data[1].line.color  # one colour per variant, whatever the method
+    alpha = pd.DataFrame({"alpha": [0.0, 0.01, 0.1, 1.0], "test_acc": [0.9, 0.89, 0.85, 0.7], "series": "C"})
+    alpha["α"] = [f"{a:g}" for a in alpha["alpha"]]
+    fig = figures.line_panels(alpha, "alpha", "test_acc", colour="series", x_labels="α", percent=True)
+    assert fig.layout.xaxis.type == "category" and list(fig.data[0].x) == ["0", "0.01", "0.1", "1"]
+    assert list(fig.data[0].y) == pytest.approx([90, 89, 85, 70]) and "(%)" in fig.layout.yaxis.title.text
+
+
+def test_selected_rows_come_from_the_figure_not_the_browser():
+    """Plotly 7 sends customdata as typed arrays; the selection is resolved by curve number and point index."""
+    from app import figures
+
+    df = pd.DataFrame({"x": [0.0, 1, 2, 3, 4], "y": [0.0, 1, 0, 1, 0], "row": [10, 11, 12, 13, 14],
+                       "role": ["original", "perturbed", "perturbed", "same_class", "same_class"],
+                       "kind": ["none", "hue", "hue", "none", "none"], "level": [0, 1, 2, 0, 0],
+                       "dataset_index": [5, 5, 5, 6, 7], "anchor": ["#5", "#5", "#5", "", ""]})  # fmt: skip
+    fig = figures.embedding_scatter(df)
+    names = [t.name for t in fig.data]
+    points = [
+        {"curve_number": names.index("hue"), "point_index": 1, "customdata": {"dtype": "i8", "bdata": "AA=="}},
+        {"curve_number": names.index("same class"), "point_number": 0},
+        {"curve_number": 99, "point_index": 0},
+        "not a point",
+    ]
+    assert figures.selected_rows(fig, points) == [12, 13]
+    gl = figures.whole_set_scatter(df.assign(pred_name="a", true_name="b"), overlay=df.assign(row=df["row"] + 100))
+    assert {t.type for t in gl.data} == {"scattergl"}
+    overlay_curve = [t.name for t in gl.data].index("hue")
+    assert figures.selected_rows(gl, [{"curve_number": overlay_curve, "point_index": 0}]) == [111]
+
+
+def test_result_pages_read_right(app_env, report_folder, monkeypatch):
+    """Human column names, % only for accuracies, the paper's four by default, α on a categorical axis."""
+    from app import backend, results_store
+
+    for module in (backend, results_store):  # backend re-exports results_store's setting
+        monkeypatch.setattr(module, "RESULTS_ROOT", report_folder.parent)
+    alpha = pd.DataFrame({"alpha": [0.0, 0.0, 0.1, 1.0], "seed": [0, 1, 0, 0], "test_clean_acc": [0.9, 0.88, 0.85, 0.7],
+                          "ds_level1_sum": [12.0, 11.0, 5.0, 0.5]})  # fmt: skip
+    alpha.to_csv(report_folder / "results" / "alpha_sweep.csv", index=False)
+    at = open_app("continuity")
+    spec = chart_specs(at, "cont_alpha_test_clean_acc")[0]
+    assert spec["layout"]["xaxis"]["type"] == "category" and spec["data"][0]["x"] == ["0", "0.1", "1"]
+    assert array_values(spec["data"][0]["y"])[0] == pytest.approx(89.0)  # mean over seeds, in %
+    ds_spec = chart_specs(at, "cont_ds")[0]
+    assert ds_spec["layout"]["yaxis"]["type"] == "log" and "ticktext" in ds_spec["layout"]["yaxis"]
+    at = open_app("fairness")
+    summary = next(d.value for d in at.dataframe if "Accuracy (test), mean (%)" in d.value.columns)
+    assert "Seeds, accuracy (test)" not in summary.columns or summary["Seeds, accuracy (test)"].max() < 10
+    runs = next(d.value for d in at.dataframe if "Accuracy, red background (test) (%)" in d.value.columns)
+    assert runs["Red images"].max() == 10  # a count stays a count
+    assert runs["Accuracy, red background (test) (%)"].max() <= 100 and runs["Accuracy (test) (%)"].max() > 1
+    at = open_app("transfer")
+    bars = chart_specs(at, "transfer_bars")[0]
+    assert {t["name"] for t in bars["data"]} == set(VARIANTS)
+    at = open_app("probes")
+    assert {t["name"] for t in chart_specs(at, "probe_curves")[0]["data"]} == set(VARIANTS)
+
+
+def test_zoo_page_offers_the_controls(app_env):
+    at = open_app()
+    choice = at.multiselect(key="zoo_variants")
+    assert choice.value == VARIANTS and "ADV-mixed" in choice.options
+    choice.set_value([*VARIANTS, "ADV-mixed"])
+    at.run()
+    assert_clean(at)
+    assert [m.label for m in at.metric].count("Clean accuracy") == 5
+    table = next(d.value for d in at.dataframe if "Variant" in d.value.columns)
+    assert "Clean accuracy (test) (%)" in table.columns and table["Clean accuracy (test) (%)"].max() == 10.0

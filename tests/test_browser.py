@@ -252,3 +252,197 @@ def test_shipped_zoo_every_page_in_a_browser(default_server):
             shutil.copy(log, artifacts / "streamlit-default.log")
             raise
     assert "Traceback" not in log.read_text()
+
+
+def click_point(page, panel, selector: str) -> None:
+    """A real mouse click at the centre of one plotly marker (plotly reads clicks from its drag layer)."""
+    point = panel.locator(selector).first
+    point.wait_for(timeout=RESULT_S * 1000)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    assert box, selector
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - 3, y - 3)
+    page.mouse.move(x, y)  # plotly finds the point under the cursor on hover, then the click selects it
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_embeddings_click_shows_thumbnail_and_neighbours(server, tmp_path):
+    """Clicking points of the embeddings scatter (once a KeyError: plotly 7 sends customdata as typed arrays) shows
+    the point's image and its nearest neighbours beside the chart, and the page keeps working."""
+    url, proc, log = server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with browser_page() as page:
+        try:
+            page.goto(f"{url}/embeddings", wait_until="domcontentloaded", timeout=120_000)
+            page.get_by_role("heading", name="Neighbourhood embeddings").wait_for(timeout=RESULT_S * 1000)
+            panel = page.locator(".st-key-emb_panel_standard")
+            panel.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)
+            for selector in (".scatterlayer .trace:last-child .point", ".scatterlayer .trace:first-child .point"):
+                click_point(page, panel, selector)  # the anchor star, then a same-class image
+                panel.get_by_text("Nearest neighbours", exact=True).wait_for(timeout=RESULT_S * 1000)
+                wait_idle(page, RESULT_S)
+                assert page.locator('[data-testid="stException"]').count() == 0, selector
+                text = panel.inner_text()
+                assert "predicted" in text and "true" in text and "DS to" in text, text
+                assert panel.locator('[data-testid="stImage"] img').count() >= 1 + 6  # the point and 6 neighbours
+            assert "test image #" in panel.inner_text()  # the second click showed the same-class image
+            page.screenshot(path=str(artifacts / "embeddings-click.png"))
+            assert proc.poll() is None, "the server died"
+        except BaseException:
+            page.screenshot(path=str(artifacts / "embeddings-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit-embeddings.log")
+            raise
+    assert "Traceback" not in log.read_text()
+
+
+PAGE_TITLES = {  # url path -> (menu entry, the page's heading); "" is the default page
+    "": ("The zoo", "The model zoo"),
+    "saliency": ("Saliency side by side", "Saliency, side by side"),
+    "embeddings": ("Neighbourhood embeddings", None),
+    "continuity": ("Continuity curves", None),
+    "probes": ("Semantic probes", None),
+    "robustness": ("Robustness", "Robustness"),
+    "transfer": ("Transfer", None),
+    "fairness": ("Fairness", None),
+    "claims": ("Claims", None),
+}
+MENU = [entry for entry, _ in PAGE_TITLES.values()]
+
+
+def local_request(url: str, base: str) -> bool:
+    """A request that stays on this machine: the dashboard's own server, or inline data."""
+    return url.startswith(base + "/") or url == base or url.split(":", 1)[0] in ("data", "blob", "about")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_every_page_by_address_first_paint_and_no_request_leaves(server):
+    """Each page opened by its address: the first menu painted is the real one (titles, not file names), the
+    page's own heading shows, and every request the page makes goes to the local server."""
+    url, proc, log = server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with browser_page() as page:
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        try:
+            for path, (entry, heading) in PAGE_TITLES.items():
+                page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=120_000)
+                nav = page.locator('[data-testid="stSidebarNav"]')
+                nav.wait_for(timeout=RESULT_S * 1000)
+                first = nav.inner_text()  # the menu as first painted
+                assert all(m in first for m in MENU), first
+                assert "streamlit app" not in first.lower() and "views" not in first.lower(), first
+                main = page.locator('[data-testid="stMain"]')
+                if heading:
+                    main.get_by_role("heading", name=heading).first.wait_for(timeout=RESULT_S * 1000)
+                wait_idle(page, RESULT_S)
+                assert page.locator('[data-testid="stException"]').count() == 0, path
+                current = page.locator('[data-testid="stSidebarNavLink"][aria-current="page"]')
+                assert entry in current.inner_text(), (path, current.inner_text())
+            outside = sorted({r for r in requests if not local_request(r, url)})
+            assert not outside, outside
+            assert any("/_stcore/" in r or "/static/" in r for r in requests)  # the check saw real traffic
+            icons = page.locator('link[rel~="icon"]')
+            assert icons.count() >= 1 and all(
+                local_request(page.evaluate("h => new URL(h, location.href).href", icons.nth(i).get_attribute("href")),
+                              url)
+                for i in range(icons.count())
+            )  # fmt: skip
+        except BaseException:
+            page.screenshot(path=str(artifacts / "pages-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit-pages.log")
+            raise
+    assert "Traceback" not in log.read_text()
+
+
+def chart_images(page, key: str) -> int:
+    """The number of image traces (photographs and greyscale backdrops) plotly drew in one variant's row."""
+    return page.evaluate(
+        "k => { const gd = document.querySelector(`.st-key-sal_row_${k} .js-plotly-plot`);"
+        " return gd && gd.data ? gd.data.filter(t => t.type === 'image').length : -1; }",
+        key,
+    )
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_saliency_overlay_and_shared_scale_toggles(server):
+    url, proc, log = server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with browser_page() as page:
+        try:
+            open_saliency(page, url)
+            wait_for_variant_rows(page)
+            wait_idle(page, RESULT_S)
+            with_overlay = chart_images(page, "standard")
+            assert with_overlay == 4  # original, perturbed, a greyscale backdrop under IG and under GradCAM
+            page.locator(".st-key-sal_overlay").get_by_text("Overlay on greyscale").click()
+            page.wait_for_function(
+                "() => { const gd = document.querySelector('.st-key-sal_row_standard .js-plotly-plot');"
+                " return gd && gd.data && gd.data.filter(t => t.type === 'image').length === 2; }",
+                timeout=RESULT_S * 1000,
+            )
+            wait_idle(page, RESULT_S)
+            main = page.locator('[data-testid="stMain"]')
+            assert "one scale per method is shared by every row" in main.inner_text()
+            page.locator(".st-key-sal_scale").get_by_text("per map").click()
+            main.get_by_text("scaled by its own largest", exact=False).first.wait_for(timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)
+            for key in VARIANT_ROWS:
+                assert chart_images(page, key) == 2, key
+            assert page.locator('[data-testid="stException"]').count() == 0
+        except BaseException:
+            page.screenshot(path=str(artifacts / "toggles-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit-toggles.log")
+            raise
+
+
+@pytest.fixture
+def rocket_png(tmp_path) -> Path:
+    """scikit-image's rocket photograph (not a garment) as a PNG file."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    path = tmp_path / "rocket.png"
+    Image.fromarray(data.rocket()).save(path)
+    return path
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_shipped_zoo_out_of_distribution_notice(default_server, rocket_png):
+    """On the shipped fashion-mnist-m zoo: a photograph that is not a garment gets the out-of-distribution notice
+    (with its threshold and the classes the zoo knows); a test image gets none."""
+    url, proc, log = default_server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    notice = "looks unlike the data the zoo was trained on"
+    with browser_page() as page:
+        try:
+            open_saliency(page, url)
+            wait_for_variant_rows(page)
+            wait_idle(page, RESULT_S)
+            main = page.locator('[data-testid="stMain"]')
+            assert notice not in main.inner_text()  # a test image from the gallery: no notice
+            page.locator('[data-testid="stRadio"]').locator('[data-testid="stRadioOption"]',
+                                                            has_text="Upload an image").click()  # fmt: skip
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.wait_for(state="attached", timeout=60_000)
+            uploader.set_input_files(str(rocket_png))
+            main.get_by_text(notice, exact=False).first.wait_for(timeout=RESULT_S * 1000)
+            wait_for_variant_rows(page)
+            wait_idle(page, RESULT_S)
+            text = main.inner_text()
+            assert "threshold at the 5th percentile of 2000 fashion-mnist-m test images" in text
+            assert "know only its 10 classes" in text and "Ankle boot" in text
+            page.screenshot(path=str(artifacts / "ood-notice.png"))
+            assert page.locator('[data-testid="stException"]').count() == 0
+        except BaseException:
+            page.screenshot(path=str(artifacts / "ood-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit-ood.log")
+            raise
+    assert "Traceback" not in log.read_text()

@@ -64,7 +64,7 @@ def test_a_checkpoint_carrying_a_pickle_payload_is_refused_without_running_it(tm
         load_checkpoint(evil)
     assert not marker.exists()
     raw = tmp_path / "raw.pt"
-    raw.write_bytes(pickle.dumps(_Payload(marker)))
+    raw.write_bytes(pickle.dumps(_Payload(marker), protocol=2))
     with pytest.raises(CheckpointError):
         load_checkpoint(raw)
     assert not marker.exists()
@@ -99,3 +99,54 @@ def test_zoo_manifest_is_verified(tmp_path, tiny_model):
         load_zoo(tmp_path)
     with pytest.raises(CheckpointError, match="no zoo.json"):
         load_zoo(tmp_path / "nowhere")
+
+
+def test_refusals_are_worded_by_the_lab_and_point_at_the_importer(tmp_path, tiny_model):
+    """A plain state_dict is not a checkpoint: the refusal names models.import_model. An unsafe pickle is refused in
+    the lab's words, which never suggest turning weights_only off."""
+    torch.save(tiny_model.state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(CheckpointError, match=r"not a Semantic Continuity Lab checkpoint.*models\.import_model"):
+        load_checkpoint(tmp_path / "weights.pt")
+    torch.save(tiny_model, tmp_path / "whole.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "whole.pt")
+    message = str(info.value)
+    assert "refused" in message and "CifarResNet18" in message and "model.state_dict()" in message
+    assert "weights_only" not in message
+    (tmp_path / "w.safetensors").write_bytes(b"\0" * 16)
+    with pytest.raises(CheckpointError, match="models.import_model"):
+        load_checkpoint(tmp_path / "w.safetensors")
+
+
+def test_zoo_roles_from_the_manifest_or_the_name(tmp_path, tiny_model):
+    names = ["standard", "C", "ADV", "ADV+C", "standard+jitter", "ADV-mixed", "mine"]
+    for variant in names:
+        _save(tiny_model, tmp_path / f"{variant}.pt", variant=variant)
+    write_zoo_manifest(tmp_path, {v: f"{v}.pt" for v in names}, {}, roles={"mine": "adversarial"})
+    zoo = load_zoo(tmp_path)
+    assert zoo.roles == {
+        "standard": "baseline", "C": "constrained", "ADV": "adversarial", "ADV+C": "adversarial+constrained",
+        "standard+jitter": "baseline+jitter", "ADV-mixed": "adversarial-mixed", "mine": "adversarial",
+    }  # fmt: skip
+    # A manifest written before roles existed: roles default from the names, unknown names are "other".
+    manifest = json.loads((tmp_path / "zoo.json").read_text())
+    for item in manifest["variants"].values():
+        del item["role"]
+    (tmp_path / "zoo.json").write_text(json.dumps(manifest))
+    assert load_zoo(tmp_path).roles["mine"] == "other" and load_zoo(tmp_path).roles["C"] == "constrained"
+
+
+def test_a_zoo_whose_manifest_and_checkpoints_disagree_is_refused(tmp_path):
+    """The mixed-zoo bug: a manifest saying digits over checkpoints trained on fashion-mnist-m must not load."""
+    from models.errors import ZooError
+    from tests.conftest import make_tiny_zoo
+
+    make_tiny_zoo(tmp_path, dataset={"name": "fashion-mnist-m", "split": "train", "size": 60000, "num_classes": 10})
+    load_zoo(tmp_path)  # consistent: loads
+    manifest = json.loads((tmp_path / "zoo.json").read_text())
+    manifest["dataset"]["name"] = "digits"
+    (tmp_path / "zoo.json").write_text(json.dumps(manifest))
+    with pytest.raises(ZooError, match="dataset differ.*digits.*fashion-mnist-m"):
+        load_zoo(tmp_path)
+    with pytest.raises(CheckpointError):  # also a CheckpointError, which the dashboard and report catch
+        load_zoo(tmp_path)

@@ -8,7 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.continuity import alpha_sweep, ds_level1_sum, ds_table, neighbourhood_rank, neighbourhood_rank_table
+from analysis.continuity import (
+    RANK_COLUMNS,
+    alpha_sweep,
+    ds_level1_sum,
+    ds_table,
+    ds_tables,
+    existence_table,
+    neighbourhood_rank,
+    neighbourhood_rank_table,
+    neighbourhood_tables,
+)
 from models.checkpoints import load_zoo
 from models.perturbations import KINDS, perturb
 from models.train import TrainConfig
@@ -76,8 +86,15 @@ def test_ds_of_a_linear_model_matches_the_hand_computation():
 
 def test_ds_table_matches_a_loop_over_images(tiny_model, batch):
     images, _ = batch
-    df = ds_table({"net": tiny_model}, images, levels=(1, 3), batch_size=3)
+    df, each = ds_tables({"net": tiny_model}, images, levels=(1, 3), batch_size=3)
     assert len(df) == len(KINDS) * 2 and set(df["variant"]) == {"net"}
+    assert len(each) == len(KINDS) * 2 * len(images) and list(each.columns) == [
+        "variant",
+        "kind",
+        "level",
+        "image",
+        "ds",
+    ]
     with torch.no_grad():
         for kind in KINDS:
             for level in (1, 3):
@@ -92,6 +109,8 @@ def test_ds_table_matches_a_loop_over_images(tiny_model, batch):
                 row = df[(df["kind"] == kind) & (df["level"] == level)].iloc[0]
                 assert row["ds_mean"] == pytest.approx(per_image.mean().item(), rel=1e-4, abs=1e-7)
                 assert row["ds_median"] == pytest.approx(float(np.median(per_image.numpy())), rel=1e-4, abs=1e-7)
+                mine = each[(each["kind"] == kind) & (each["level"] == level)]["ds"].to_numpy()
+                assert mine == pytest.approx(per_image.numpy(), rel=1e-4, abs=1e-7)
 
 
 def test_ds_level1_sum_sums_level_one_over_kinds_in_variant_order():
@@ -112,11 +131,32 @@ def test_neighbourhood_rank_shares_are_in_unit_interval(tiny_zoo):
     models = load_zoo(tiny_zoo).models
     gen = torch.Generator().manual_seed(3)
     images, labels = torch.rand(24, 3, 32, 32, generator=gen), torch.arange(24) % 3
-    df = neighbourhood_rank_table(models, images, labels, kinds=("brightness", "hue"), levels=(1, 4), n_anchors=5)
-    assert list(df.columns) == ["variant", "kind", "level", "share_closer_mean", "share_closer_std", "n_anchors"]
-    assert list(df["variant"].unique()) == list(models) and len(df) == 4 * 2 * 2
+    df, per_anchor, exist = neighbourhood_tables(models, images, labels, kinds=("brightness", "hue"), levels=(1, 4),
+                                                 n_anchors=5)  # fmt: skip
+    assert list(df.columns) == RANK_COLUMNS
+    assert list(df["variant"].unique()) == list(models) and len(df) == len(models) * 2 * 2
     assert df["share_closer_mean"].between(0, 1).all() and (df["share_closer_std"] >= 0).all()
-    assert (df["n_anchors"] == 5).all()
+    assert (df["n_anchors"] == 5).all() and (df["n_candidates"] == 7).all()  # 8 images per class, minus the anchor
+    assert (df["share_closer_ci_low"] <= df["share_closer_mean"]).all()
+    assert (df["share_closer_mean"] <= df["share_closer_ci_high"]).all()
+    assert len(per_anchor) == len(models) * 5 * 4 and set(per_anchor["anchor"].value_counts()) == {len(models) * 4}
+    # existence: an anchor counts when any of its copies is outranked
+    for variant, row in exist.set_index("variant").iterrows():
+        any_closer = per_anchor[per_anchor["variant"] == variant].groupby("anchor")["n_closer"].max() > 0
+        assert row["outranked_anchors"] == any_closer.sum() and row["n_anchors"] == 5
+        assert row["ci_low"] <= row["share"] <= row["ci_high"]
+    assert df.equals(neighbourhood_rank_table(models, images, labels, ("brightness", "hue"), (1, 4), n_anchors=5))
+
+
+def test_existence_table_clopper_pearson():
+    per_anchor = pd.DataFrame({"variant": "s", "anchor": [0, 0, 1, 1, 2, 2], "kind": "k", "level": [1, 2] * 3,
+                               "n_closer": [0, 3, 0, 0, 1, 0], "n_same": 9, "share": 0.0})  # fmt: skip
+    row = existence_table(per_anchor).iloc[0]
+    assert row["outranked_anchors"] == 2 and row["share"] == pytest.approx(2 / 3)
+    from scipy import stats
+
+    ci = stats.binomtest(2, 3).proportion_ci(method="exact")
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high))
 
 
 def test_neighbourhood_rank_of_an_invariant_model_is_zero_and_of_a_sensitive_one_is_one():

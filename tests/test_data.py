@@ -1,4 +1,4 @@
-"""Tests for models.data: every loader on tiny fixtures in the real on-disk formats,
+"""Tests for models.datasets (and its models.data shim): every loader on tiny fixtures in the real on-disk formats,
 the fashion-mnist-m generator and its cache, and the built-in data sets."""
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import scipy.io
 import torch
 from PIL import Image
 
-from models import data as D
-from models.data import (
+from models import data as data_shim
+from models import datasets
+from models.datasets import (
     DATASETS,
     DEFAULT_DATASET,
     FASHION_MNIST_DIR,
@@ -27,6 +28,7 @@ from models.data import (
     dataset_names,
     load_dataset,
 )
+from models.datasets import fashion_mnist_m as D
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
@@ -46,12 +48,19 @@ def covers(*names: str) -> Callable:
 
 @pytest.fixture(autouse=True)
 def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may touch the network or the user's cache."""
+    """No test may touch the network or the user's cache (local Unix sockets, which DataLoader workers use to
+    hand tensors over, are allowed)."""
+    connect = socket.socket.connect
 
     def refuse(*args, **kwargs):
         raise RuntimeError("tests must not use the network")
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    def connect_locally(sock: socket.socket, address, *args, **kwargs):
+        if sock.family != socket.AF_UNIX:
+            refuse()
+        return connect(sock, address, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect_locally)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setenv("SCL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("SCL_FASHION_MNIST_DIR", raising=False)
@@ -529,3 +538,146 @@ def test_subset_and_describe() -> None:
 @pytest.mark.parametrize("name", dataset_names())
 def test_every_dataset_has_a_loading_test(name: str) -> None:
     assert name in COVERED, f"data set {name!r} is registered but no test loads it; add one marked @covers({name!r})"
+
+
+# --------------------------------------------------------------------------- package layout and shared helpers
+
+
+def test_the_models_data_shim_re_exports_the_package() -> None:
+    for name in datasets.__all__:
+        assert getattr(data_shim, name) is getattr(datasets, name), name
+
+
+def test_package_modules_and_functions_stay_small() -> None:
+    import ast
+
+    for path in sorted(Path(datasets.__file__).parent.glob("*.py")):
+        text = path.read_text()
+        assert text.count("\n") <= 400, f"{path.name} has {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno - node.lineno < 60, f"{path.name}:{node.name} is too long"
+
+
+def test_tints_come_from_perturbations_hsv_to_rgb_bit_for_bit() -> None:
+    """The generator's tint now uses models.perturbations.hsv_to_rgb (float64); its output must be the original
+    numpy formula's bit for bit, or every cached fashion-mnist-m (versioned by GENERATOR_VERSION) would be stale."""
+    from models.perturbations import hsv_to_rgb
+
+    def reference(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+        k = (np.array([5.0, 3.0, 1.0]) + h[:, None] * 6) % 6
+        return v[:, None] - (v * s)[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1)
+
+    u = np.random.default_rng(0).random((200_000, 3))
+    hsv = (u[:, 0], D.TINT_SATURATION[0] + 0.5 * u[:, 1], D.TINT_VALUE[0] + 0.4 * u[:, 2])
+    ours = hsv_to_rgb(*(torch.from_numpy(np.ascontiguousarray(c)) for c in hsv))
+    assert ours.dtype == torch.float64 and np.array_equal(ours.numpy(), reference(*hsv))
+    assert not hasattr(D, "_hsv_to_rgb")
+
+
+def test_a_photo_gives_the_same_pixels_uploaded_and_read_from_a_folder(tmp_path: Path) -> None:
+    from app.uploads import validate_image_bytes
+
+    y, x = np.mgrid[0:300, 0:400]
+    photo = np.stack([x / 400, y / 300, 0.5 + 0.5 * np.sin(x / 13)], -1) * 255
+    files = [tmp_path / "train" / "a" / "photo.jpg", tmp_path / "train" / "b" / "photo.png"]
+    for path in files:
+        save_image(path, photo)
+    ds = load_dataset("imagefolder", "train", tmp_path, image_size=48)
+    for i, path in enumerate(files):
+        uploaded = validate_image_bytes(path.read_bytes(), 48)
+        assert np.array_equal(uploaded.pixels, ds.images[i].numpy()), path.name
+
+
+# --------------------------------------------------------------------------- streamed image folders
+
+
+def make_jpeg_split(root: Path, per_class: int = 8, side: int = 40) -> list[str]:
+    """Three classes of small JPEGs (noisy red, green, blue) in train/ and val/."""
+    rng = np.random.default_rng(0)
+    classes = ["blue", "green", "red"]
+    for split, n in (("train", per_class), ("val", per_class // 2)):
+        for c, name in enumerate(classes):
+            for i in range(n):
+                image = rng.integers(0, 90, (side, side + 8 * (i % 3), 3))
+                image[..., 2 - c] += 160  # blue -> channel 2, green -> 1, red -> 0
+                save_image(root / split / name / f"{i:03d}.jpg", image)
+    return classes
+
+
+def _array_bytes(obj: object, seen: set[int] | None = None) -> int:
+    """Bytes of every tensor and array reachable from ``obj``'s attributes and containers."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_array_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, list | tuple | set):
+        return sum(_array_bytes(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and type(obj).__module__.startswith(("models", "torchvision")):
+        return _array_bytes(vars(obj), seen)
+    return 0
+
+
+@covers("imagefolder")
+def test_streamed_imagefolder_equals_in_memory_and_holds_no_pixels(tmp_path: Path, monkeypatch) -> None:
+    from models.datasets import folders
+
+    classes = make_jpeg_split(tmp_path)
+    memory = load_dataset("imagefolder", "train", tmp_path, image_size=24)
+    decoded = []
+    read = folders.read_image
+    monkeypatch.setattr(folders, "read_image", lambda path, size: decoded.append(path) or read(path, size))
+    streamed = load_dataset("imagefolder", "train", tmp_path, image_size=24, stream=True)
+    assert isinstance(streamed, datasets.StreamingImageFolder) and not decoded  # nothing read up front
+    assert len(streamed) == len(memory) == 24 and streamed.classes == memory.classes == classes
+    assert torch.equal(streamed.labels, memory.labels)
+    assert _array_bytes(streamed) < 16 * len(streamed)  # file names and labels only: no (N,3,S,S) anywhere
+    for i in (0, 9, 23):
+        image, label = streamed[i]
+        assert image.dtype == torch.float32 and torch.equal(image, memory.images[i]) and label == memory.labels[i]
+    sub = streamed.subset([5, 2]).subset([1])
+    assert len(sub) == 1 and torch.equal(sub[0][0], memory.images[2]) and len(streamed) == 24
+    assert streamed.subset(streamed.labels == 1).labels.tolist() == [1] * 8
+    info = streamed.describe()
+    assert info["image_shape"] == [3, 24, 24] and info["classes"] == classes and info["source"]["streamed"]
+    assert len(load_dataset("imagefolder", "test", tmp_path, image_size=24, stream=True)) == 12  # val/
+    with pytest.raises(DatasetError, match="root"):
+        load_dataset("imagefolder", "train", None, stream=True)
+    with pytest.raises(ValueError, match="only imagefolder can be streamed"):
+        load_dataset("digits", "train", stream=True)
+
+
+def test_training_streams_an_imagefolder_split_through_worker_processes(tmp_path: Path, one_thread) -> None:
+    """A tiny network learns the three colours from a streamed split: batches come from two DataLoader workers,
+    one decoded image at a time; neither the data set nor the loader ever holds the split."""
+    from models.networks import create_network
+
+    make_jpeg_split(tmp_path)
+    train = datasets.load_dataset("imagefolder", "train", tmp_path, image_size=16, stream=True)
+    loader = datasets.make_loader(train, 8, shuffle=True, num_workers=2, seed=0)
+    assert loader.num_workers == 2 and not loader.pin_memory  # pinned memory only for CUDA
+    torch.manual_seed(0)
+    model = create_network("resnet18-cifar", 3, width=4)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    largest_batch = 0
+    for _epoch in range(6):
+        for images, labels in loader:
+            largest_batch = max(largest_batch, images.shape[0])
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    assert largest_batch == 8 and _array_bytes(train) < 16 * len(train)
+    model.eval()
+    val = datasets.load_dataset("imagefolder", "test", tmp_path, image_size=16, stream=True)
+    with torch.no_grad():
+        right = sum(int((model(x).argmax(1) == y).sum()) for x, y in datasets.make_loader(val, 6, num_workers=0))
+    assert right / len(val) >= 0.75, f"{right}/{len(val)}"
+    memory_loader = datasets.make_loader(load_dataset("digits", "test"), 100)
+    assert memory_loader.num_workers == 0 and next(iter(memory_loader))[0].shape == (100, 3, 32, 32)

@@ -102,3 +102,100 @@ def test_neighbour_ranks_are_in_range(tiny_model, small_set):
     ranks = neighbour_ranks(embed_logits({"m": tiny_model}, images)["m"], meta)
     assert len(ranks) == len(KINDS) * 4
     assert ranks["rank"].between(1, 9).all() and (ranks["n_candidates"] == 9).all()
+
+
+def test_features_are_the_heads_input(tiny_model, small_set):
+    from analysis.embeddings import embed, predict_features
+
+    images = small_set[0][:6]
+    feats = predict_features(tiny_model, images)
+    logits = tiny_model.head(feats)
+    assert torch.allclose(logits, tiny_model(images), atol=1e-5)
+    wrapped = torch.nn.Sequential(tiny_model)  # no forward_features: the last nn.Linear's input is read by a hook
+    assert torch.allclose(predict_features(wrapped, images), feats, atol=1e-6)
+    out = embed({"m": tiny_model}, images, "features")
+    assert out["m"].shape == (6, feats.shape[1])
+    with pytest.raises(ValueError):
+        embed({"m": tiny_model}, images, "pixels")
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_shared_projection_puts_the_variants_in_one_map(method):
+    from analysis.embeddings import procrustes_align, shared_projection
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 6))
+    reps = {"standard": a, "C": a * 0.5 + 0.01 * rng.normal(size=a.shape)}
+    union = shared_projection(reps, method, seed=0, align="union")
+    assert union["standard"].shape == union["C"].shape == (40, 2)
+    both = np.concatenate([reps["standard"], reps["C"]])
+    assert np.allclose(np.concatenate([union["standard"], union["C"]]), project(both, method, 0))  # one fit
+    if method == "pca":  # C's logits are half standard's: in the shared map, C's cloud is half as wide
+        spread = {v: xy.std(0).sum() for v, xy in union.items()}
+        assert spread["C"] == pytest.approx(spread["standard"] / 2, rel=0.05)
+    # Procrustes: the second variant's own map, rotated onto the first
+    theta = 0.7
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    ref = rng.normal(size=(30, 2))
+    assert np.allclose(procrustes_align(ref, 3 * ref @ rot + 5), ref, atol=1e-8)
+    aligned = shared_projection({"a": a, "b": a[:, ::-1] * 2}, method, seed=0, align="procrustes")
+    assert np.abs(aligned["a"] - aligned["b"]).max() < 0.5 * np.abs(aligned["a"]).max()
+    with pytest.raises(ValueError):
+        shared_projection({"a": a, "b": a[:, :3]}, method, align="union")
+
+
+def test_anchored_set_and_ranks(small_set):
+    from analysis.embeddings import anchored_ranks, anchored_set, nearest_neighbours
+
+    images, labels = small_set
+    upload = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(3))
+    anchors = [("#4", images[4], int(labels[4]), 4), ("#7", images[7], int(labels[7]), 7), ("up", upload, 1, -1)]
+    out, meta = anchored_set(images, labels, anchors, n_same_class=4, kinds=("hue",), levels=(1, 2))
+    assert list(meta.columns) == ["role", "kind", "level", "dataset_index", "anchor", "label"] and len(out) == len(meta)
+    assert (meta["role"] == "original").sum() == 3 and (meta["role"] == "perturbed").sum() == 6
+    same = meta[meta["role"] == "same_class"]
+    assert not set(same["dataset_index"]) & {4, 7}  # an anchor is never its own neighbour
+    assert set(same["label"]) == {int(labels[4]), int(labels[7]), 1}
+    assert (labels[same["dataset_index"].tolist()] == torch.tensor(same["label"].tolist())).all()
+    assert torch.equal(out[meta.index[meta["anchor"] == "up"][0]], upload)
+    z = out.flatten(1).numpy()
+    ranks = anchored_ranks(z, meta)
+    assert list(ranks["anchor"].unique()) == ["#4", "#7", "up"] and len(ranks) == 6
+    assert ranks["rank"].between(1, 5).all()
+    rows, d = nearest_neighbours(z, 0, k=3)
+    assert 0 not in rows and len(rows) == 3 and np.all(np.diff(d) >= 0)
+
+
+def test_whole_set_cache_and_map(tiny_zoo, small_set, tmp_path):
+    from analysis.embeddings import (
+        load_arrays,
+        place_by_neighbours,
+        save_arrays,
+        shared_projection,
+        whole_set_key,
+        whole_set_map,
+        whole_set_representations,
+    )
+
+    models = dict(list(load_zoo(tiny_zoo).models.items())[:2])
+    images = small_set[0]
+    seen = []
+    data = whole_set_representations(models, images, "logits", progress=lambda f, t: seen.append(f))
+    assert seen[-1] == 1.0 and all(d["rep"].shape == (30, 10) and d["pred"].shape == (30,) for d in data.values())
+    path = tmp_path / "x.npz"
+    save_arrays(path, data["standard"])
+    assert np.array_equal(load_arrays(path)["rep"], data["standard"]["rep"])
+    assert load_arrays(tmp_path / "missing.npz") is None
+    key = whole_set_key({"standard": "aa"}, "digits", 30, "logits")
+    assert key == whole_set_key({"standard": "aa"}, "digits", 30, "logits")
+    assert key != whole_set_key({"standard": "bb"}, "digits", 30, "logits")  # a retrained checkpoint misses
+    extras = {v: d["rep"][:3] + 0.01 for v, d in data.items()}
+    xy, extra_xy = whole_set_map(data, "pca", extras=extras)
+    assert all(xy[v].shape == (30, 2) and extra_xy[v].shape == (3, 2) for v in data)
+    fitted = shared_projection({v: d["rep"] for v, d in data.items()}, "tsne", 0, "procrustes")
+    xy, extra_xy = whole_set_map(data, "tsne", extras=extras, fitted=fitted)
+    assert np.array_equal(xy["standard"], fitted["standard"])
+    ref = np.arange(20.0).reshape(10, 2)
+    assert np.allclose(place_by_neighbours(ref[:2], ref, ref * 3, k=1), ref[:2] * 3)
+    with pytest.raises(ValueError):
+        whole_set_map(data, "umap")

@@ -8,8 +8,12 @@ import torch
 from analysis.probes import (
     PROBES,
     centre_box,
+    channel_shifts,
     channel_translate,
+    image_seed,
+    level_detail,
     probe_table,
+    probe_tables,
     randomise_centre,
     sliding_puzzle,
     tile_permutation,
@@ -115,13 +119,34 @@ def test_registry_has_the_paper_levels():
 def test_probe_table(tiny_zoo, batch):
     models = load_zoo(tiny_zoo).models
     images, labels = batch
-    df = probe_table(models, images, labels)
-    assert list(df.columns) == ["variant", "probe", "level", "level_label", "accuracy"]
+    df, per_image = probe_tables(models, images, labels, batch_size=3)
+    assert list(df.columns) == ["variant", "probe", "level", "level_label", "accuracy", "n_images", "detail"]
     per_variant = sum(1 + len(p.levels) for p in PROBES.values())
-    assert len(df) == 4 * per_variant and list(df["variant"].unique()) == list(models)
-    assert df["accuracy"].between(0, 1).all()
+    assert len(df) == len(models) * per_variant and list(df["variant"].unique()) == list(models)
+    assert df["accuracy"].between(0, 1).all() and (df["n_images"] == len(images)).all()
     clean = df[df["level_label"] == "clean"]
-    assert (clean["level"] == 0).all() and len(clean) == 4 * len(PROBES)
+    assert (clean["level"] == 0).all() and len(clean) == len(models) * len(PROBES)
     assert clean.groupby("variant")["accuracy"].nunique().eq(1).all()
+    # the accuracy is the mean of the per-image results, whatever the batch size
+    means = per_image.groupby(["variant", "probe", "level_label"], sort=False)["correct"].mean().to_numpy()
+    assert means == pytest.approx(df["accuracy"].to_numpy())
+    assert df.equals(probe_table(models, images, labels, batch_size=8))
     with pytest.raises(ValueError, match="unknown probe"):
         probe_table(models, images, labels, probes=("blur",))
+
+
+def test_sliding_puzzle_per_image_permutations_are_seeded_and_batch_independent():
+    x = torch.arange(6 * 1 * 4 * 4, dtype=torch.float32).reshape(6, 1, 4, 4)
+    whole = sliding_puzzle(x, 2, seed=3, per_image=True)
+    halves = torch.cat([sliding_puzzle(x[:2], 2, 3, True, 0), sliding_puzzle(x[2:], 2, 3, True, 2)])
+    assert torch.equal(whole, halves)
+    perms = {tuple(tile_permutation(2, image_seed(3, i)).tolist()) for i in range(6)}
+    assert len(perms) > 1  # not one shared permutation
+    for i in range(6):  # image i is cut with its own permutation
+        assert torch.equal(whole[i : i + 1], sliding_puzzle(x[i : i + 1], 2, seed=image_seed(3, i)))
+
+
+def test_channel_translation_reports_a_g_shift_that_rounds_to_zero():
+    assert channel_shifts(1 / 32, 32) == (1, 0)
+    assert "G rounds to 0" in level_detail("channel_translation", 1 / 32, 32)
+    assert level_detail("channel_translation", 1 / 8, 32) == "R 4 px, G 2 px"

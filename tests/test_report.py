@@ -9,110 +9,120 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from analysis import claims as C
+from analysis import roles as R
 from analysis.report import EXPERIMENTS, FULL, QUICK, clear_previous, main, parse_overrides
+from models.errors import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("standard", "C", "ADV", "ADV+C")
 
 
-# ----------------------------------------------------------------------------- claim rules
+# ----------------------------------------------------------------------------- claim rules on constructed tables
+
+ROLES = {v: R.variant_role(v) for v in VARIANTS}
 
 
-def _ds(values: dict[str, float]) -> pd.DataFrame:
-    rows = [{"variant": v, "kind": k, "level": lvl, "ds_mean": x * lvl, "ds_std": 0.0, "ds_median": x, "n": 10}
-            for v, x in values.items() for k in ("brightness", "hue") for lvl in (1, 2)]  # fmt: skip
-    return pd.DataFrame(rows)
+def _ds_per_image(shift: dict[str, float], n: int = 60) -> dict[str, dict[str, pd.DataFrame]]:
+    rng = np.random.default_rng(0)
+    base = rng.random(n)
+    rows = [
+        pd.DataFrame({"variant": v, "kind": k, "level": 1, "image": range(n), "ds": base + x + 0.01 * rng.random(n)})
+        for v, x in shift.items()
+        for k in ("brightness", "hue")
+    ]
+    return {"continuity": {"per_image": pd.concat(rows, ignore_index=True)}}
 
 
-def test_continuity_rule_holds_partly_and_fails():
-    assert C.claim_continuity(_ds({"standard": 2.0, "C": 1.0, "ADV": 1.0, "ADV+C": 0.5})).verdict == C.HOLDS
-    assert C.claim_continuity(_ds({"standard": 2.0, "C": 1.0, "ADV": 0.5, "ADV+C": 1.0})).verdict == C.PARTLY
-    failed = C.claim_continuity(_ds({"standard": 1.0, "C": 2.0, "ADV": 0.5, "ADV+C": 1.0}))
-    assert failed.verdict == C.FAILS and "C 4 vs standard 2" in failed.ours  # level-1 sum over the two kinds
-    assert C.claim_continuity(None).verdict == C.NOT_MEASURED
+def test_continuity_claim_holds_partly_and_fails_by_the_interval():
+    holds = C.claim_continuity(_ds_per_image({"standard": 2.0, "C": 1.0, "ADV": 1.0, "ADV+C": 0.5}), ROLES)
+    assert holds.verdict == C.HOLDS and [t["verdict"] for t in holds.tests] == [C.HOLDS, C.HOLDS]
+    partly = C.claim_continuity(_ds_per_image({"standard": 2.0, "C": 1.0, "ADV": 0.5, "ADV+C": 1.0}), ROLES)
+    assert partly.verdict == C.PARTLY  # the pairs disagree significantly
+    tie = C.claim_continuity(_ds_per_image({"standard": 1.0, "C": 1.0, "ADV": 1.0, "ADV+C": 1.0}), ROLES)
+    assert tie.verdict == C.INCONCLUSIVE
+    assert C.claim_continuity({}, ROLES).verdict == C.NOT_MEASURED
+    row = holds.row()
+    assert row["effect_ci"].startswith("C vs standard: -2") and "60 images" in row["n"] and "Holm" in row["p"]
 
 
-def test_robustness_rules():
-    rob = pd.DataFrame({"variant": VARIANTS, "clean_acc": [0.9, 0.9, 0.8, 0.8], "pgd_acc": [0.0, 0.05, 0.4, 0.3]})
-    assert C.claim_robustness(rob, ("C", "standard")).verdict == C.HOLDS
-    assert C.claim_robustness(rob, ("ADV+C", "ADV"), n_images=100).verdict == C.FAILS
-    audit = pd.DataFrame({"variant": ["ADV", "ADV", "ADV+C", "ADV+C"], "attack": ["PGD-10", "PGD-50"] * 2,
-                          "accuracy": [0.4, 0.35, 0.5, 0.1]})  # fmt: skip
-    strongest = C.claim_robustness_strongest(audit)
-    assert strongest.verdict == C.FAILS and "ADV+C PGD-50" in strongest.ours
+def test_robustness_claim_uses_mcnemar_on_per_image_results():
+    n = 200
+    per = pd.concat([pd.DataFrame({"variant": v, "image": range(n), "clean": True, "pgd10": np.arange(n) < k})
+                     for v, k in (("standard", 0), ("C", 40), ("ADV", 90), ("ADV+C", 60))])  # fmt: skip
+    res = {"robustness": {"per_image": per}}
+    better = C.claim_robustness(res, ROLES, (R.CONSTRAINED, R.BASELINE))
+    assert better.verdict == C.HOLDS and "McNemar" in better.tests[0]["test"]
+    assert better.tests[0]["p"] == pytest.approx(2 * 0.5**40)  # 40 vs 0 discordant images
+    worse = C.claim_robustness(res, ROLES, (R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL))
+    assert worse.verdict == C.FAILS  # a significant reversal does not hold
+    assert C.claim_robustness(res, ROLES, (R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL), strongest=True).verdict == \
+        C.NOT_MEASURED  # fmt: skip
 
 
-def test_seeded_rules_report_mean_sd_and_noise():
-    fair = pd.DataFrame({"variant": ["standard"] * 3 + ["C"] * 3, "seed": [0, 1, 2] * 2,
-                         "test_acc": [0.80, 0.82, 0.84, 0.90, 0.91, 0.92]})  # fmt: skip
-    claim = C.claim_fairness(fair)
-    assert claim.verdict == C.HOLDS and "C 91.0 ± 1.0% vs standard 82.0 ± 2.0%" in claim.ours
-    assert "3 seeds" in claim.ours and "noise" not in claim.ours
-    close = fair.assign(test_acc=[0.80, 0.85, 0.90, 0.84, 0.86, 0.88])
-    claim = C.claim_fairness(close)
-    assert claim.verdict == C.INCONCLUSIVE and "within seed noise" in claim.ours  # noise decides nothing
-    assert C.claim_fairness(fair.assign(test_acc=fair["test_acc"][::-1].to_numpy())).verdict == C.FAILS
-
-    transfer = pd.concat([fair.assign(target="digits"),
-                          fair.assign(target="digits", variant=fair["variant"].map({"standard": "ADV", "C": "ADV+C"}),
-                                      test_acc=fair["test_acc"][::-1].to_numpy())])  # fmt: skip
-    assert C.claim_transfer(transfer, "digits").verdict == C.PARTLY
-    assert C.claim_transfer(transfer, "cifar10").verdict == C.NOT_MEASURED
+def test_seeded_claims_use_welch_and_a_tie_is_inconclusive():
+    fair = pd.DataFrame({"variant": ["standard"] * 5 + ["C"] * 5, "seed": list(range(5)) * 2,
+                         "test_acc": [0.80, 0.81, 0.82, 0.83, 0.84, 0.90, 0.91, 0.92, 0.93, 0.94]})  # fmt: skip
+    claim = C.claim_fairness({"fairness": {"fairness": fair}}, ROLES)
+    assert claim.verdict == C.HOLDS and claim.tests[0]["test"] == "Welch t-test" and claim.tests[0]["n_seeds"] == 5
+    close = fair.assign(test_acc=[0.80, 0.85, 0.90, 0.82, 0.88] * 2)
+    assert C.claim_fairness({"fairness": {"fairness": close}}, ROLES).verdict == C.INCONCLUSIVE
+    flipped = fair.assign(test_acc=fair["test_acc"][::-1].to_numpy())
+    assert C.claim_fairness({"fairness": {"fairness": flipped}}, ROLES).verdict == C.FAILS
+    transfer = fair.assign(target="digits", kind="transfer (new classes)")
+    assert C.claim_transfer({"transfer": {"transfer": transfer}}, ROLES, "digits").verdict == C.HOLDS
+    assert C.claim_transfer({"transfer": {"transfer": transfer}}, ROLES, "cifar10").verdict == C.NOT_MEASURED
 
 
-def test_alpha_rules():
-    df = pd.DataFrame({"alpha": [0.0, 0.0, 1.0, 1.0, 3.0, 3.0], "seed": [0, 1] * 3,
-                       "test_acc": [0.90, 0.90, 0.89, 0.88, 0.87, 0.87],
-                       "ds_level1_sum": [1.0, 1.2, 0.5, 0.4, 0.2, 0.1]})  # fmt: skip
-    assert C.claim_alpha_continuity(df).verdict == C.HOLDS
-    assert C.claim_alpha_accuracy(df).verdict == C.HOLDS
-    worse = df.assign(ds_level1_sum=df["ds_level1_sum"][::-1].to_numpy(), test_acc=[0.9, 0.9, 0.8, 0.8, 0.7, 0.7])
-    assert C.claim_alpha_continuity(worse).verdict == C.FAILS
-    assert C.claim_alpha_accuracy(worse).verdict == C.FAILS
-    assert C.claim_alpha_continuity(df[df["alpha"] == 0.0]).verdict == C.NOT_MEASURED
+def test_controls_are_compared_when_the_zoo_has_them():
+    roles = {**ROLES, "standard+jitter": R.JITTER_CONTROL}
+    claim = C.claim_continuity(_ds_per_image({"standard": 2.0, "C": 1.0, "standard+jitter": 1.5}), roles)
+    assert [(t["comparison"], t["kind"]) for t in claim.tests] == [("C vs standard", "paper"),
+                                                                   ("C vs standard+jitter", "control")]  # fmt: skip
 
 
-def test_probe_mask_share_and_discontinuity_rules():
-    rows = []
-    for v, acc in zip(VARIANTS, (0.5, 0.3, 0.4, 0.2), strict=True):
-        rows += [
-            {"variant": v, "probe": "sliding_puzzle", "level": 0, "level_label": "clean", "accuracy": 0.9},
-            {"variant": v, "probe": "sliding_puzzle", "level": 2, "level_label": "2x2", "accuracy": acc},
-        ]
-    probes = pd.DataFrame(rows)
-    assert C.claim_probe(probes, "sliding_puzzle").verdict == C.HOLDS
-    assert C.claim_probe(probes, "channel_translation").verdict == C.NOT_MEASURED
-
-    attr = pd.DataFrame({"variant": VARIANTS, "method": "gradcam", "mask_share": [0.5, 0.4, 0.5, 0.6],
-                         "deletion_auc": 0.1, "insertion_auc": 0.2, "n_images": 8})  # fmt: skip
-    assert C.claim_mask_share(attr, "gradcam").verdict == C.PARTLY
-    assert C.claim_mask_share(attr.assign(mask_share=float("nan")), "gradcam").verdict == C.NOT_MEASURED
-
-    ranks = pd.DataFrame({"variant": ["standard"] * 4 + ["C"] * 4, "rank": [1, 3, 5, 2, 1, 1, 1, 2]})
-    assert C.claim_discontinuity(ranks).verdict == C.HOLDS
-    assert C.claim_discontinuity(ranks.assign(rank=1)).verdict == C.FAILS
+def test_discontinuity_existence_with_clopper_pearson():
+    exist = pd.DataFrame({"variant": ["standard"], "n_anchors": [200], "outranked_anchors": [150], "share": [0.75],
+                          "ci_low": [0.0], "ci_high": [1.0], "median_candidates": [999]})  # fmt: skip
+    claim = C.claim_discontinuity({"neighbourhood_rank": {"existence": exist}}, ROLES)
+    assert claim.verdict == C.HOLDS and claim.tests[0]["ci_low"] > 0.5
+    few = exist.assign(n_anchors=10, outranked_anchors=6)
+    assert C.claim_discontinuity({"neighbourhood_rank": {"existence": few}}, ROLES).verdict == C.INCONCLUSIVE
 
 
-def test_evaluate_claims_covers_every_claim_and_frames():
-    claims = C.evaluate_claims({})
+def test_evaluate_claims_covers_every_claim_quick_mode_decides_nothing():
+    claims = C.evaluate_claims({}, ROLES)
     assert all(c.verdict == C.NOT_MEASURED for c in claims)
     frame = C.claims_frame(claims)
-    assert list(frame.columns) == ["key", "claim", "paper", "paper_figure", "ours", "verdict", "rule"]
-    assert frame["key"].is_unique and len(frame) >= 15
+    assert list(frame.columns) == C.CLAIM_COLUMNS and frame["key"].is_unique and len(frame) >= 15
+    quick = C.evaluate_claims(_ds_per_image({"standard": 2.0, "C": 1.0}), ROLES, decided=False)
+    assert {c.verdict for c in quick} == {C.NOT_MEASURED, C.QUICK_VERDICT}
+    assert list(C.tests_frame(quick).columns) == C.TEST_COLUMNS
     assert C.PAPER["table2"]["ResNet18 / CIFAR-100"]["ADV+C"] == {"clean": 59.62, "adv": 54.04}
 
 
 def test_settings_overrides():
-    s = parse_overrides(QUICK, ["n_images=10", "alphas=0,2.5", "transfer_targets=digits", "fairness_test_limit=none"])
+    s = parse_overrides(QUICK, ["n_images=10", "alphas=0,2.5", "transfer_targets=digits", "fairness_test_limit=none",
+                                "transfer_train_limit=100"])  # fmt: skip
     assert (s.n_images, s.alphas, s.transfer_targets, s.fairness_test_limit) == (10, (0.0, 2.5), ("digits",), None)
-    with pytest.raises(ValueError, match="expected key=value"):
+    assert s.transfer_train_limit == 100
+    with pytest.raises(SettingsError, match="expected key=value"):
         parse_overrides(FULL, ["no_such_setting=1"])
-    assert len(FULL.seeds) >= 3 and QUICK.mode == "quick"
+    with pytest.raises(SettingsError, match="n_images"):
+        parse_overrides(FULL, ["n_images=abc"])
+    assert len(FULL.seeds) >= 3 and len(FULL.transfer_seeds) >= 5 and len(FULL.fairness_seeds) >= 5
+    assert FULL.pgd_images >= 1000 and FULL.audit_images == FULL.pgd_images and FULL.rank_anchors >= 200
+    assert FULL.fairness_train_limit >= 12000 and QUICK.mode == "quick"
+
+
+def test_cli_names_a_bad_setting(tiny_zoo, tmp_path, capsys):
+    assert main(["--zoo", str(tiny_zoo), "--out", str(tmp_path / "x"), "--set", "n_images=abc", "--no-progress"]) == 2
+    assert "n_images" in capsys.readouterr().err
 
 
 def test_clear_previous_only_touches_a_report_folder(tmp_path):
@@ -131,10 +141,11 @@ def test_clear_previous_only_touches_a_report_folder(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 TINY = [
-    "n_images=48", "rank_anchors=8", "pgd_images=16", "eps_images=8", "eps_values_255=0,8", "audit_images=8",
-    "audit_steps=5,10", "attr_images=4", "ig_steps=8", "lime_samples=40", "deletion_steps=4", "stability_images=2",
+    "n_images=48", "rank_anchors=8", "pgd_images=16", "eps_images=8", "eps_values_255=0,8", "audit_images=16",
+    "audit_steps=3", "attr_images=4", "ig_steps=8", "lime_samples=40", "deletion_steps=4", "stability_images=2",
     "embed_same_class=20", "alpha_train_limit=128", "alpha_val_size=32", "alpha_eval_images=48",
-    "transfer_targets=digits", "transfer_train_limit=128", "transfer_test_limit=48", "transfer_min_steps=2",
+    "transfer_targets=digits", "transfer_train_limit=128", "domain_shift_train_limit=128", "transfer_test_limit=48",
+    "transfer_min_steps=2",
     "fairness_train_limit=128", "fairness_test_limit=100", "fairness_width=4", "train_batch_size=64",
 ]  # fmt: skip
 
@@ -156,7 +167,10 @@ def test_report_cli_end_to_end(tiny_zoo, tmp_path):
     assert "done in" in proc.stderr  # elapsed time per experiment
 
     report = (out / "REPORT.md").read_text()
-    assert "## Claims" in report and "| claim | paper | paper's figure | ours | holds? |" in report
+    assert (
+        "## Claims" in report and "| claim | paper | paper's figure | ours | effect [95% CI] | test | p | n |" in report
+    )
+    assert "Quick mode: not deciding claims" in report and "not about the training method" in report
     for number in ("66.99%", "9.34%", "54.04%", "44.30%", "73.42%", "32.55%"):  # Table 2, both of the paper's rows
         assert number in report, number
     for heading in ("Table 1", "Figure 3", "Figure 4", "Figure 6", "Figure 8", "Figure 10", "Table 2", "Table 3",
@@ -177,6 +191,15 @@ def test_report_cli_end_to_end(tiny_zoo, tmp_path):
         assert doc["settings"] and doc["elapsed_s"] >= 0
     claims = pd.read_csv(out / "claims.csv")
     assert len(claims) >= 15 and claims["verdict"].isin(C.VERDICTS).all()
+    assert list(claims.columns) == C.CLAIM_COLUMNS
+    assert set(claims["verdict"]) <= {C.QUICK_VERDICT, C.NOT_MEASURED}  # quick mode decides no claim
+    tests = pd.read_csv(out / "claim_tests.csv")
+    assert list(tests.columns) == C.TEST_COLUMNS and len(tests) >= 20
+    assert set(tests["kind"]) == {"paper", "control"}  # the tiny zoo has the controls
+    robust = pd.read_csv(out / "results" / "attack_audit_summary.csv")
+    assert (robust["worst_acc"] <= robust[["pgd_acc", "apgd_ce_acc", "apgd_t_acc"]].min(axis=1)).all()
+    ran = json.loads((out / "results" / "probes.json").read_text())["ran"]
+    assert ran == {"n_images": 48}  # what ran, not what was asked
 
     listed = [f for e in summary["experiments"].values() for f in [*e["files"]["csv"], e["files"]["json"],
                                                                     *e["files"]["figures"]]]  # fmt: skip
@@ -235,3 +258,77 @@ def test_resume_reuses_valid_results_and_reruns_what_a_new_checkpoint_invalidate
     assert summary["continuity"]["status"] == "ok"
     assert summary["probes"]["status"] == "skipped" and not (out / "results" / "probes.json").exists()
     assert (out / "results" / "fairness.json").stat().st_mtime_ns == stamp["fairness"]
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("variants", [{"standard": "standard.pt", "C": "C.pt"},
+                                      {"standard": "standard.pt", "mine": "C.pt", "ADV": "ADV.pt"}])  # fmt: skip
+def test_report_runs_what_applies_to_the_variants_present(tmp_path, variants):
+    from models.checkpoints import write_zoo_manifest
+    from tests.conftest import make_tiny_zoo
+
+    zoo = make_tiny_zoo(tmp_path / "zoo")
+    write_zoo_manifest(zoo, variants, {v: {"variant": v} for v in variants}, name="small")
+    out = tmp_path / "report"
+    sets = [a for s in TINY for a in ("--set", s)]
+    only = "continuity,robustness,attack_audit,probes,neighbourhood_rank,eps_sweep"
+    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1", "--only", only]
+    assert main([*args, *sets]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(summary["experiments"][n]["status"] == "ok" for n in only.split(","))
+    assert summary["roles"] == {v: R.variant_role(v) if v != "mine" else "other" for v in variants}
+    tests = pd.read_csv(out / "claim_tests.csv")
+    assert set(tests["comparison"]) <= {"C vs standard", "standard"}  # only the pair that is there; `mine` has none
+    report = (out / "REPORT.md").read_text()
+    assert all(f"| {v} |" in report for v in variants)
+
+
+@pytest.mark.timeout(1800)
+def test_an_interrupted_report_keeps_finished_experiments_exits_130_and_resumes_the_rest(tmp_path, monkeypatch,
+                                                                                         capsys):  # fmt: skip
+    """Ctrl-C inside an experiment (a training step's TrainingInterrupted) is not an experiment failure: the report
+    stops with exit 130, what finished before is on disk, and --resume runs only what is missing."""
+    import dataclasses
+
+    from models.runs import TrainingInterrupted
+    from tests.conftest import make_tiny_zoo
+
+    zoo, out = make_tiny_zoo(tmp_path / "zoo"), tmp_path / "report"
+    sets = [a for s in TINY for a in ("--set", s)]
+    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1",
+            "--only", "continuity,neighbourhood_rank,probes", *sets]  # fmt: skip
+    calls: list[str] = []
+    originals = {n: EXPERIMENTS[n] for n in ("continuity", "neighbourhood_rank", "probes")}
+
+    def counted(name: str, interrupt: bool = False):
+        def run(ctx):
+            calls.append(name)
+            if interrupt:
+                raise TrainingInterrupted(tmp_path / "run", 3)
+            return originals[name].run(ctx)
+
+        return dataclasses.replace(originals[name], run=run)
+
+    for name in originals:
+        monkeypatch.setitem(EXPERIMENTS, name, counted(name, interrupt=name == "neighbourhood_rank"))
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; rerun with --resume" in err and "FAILED" not in err, err[-2000:]
+    assert calls == ["continuity", "neighbourhood_rank"]
+    assert (out / "results" / "continuity.json").is_file() and (out / "results" / "continuity.csv").is_file()
+    assert not (out / "results" / "neighbourhood_rank.json").exists() and not (out / "results" / "probes.json").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert {n: summary["experiments"][n]["status"] for n in originals} == {
+        "continuity": "ok", "neighbourhood_rank": "interrupted", "probes": "not run"}  # fmt: skip
+    stamp = (out / "results" / "continuity.json").stat().st_mtime_ns
+
+    calls.clear()
+    for name in originals:
+        monkeypatch.setitem(EXPERIMENTS, name, counted(name))
+    assert main([*args, "--resume"]) == 0
+    assert calls == ["neighbourhood_rank", "probes"]  # continuity is not run again
+    summary = json.loads((out / "summary.json").read_text())
+    assert "interrupted" not in summary and summary["experiments"]["continuity"]["reused"]
+    assert all(summary["experiments"][n]["status"] == "ok" for n in originals)
+    assert (out / "results" / "continuity.json").stat().st_mtime_ns == stamp

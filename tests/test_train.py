@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from models.checkpoints import load_checkpoint, load_model
+from models.errors import SettingsError
 from models.networks import create_network
 from models.train import FINAL_FILE, PRESETS, RESUME_FILE, TrainConfig, load_init_weights, pick_device, train
 
@@ -85,6 +86,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, variant):
     assert resumed["val_clean_acc"] == straight["val_clean_acc"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_finishes(tmp_path):
     out = tmp_path / "run"
     args = [
@@ -129,7 +131,7 @@ def test_resume_refuses_a_different_configuration(tmp_path):
     train(cfg, progress=False)
     with pytest.raises(ValueError, match="alpha"):
         train(dataclasses.replace(cfg, alpha=2.0, resume=True), progress=False)
-    with pytest.raises(FileNotFoundError, match="--resume"):
+    with pytest.raises(SettingsError, match="--resume"):
         train(dataclasses.replace(cfg, out=str(tmp_path / "empty"), resume=True), progress=False)
 
 
@@ -162,6 +164,7 @@ def test_presets_and_device_choice():
         TrainConfig(preset="fast").resolved()
 
 
+@pytest.mark.slow
 def test_distributed_data_parallel_with_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     proc = _run_cli(

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from analysis.fairness import FAIRNESS_COLUMNS, background_colours, colour_bias_loader, fairness_table
-from analysis.transfer import TRANSFER_COLUMNS, registered_dataset, summarise, transfer_table, variant_paths
+from analysis.transfer import (
+    DOMAIN_SHIFT,
+    TRANSFER,
+    TRANSFER_COLUMNS,
+    summarise,
+    target_kind,
+    transfer_table,
+    variant_paths,
+)
 from models.checkpoints import load_zoo
 from models.data import COLOUR_BIAS_COLOURS, DATASETS
 from tests.conftest import make_tiny_zoo
@@ -21,13 +29,14 @@ def test_transfer_table_on_digits(tiny_zoo, tmp_path):
     zoo = load_zoo(tiny_zoo)
     df = transfer_table(
         zoo, targets=("digits",), epochs=0.2, train_limit=128, seeds=(0,), out_dir=tmp_path, test_limit=64,
-        variants=("standard", "C"), batch_size=32, val_size=0,
+        variants=("standard", "C"), batch_size=32, val_size=0, source_classes=[str(i) for i in range(10)],
     )  # fmt: skip
     assert list(df.columns) == TRANSFER_COLUMNS
     assert len(df) == 2 and set(df["variant"]) == {"standard", "C"} and set(df["target"]) == {"digits"}
     assert df["test_acc"].between(0, 1).all() and (df["n_test"] == 64).all() and (df["n_train"] == 128).all()
+    assert (df["kind"] == DOMAIN_SHIFT).all()  # digits again: the zoo's own classes
     assert (tmp_path / "digits" / "C" / "seed-0" / "model.pt").is_file()
-    assert set(DATASETS) == registry_before  # the temporary alias is gone
+    assert set(DATASETS) == registry_before  # nothing registered: the data go to train() in memory
     summary = summarise(df)
     assert list(summary.columns) == ["variant", "target", "test_acc_mean", "test_acc_sd", "n_seeds"]
 
@@ -81,7 +90,36 @@ def test_fairness_rejects_unknown_inputs(tmp_path):
         fairness_table(variants=("C",), source="cifar", out_dir=tmp_path)
 
 
-def test_registered_dataset_refuses_to_shadow():
-    with pytest.raises(ValueError, match="already registered"), registered_dataset("digits", lambda *a, **k: None):
-        pass
-    assert "digits" in DATASETS
+def test_target_kind_names_a_same_class_target_a_domain_shift():
+    assert target_kind(["a", "b"], ["a", "b"]) == DOMAIN_SHIFT
+    assert target_kind(["0", "1"], ["a", "b"]) == TRANSFER and target_kind(["a"], None) == TRANSFER
+
+
+def test_a_stopped_training_run_raises_training_interrupted_not_an_ordinary_error(tmp_path):
+    """The report's experiments catch Exception: a stop inside their training must not look like a failure."""
+    from analysis.transfer import run_training
+    from models.data import load_dataset
+    from models.runs import TrainingInterrupted
+    from models.train import TrainConfig
+
+    data = load_dataset("digits", "train").subset(torch.arange(64))
+    cfg = TrainConfig(dataset="digits", width=4, batch_size=16, val_size=0, eval_test=False, eval_pgd_subset=0,
+                      stop_after_steps=1, device="cpu", out=str(tmp_path / "run"))  # fmt: skip
+    with pytest.raises(TrainingInterrupted) as caught:
+        run_training(cfg, data=data)
+    assert not isinstance(caught.value, Exception) and caught.value.step == 1
+
+
+def test_fairness_retrains_only_registered_variants_and_names_the_skipped():
+    from types import SimpleNamespace
+
+    from analysis.experiments.training import fairness_variants
+
+    ctx = SimpleNamespace(roles={"standard": "baseline", "mine": "constrained", "tv": "other"})
+    variants, skipped = fairness_variants(ctx)
+    assert variants == ["standard"] and list(skipped) == ["mine"] and "not a registered" in skipped["mine"]
+    ctx = SimpleNamespace(roles={"standard": "baseline", "C": "constrained", "standard+jitter": "baseline+jitter"})
+    assert fairness_variants(ctx) == (["standard", "C", "standard+jitter"], {})
+    ctx = SimpleNamespace(roles={"theirs": "baseline", "mine": "constrained"})
+    variants, skipped = fairness_variants(ctx)
+    assert variants == ["standard", "C"] and set(skipped) == {"theirs", "mine"}  # nothing trainable: the paper's pair

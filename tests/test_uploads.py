@@ -6,6 +6,7 @@ import io
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,86 @@ def test_grey_png_replicated_to_three_channels():
     img = Image.fromarray(np.full((40, 40), 77, dtype=np.uint8), "L")
     px = assert_ok(validate_image_bytes(_save(img, "PNG"), SIZE))
     assert np.allclose(px, 77 / 255, atol=1e-6)
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc (Linux)")
+def test_four_concurrent_near_limit_uploads_bounded_memory():
+    """Four threads decode a 6300x6300 grey PNG (39.7 MP, just under the limit) at once: the peak RSS rises by at
+    most 300 MB (one decode at a time, shrunk in its own mode before conversion; unbounded it is ~4 x 40 MB for
+    the frames plus ~4 x 120 MB for RGB copies)."""
+    import threading
+
+    side = 6300
+    ramp = np.tile(np.linspace(0, 255, side).astype(np.uint8), (side, 1))  # a horizontal grey ramp
+    data = _save(Image.fromarray(ramp, "L"), "PNG", optimize=True)
+    assert side * side <= MAX_PIXELS and len(data) < 200_000, len(data)
+    del ramp
+    import gc
+
+    gc.collect()
+    try:  # reset the peak (VmHWM) to the current RSS, so the peak measured is this test's own
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    before = _rss_kb("VmRSS")
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:  # without a resettable peak: sample the RSS
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_kb("VmRSS"))
+            done.wait(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    results: list = [None] * 4
+    start = threading.Barrier(4)
+
+    def worker(i: int) -> None:
+        start.wait(timeout=30)
+        results[i] = validate_image_bytes(data, SIZE)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    done.set()
+    sampler.join()
+    high = max(peak[0], _rss_kb("VmHWM") if reset else 0)
+    rise_mb = (high - before) / 1024
+    for res in results:
+        px = assert_ok(res)
+        assert res.original_size == (side, side) and res.original_mode == "L"
+        assert px[0, 0, 0] < 0.55 and px[0, 0, -1] > 0.45 and np.all(np.diff(px[0, 0]) >= -1e-6)  # the ramp survives
+    print(f"peak RSS rise with four concurrent {side}x{side} grey PNG uploads ({len(data)} bytes): {rise_mb:.0f} MB")
+    assert rise_mb <= 300, f"peak RSS rose by {rise_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("mode", ["I;16", "RGBA", "P", "1", "LA"])
+def test_large_images_shrink_in_their_own_mode(mode):
+    """A 2000x1500 image of each mode is reduced before conversion and still converts correctly."""
+    base = photo_like(2000, 1500)
+    img = (
+        Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257) if mode == "I;16" else base.convert(mode)
+    )
+    res = validate_image_bytes(_save(img, "PNG"), SIZE)
+    assert_ok(res)
+    assert res.original_size == (2000, 1500)
+
+
+def test_decoded_bytes_in_the_original_mode_are_bounded():
+    img = Image.new("RGBA", (3000, 3000), (10, 20, 30, 255))
+    with pytest.raises(UploadError, match="too large to decode"):
+        validate_image_bytes(_save(img, "PNG"), SIZE, max_decoded_bytes=3000 * 3000 * 4 - 1)
+    assert_ok(validate_image_bytes(_save(img, "PNG"), SIZE, max_decoded_bytes=3000 * 3000 * 4))

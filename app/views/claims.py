@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import components
+from app.tables import display_table
 
 ctx = components.context()
 st.title("Claims")
@@ -16,21 +17,30 @@ components.require_zoo(ctx)
 components.zoo_header(ctx)
 results, _ = components.results_or_quick(ctx, None, "Claims")
 found = results.named("claim")
-VERDICT_ICONS = {"holds": "✅", "partly": "🟡", "does not hold": "❌", "inconclusive": "➖", "not measured": "⏳",
-                 "true": "✅", "yes": "✅", "supported": "✅", "false": "❌", "no": "❌", "unknown": "❔"}  # fmt: skip
+# Verdicts as text badges (no emoji: they render as empty boxes on machines without an emoji font).
+VERDICT_BADGES = {"holds": ("HOLDS", "green"), "partly": ("PARTLY", "orange"),
+                  "does not hold": ("DOES NOT HOLD", "red"), "inconclusive": ("INCONCLUSIVE", "gray"),
+                  "not measured": ("NOT MEASURED", "gray"),
+                  "not decided at quick scale": ("NOT DECIDED AT QUICK SCALE", "gray"),
+                  "true": ("HOLDS", "green"), "yes": ("HOLDS", "green"), "supported": ("HOLDS", "green"),
+                  "false": ("DOES NOT HOLD", "red"), "no": ("DOES NOT HOLD", "red")}  # fmt: skip
+FIRST = ["verdict", "claim", "ours", "effect_ci", "test", "p", "n", "paper_figure", "paper", "rule", "key"]
+TESTS_FILE = "claim_tests"  # one row per comparison behind a verdict (effect, 95% CI, test, p, n)
 
 
-FIRST = ["verdict", "claim", "ours", "paper_figure", "paper", "rule", "key"]
+def badge(verdict: object) -> str:
+    """The verdict's text badge, e.g. ``HOLDS`` ('?' for an unknown verdict)."""
+    return VERDICT_BADGES.get(str(verdict).strip().lower(), (str(verdict).upper() or "?", "gray"))[0]
 
 
-def with_icons(df: pd.DataFrame) -> pd.DataFrame:
-    """Verdict first (with an icon), then the claim, our figure and the paper's."""
+def with_badges(df: pd.DataFrame) -> pd.DataFrame:
+    """Verdict first (as a text badge), then the claim, our figure and the paper's; human column names."""
     df = df[[c for c in FIRST if c in df] + [c for c in df.columns if c not in FIRST]].copy()
     for col in ("verdict", "holds", "supported", "status"):
         if col in df:
-            df.insert(0, "", [VERDICT_ICONS.get(str(v).strip().lower(), "") for v in df[col]])
+            df[col] = [badge(v) for v in df[col]]
             break
-    return df
+    return display_table(df, percent_columns=())
 
 
 def verdict_counts(df: pd.DataFrame) -> None:
@@ -38,16 +48,31 @@ def verdict_counts(df: pd.DataFrame) -> None:
         return
     counts = df["verdict"].astype(str).str.strip().str.lower().value_counts()
     labels = (  # analysis.claims.VERDICTS
-        ("holds", "hold"),
-        ("partly", "partly hold"),
-        ("does not hold", "do not hold"),
-        ("inconclusive", "are within seed noise"),
-        ("not measured", "are not measured"),
+        ("holds", "Claims that hold"),
+        ("partly", "Partly hold"),
+        ("does not hold", "Do not hold"),
+        ("inconclusive", "Inconclusive"),
+        ("not measured", "Not measured"),
+        ("not decided at quick scale", "Not decided (quick)"),
     )
     for col, (verdict, label) in zip(st.columns(len(labels)), labels, strict=True):
-        col.metric(f"{VERDICT_ICONS[verdict]} Claims that {label}", int(counts.get(verdict, 0)))
+        col.metric(label, int(counts.get(verdict, 0)))
 
 
+def claim_list(df: pd.DataFrame) -> None:
+    """Each claim on its own line with a coloured text badge: readable in full at any width."""
+    if "verdict" not in df or "claim" not in df:
+        return
+    lines = []
+    for _, r in df.iterrows():
+        text, colour = VERDICT_BADGES.get(str(r["verdict"]).strip().lower(), (badge(r["verdict"]), "gray"))
+        ours = f" — {r['ours']}" if "ours" in df and isinstance(r["ours"], str) else ""
+        lines.append(f"- :{colour}-badge[{text}] **{r['claim']}**{ours}")
+    st.markdown("\n".join(lines))
+
+
+tests_table = next((o for n, o in found.items() if TESTS_FILE in n and isinstance(o, pd.DataFrame)), None)
+found = {n: o for n, o in found.items() if TESTS_FILE not in n}
 if found:
     tables = {n: o for n, o in found.items() if isinstance(o, pd.DataFrame)}
     if tables:  # the report writes claims.csv and claims.json: show the table once
@@ -58,8 +83,14 @@ if found:
             table = pd.DataFrame(obj["claims"])
         if table is not None:
             verdict_counts(table)
-            st.caption("Verdicts follow each claim's rule (last columns) applied to this zoo's measurements.")
-            components.show_table(with_icons(table), name)
+            claim_list(table)
+            st.caption("Verdicts follow each claim's rule (last column) applied to this zoo's measurements.")
+            shown = with_badges(table)
+            st.table(shown.set_index("Verdict") if "Verdict" in shown else shown)  # all rows and columns, wrapped
+            st.caption(f"Source: `{name}`")
+            if tests_table is not None:
+                with st.expander("Every comparison behind the verdicts: effect, 95% CI, test, p (Holm), n"):
+                    st.table(with_badges(tests_table))
         else:
             st.json(obj, expanded=False)
 else:
@@ -79,8 +110,8 @@ else:
         ],
         columns=["claim", "paper", "measured on page"],
     )  # fmt: skip
-    claims.insert(0, "", "⏳")
-    st.dataframe(claims, hide_index=True, width="stretch")
+    claims.insert(0, "Verdict", "NOT MEASURED")
+    st.table(claims.set_index("Verdict"))
 if results.folder is not None:
     text = results.report_markdown
     mode = results.summary.get("mode")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import components, figures
+from app.choices import only, variant_choice
 
 ctx = components.context()
 st.title("Continuity curves")
@@ -18,6 +19,11 @@ shown = set()
 
 st.subheader("Distance score against level")
 name, ds_df = components.pick(results, quick, "ds", {"variant", "kind", "level", "ds_mean"}, "continuity")
+name_r, rank_df = components.pick(results, quick, "neighbourhood_rank",
+                                  {"variant", "kind", "level", "share_closer_mean"}, "rank")  # fmt: skip
+chosen = variant_choice([*(ds_df["variant"] if ds_df is not None else []),
+                         *(rank_df["variant"] if rank_df is not None else [])], key="cont_variants")  # fmt: skip
+ds_df, rank_df = only(ds_df, chosen), only(rank_df, chosen)
 if ds_df is not None:
     shown.add(name)
     log_y = st.toggle("Logarithmic DS axis", value=True, key="cont_log")
@@ -34,12 +40,11 @@ else:
     st.info("No DS table yet.")
 
 st.subheader("Neighbourhood rank")
-name, rank_df = components.pick(results, quick, "neighbourhood_rank",
-                                {"variant", "kind", "level", "share_closer_mean"}, "rank")  # fmt: skip
+name = name_r
 if rank_df is not None:
     shown.add(name)
-    st.plotly_chart(figures.line_panels(rank_df, "level", "share_closer_mean", panel="kind",
-                                        y_title="share of same-class images nearer"), key="cont_rank")  # fmt: skip
+    st.plotly_chart(figures.line_panels(rank_df, "level", "share_closer_mean", panel="kind", percent=True,
+                                        y_title="Same-class images nearer (%)"), key="cont_rank")  # fmt: skip
     st.caption(
         "For seeded anchor images x_A: the share of other same-class images x_B with DS(x_A, x_B) < "
         "DS(x_A, P(x_A)). 0 = the perturbed copy is the anchor's nearest neighbour (continuous); 1 = every other "
@@ -57,13 +62,14 @@ if alpha_df is not None:
     st.subheader("Effect of α (paper Fig. 4)")
     st.caption("C fine-tuned at several α (mean over seeds): a larger α buys continuity (lower DS) with accuracy.")
     means = alpha_df.groupby("alpha", as_index=False).mean(numeric_only=True).assign(series="C")
+    means["α"] = [f"{a:g}" for a in means["alpha"]]  # a categorical axis: α = 0 has no place on a log axis
+    acc = "test_acc" if "test_acc" in means else "test_clean_acc"
     cols = st.columns(2)
-    for col, (y, title) in zip(cols, (("ds_level1_sum", "DS level-1 sum"),
-                                      ("test_acc" if "test_acc" in means else "test_clean_acc", "test accuracy")),
-                               strict=True):  # fmt: skip
+    for col, (y, title, percent) in zip(cols, (("ds_level1_sum", "DS level 1 (sum of kinds)", False),
+                                               (acc, "Test accuracy (%)", True)), strict=True):  # fmt: skip
         if y in means:
-            col.plotly_chart(figures.line_panels(means, "alpha", y, colour="series", y_title=title),
-                             key=f"cont_alpha_{y}")  # fmt: skip
+            col.plotly_chart(figures.line_panels(means, "alpha", y, colour="series", x_labels="α", y_title=title,
+                                                 percent=percent, x_title="α"), key=f"cont_alpha_{y}")  # fmt: skip
     components.report_status(results, "alpha_sweep")
     with st.expander("Table"):
         components.show_table(alpha_df, name)

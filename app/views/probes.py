@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import backend, components, figures
+from app.choices import only, variant_choice
 
 ctx = components.context()
 st.title("Semantic probes")
@@ -17,6 +18,8 @@ results, quick = components.results_or_quick(ctx, "probes", "Semantic probes")
 shown = set()
 
 name, df = components.pick(results, quick, "probes", {"variant", "probe", "level", "accuracy"}, "probe")
+chosen = variant_choice(df["variant"] if df is not None else handle.variants, key="probe_variants")
+df = only(df, chosen)
 if df is not None:
     shown.add(name)
     x_labels = "level_label" if "level_label" in df else None
@@ -25,7 +28,7 @@ if df is not None:
     st.caption("Accuracy on the test split at each probe level; 'clean' is the unprobed accuracy.")
     components.report_status(results, "probes")
     with st.expander("Table"):
-        components.show_table(df, name, percent_columns=("accuracy",))
+        components.show_table(df, name)
 else:
     st.info("No probe table yet.")
 
@@ -33,7 +36,7 @@ st.subheader("What the probes do to one image")
 picked = components.image_picker(ctx, key="probe")
 if picked is not None:
     examples = backend.probe_examples(picked.image)
-    preds = backend.probe_predictions(handle, picked.image)
+    preds = only(backend.probe_predictions(handle, picked.image), chosen)
     for probe, items in examples.items():
         st.markdown(f"**{probe.replace('_', ' ')}**")
         st.plotly_chart(figures.image_grid([im for _, im in items], [lbl for lbl, _ in items], cols=len(items),

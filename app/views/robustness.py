@@ -59,30 +59,41 @@ picked = components.image_picker(ctx, key="rob")
 c1, c2 = st.columns(2)
 eps = c1.select_slider("ε (/255)", [1, 2, 4, 8, 16], value=8, key="rob_eps_value")
 steps = c2.select_slider("PGD steps", [10, 20, 50], value=10, key="rob_steps")
-if picked is not None:
+variants = components.variant_picker(handle, key="rob")
+if picked is not None and variants:
     names = components.class_names(ctx, components.load_dataset(ctx, stop=False))
+
+    def cls(index: int) -> str:
+        return components.md_escape(components.class_name(names, index))
+
+    def outcome(res: dict) -> str:
+        """Fooled / held against the attacked label; 'already wrong' when the clean prediction missed the true class."""
+        if picked.label is not None and res["clean_pred"] != picked.label:
+            return ":orange[already wrong]"
+        return ":red[fooled]" if res["adv_pred"] != res["label"] else ":green[held]"
+
     key = backend.image_key(picked.image)
-    cols = st.columns(len(handle.variants))
+    cols = st.columns(len(variants))
     with st.spinner("Attacking..."):
-        for col, variant in zip(cols, handle.variants, strict=True):
+        for col, variant in zip(cols, variants, strict=True):
             res = backend.cached_adversarial(handle.key, variant, key, picked.image, picked.label, float(eps),
                                              int(steps))  # fmt: skip
             diff = (res["adversarial"] - picked.image) * (0.5 / max(eps / 255, 1e-6)) + 0.5
             with col, st.container(border=True):
-                st.markdown(f"**{variant}**")
+                st.markdown(f"**{components.md_escape(variant)}**")
                 st.plotly_chart(
                     figures.image_grid([picked.image, res["adversarial"], diff],
                                        ["clean", "adversarial", "perturbation (amplified)"], cols=3,
                                        panel_height=120),
                     key=f"rob_adv_{variant}", config={"displayModeBar": False},
                 )  # fmt: skip
-                fooled = res["adv_pred"] != res["label"]
-                st.markdown(
-                    f"clean: **{components.class_name(names, res['clean_pred'])}** ({100 * res['clean_conf']:.0f}%)  \n"
-                    f"adversarial: **{components.class_name(names, res['adv_pred'])}** ({100 * res['adv_conf']:.0f}%)"
-                    + ("  \n:red[fooled]" if fooled else "  \n:green[held]")
-                )  # fmt: skip
+                st.markdown(f"clean: **{cls(res['clean_pred'])}** ({100 * res['clean_conf']:.0f}%)  \n"
+                            f"adversarial: **{cls(res['adv_pred'])}** ({100 * res['adv_conf']:.0f}%)  \n"
+                            + outcome(res))  # fmt: skip
                 st.caption(f"max |Δpixel| = {res['linf_255']:.1f}/255 · DS = {res['ds']:.3g}")
     if picked.label is None:
         st.caption("Uploaded image: the attack pushes each variant away from its own clean prediction.")
+    else:
+        st.caption(f"True class: **{cls(picked.label)}**. *Already wrong*: the variant misclassifies the clean "
+                   "image, so there is nothing for the attack to fool.")  # fmt: skip
 components.other_files(results, ("robust", "audit", "eps", "adversarial", "pgd"), shown)

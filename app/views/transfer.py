@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import components, figures
+from app.choices import only, variant_choice
 
 ctx = components.context()
 st.title("Transfer")
@@ -16,19 +17,23 @@ components.zoo_header(ctx)
 results, _ = components.results_or_quick(ctx, None, "Transfer")
 shown = set()
 name, summary = components.pick(results, None, "", {"variant", "target", "test_acc_mean"}, "transfer")
+name_runs, runs = components.pick(results, None, "", {"variant", "target", "test_acc"}, "transfer")
+chosen = variant_choice([*(summary["variant"] if summary is not None else []),
+                         *(runs["variant"] if runs is not None else [])], key="transfer_variants")  # fmt: skip
+summary, runs = only(summary, chosen), only(runs, chosen)
 if summary is not None:
     shown.add(name)
     st.plotly_chart(figures.grouped_bars(summary, "target", "test_acc_mean", error="test_acc_sd",
-                                         y_title="test accuracy (%)"), key="transfer_bars")  # fmt: skip
-    components.show_table(summary, name, percent_columns=("test_acc_mean", "test_acc_sd"))
-name, runs = components.pick(results, None, "", {"variant", "target", "test_acc"}, "transfer")
+                                         y_title="Test accuracy (%)"), key="transfer_bars")  # fmt: skip
+    components.show_table(summary, name)
+name = name_runs
 if runs is not None:
     shown.add(name)
     if summary is None:
         means = runs.groupby(["target", "variant"], sort=False, as_index=False)["test_acc"].mean()
         st.plotly_chart(figures.grouped_bars(means, "target", "test_acc"), key="transfer_bars")
     with st.expander("Every fine-tuning run"):
-        components.show_table(runs, name, percent_columns=("test_acc",))
+        components.show_table(runs, name)
 components.report_status(results, "transfer")
 if summary is None and runs is None:
     st.info("No transfer results yet (the report's transfer experiment writes them).")

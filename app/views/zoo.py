@@ -6,6 +6,8 @@ import numpy as np
 import streamlit as st
 
 from app import backend, components, figures
+from app.choices import only, variant_choice
+from models.objectives import get_variant
 
 ctx = components.context()
 st.title("The model zoo")
@@ -17,17 +19,19 @@ st.markdown(
 handle = components.require_zoo(ctx)
 components.zoo_header(ctx)
 
-metrics = backend.card_metrics(handle)
+chosen = variant_choice(handle.variants, key="zoo_variants")
+metrics = only(backend.card_metrics(handle), chosen).reset_index(drop=True)
 st.subheader("Model cards")
 st.caption(
     "Measured on the test split when the zoo was trained. PGD-10: white-box L∞ attack, ε = 8/255, step 2/255. "
     + components.DS_CAPTION
 )
-cols = st.columns(len(handle.variants))
+cols = st.columns(max(1, len(metrics)))
 for col, (_, row) in zip(cols, metrics.iterrows(), strict=True):
     with col, st.container(border=True):
         st.markdown(f"#### {row['variant']}")
-        st.caption(row["objective"] or components.VARIANT_HELP.get(row["variant"], ""))
+        known = get_variant(row["variant"])
+        st.caption(row["objective"] or (known.help if known else ""))
         clean, pgd, ds = row["test_clean_acc"], row["test_pgd10_acc"], row["ds_level1_sum"]
         st.metric("Clean accuracy", "n/a" if np.isnan(clean) else f"{100 * clean:.1f}%")
         st.metric("PGD-10 accuracy", "n/a" if np.isnan(pgd) else f"{100 * pgd:.1f}%")
@@ -49,12 +53,11 @@ with right:
                                             log_y=True), key="zoo_ds")  # fmt: skip
 
 kind_cols = [c for c in metrics.columns if c.startswith("ds_level1_") and c != "ds_level1_sum"]
-table = metrics.rename(columns={c: c.replace("ds_level1_", "DS L1 ") for c in kind_cols})
-components.show_table(table, percent_columns=("test_clean_acc", "test_pgd10_acc"))
-st.caption("Accuracies in %.")
+components.show_table(metrics)
+st.caption("Accuracies in %; DS level 1 per kind and summed over kinds.")
 
 st.subheader("Cards in full")
-for variant in handle.variants:
+for variant in chosen:
     with st.expander(f"{variant}: card and checkpoint"):
         text = backend.card_markdown(handle, variant)
         if text:
