@@ -26,9 +26,7 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
 
 def _pins(name: str) -> list[str]:
     return [
-        line
-        for line in (ROOT / name).read_text().splitlines()
-        if line.strip() and not line.startswith(("#", "-r "))
+        line for line in (ROOT / name).read_text().splitlines() if line.strip() and not line.startswith(("#", "-r "))
     ]
 
 
@@ -37,7 +35,17 @@ def test_requirements_pin_every_package_and_the_required_torch():
     for lines in (runtime, dev, nodeps):
         assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[A-Za-z0-9_.+\-]+", line) for line in lines), lines
     assert "torch==2.14.1" in runtime and "torchvision==0.29.1" in runtime
-    for needed in ("captum", "lime", "umap-learn", "streamlit", "plotly", "scikit-learn", "tqdm", "timm", "safetensors"):
+    for needed in (
+        "captum",
+        "lime",
+        "umap-learn",
+        "streamlit",
+        "plotly",
+        "scikit-learn",
+        "tqdm",
+        "timm",
+        "safetensors",
+    ):
         assert any(line.lower().startswith(needed + "==") for line in runtime), needed
     for tool in ("pytest", "playwright", "ruff"):  # test and lint tools stay out of the runtime (and the image)
         assert any(line.lower().startswith(tool + "==") for line in dev), tool
