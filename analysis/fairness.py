@@ -11,7 +11,7 @@ default, the report uses Adam: for short runs SGD leaves C near chance) and scor
 per background colour. The colour of each test image is read from its
 pixels (``background_colours``), not assumed from the generator.
 
-Training settings of the adversarial variants follow the CPU zoo recipe (``models.train_zoo.RECIPES``): PGD with
+Training settings of the adversarial variants follow the CPU zoo recipe (``models.recipes.RECIPES``): PGD with
 ``pgd_steps`` = 3 steps of 2.5*eps/3 at eps 8/255; C uses the per-sample colour jitter of ``models.perturbations``.
 """
 
@@ -20,10 +20,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from analysis.transfer import run_training
 from models.data import COLOUR_BIAS_COLOURS, DATASETS, ImageDataset
@@ -127,12 +129,26 @@ def fairness_table(
             out=str(out_dir / variant / f"seed-{seed}"), num_threads=threads,
         )  # fmt: skip
         metrics, model, seconds = run_training(cfg, progress=progress, data=train_set)
-        correct = predict_logits(model, test.images).argmax(1).numpy() == labels
-        row = {"variant": variant, "seed": int(seed), "test_acc": float(correct.mean()),
-               "val_acc": float(metrics.get("val_clean_acc", np.nan)), "train_seconds": round(seconds, 2)}  # fmt: skip
-        for name in ("red", "blue"):
-            sel = colours == name
-            row[f"test_acc_{name}"] = float(correct[sel].mean()) if sel.any() else float("nan")
-            row[f"n_{name}"] = int(sel.sum())
-        rows.append(row)
+        rows.append(_fairness_row(variant, seed, metrics, model, seconds, test, colours, labels))
     return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
+
+
+def _fairness_row(
+    variant: str,
+    seed: int,
+    metrics: dict[str, Any],
+    model: nn.Module,
+    seconds: float,
+    test: ImageDataset,
+    colours: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, Any]:
+    """One run's row: test accuracy overall and per background colour, validation accuracy, training seconds."""
+    correct = predict_logits(model, test.images).argmax(1).numpy() == labels
+    row = {"variant": variant, "seed": int(seed), "test_acc": float(correct.mean()),
+           "val_acc": float(metrics.get("val_clean_acc", np.nan)), "train_seconds": round(seconds, 2)}  # fmt: skip
+    for name in ("red", "blue"):
+        sel = colours == name
+        row[f"test_acc_{name}"] = float(correct[sel].mean()) if sel.any() else float("nan")
+        row[f"n_{name}"] = int(sel.sum())
+    return row

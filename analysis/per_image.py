@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.attributions import _spearman, explain, get_method, model_lock
+from analysis.attribution_quality import _spearman
+from analysis.attributions import explain, get_method, model_lock
 from models.evaluation import predict_logits
 from models.objectives import distance_score
 from models.perturbations import MAX_LEVEL, perturb

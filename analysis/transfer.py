@@ -178,35 +178,72 @@ def transfer_table(
     roots = dict(roots or {})
     all_targets = list(dict.fromkeys([*targets, *roots]))
     specs = {v: load_checkpoint(p)["network"] for v, p in paths.items()}
+    settings = dict(batch_size=batch_size, preset=preset, lr=lr, warmup_steps=warmup_steps,
+                    train_limit=train_limit, val_size=val_size, eval_test=False, eval_pgd_subset=0, device=device,
+                    num_threads=threads)  # fmt: skip
     rows = []
     jobs = [(t, v, s) for t in all_targets for v in paths for s in seeds]
     loaded: dict[str, tuple[ImageDataset, ImageDataset]] = {}
     for done, (target, variant, seed) in enumerate(jobs, 1):
         if target not in loaded:
-            root = roots.get(target)
-            loaded[target] = (load_dataset(target, "train", root), seeded_subset(load_dataset(target, "test", root),
-                                                                                  test_limit))  # fmt: skip
+            loaded[target] = _target_splits(target, roots.get(target), test_limit)
         train_set, test = loaded[target]
-        n_train = min(train_limit or 10**12, len(train_set))
-        n_train -= min(val_size, n_train // 5) if val_size else 0
-        run_epochs = max(float(epochs), min_steps / math.ceil(n_train / batch_size))
+        n_train, run_epochs = _run_size(len(train_set), train_limit, val_size, epochs, min_steps, batch_size)
         if progress:
             print(f"[transfer {done}/{len(jobs)}] {variant} -> {target}, seed {seed}", flush=True)
-        run_dir = Path(out_dir) / target / variant
-        run_dir.mkdir(parents=True, exist_ok=True)
-        init = _headless_copy(paths[variant], run_dir / "init-fresh-head.pt", seed) if fresh_head else paths[variant]
-        cfg = TrainConfig(
-            variant="standard", dataset=target, network=specs[variant]["name"], width=specs[variant].get("width"),
-            epochs=run_epochs, batch_size=batch_size, preset=preset, lr=lr, warmup_steps=warmup_steps,
-            train_limit=train_limit, val_size=val_size, eval_test=False, eval_pgd_subset=0, seed=int(seed),
-            device=device, out=str(run_dir / f"seed-{seed}"), init=str(init), num_threads=threads,
-        )  # fmt: skip
-        metrics, model, seconds = run_training(cfg, progress=progress, data=train_set)
-        rows.append({"variant": variant, "target": target, "kind": target_kind(test.classes, source_classes),
-                     "seed": int(seed), "test_acc": accuracy(model, test.images, test.labels),
-                     "n_train": int(n_train), "n_test": len(test), "epochs": round(run_epochs, 4),
-                     "train_seconds": round(seconds, 2)})  # fmt: skip
+        rows.append(_fine_tune_and_score(paths[variant], specs[variant], target, variant, seed, out_dir, fresh_head,
+                                         (train_set, test), n_train, run_epochs, source_classes, progress,
+                                         settings))  # fmt: skip
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+
+
+def _fine_tune_and_score(
+    path: Path,
+    spec: dict[str, Any],
+    target: str,
+    variant: str,
+    seed: int,
+    out_dir: str | os.PathLike,
+    fresh_head: bool,
+    splits: tuple[ImageDataset, ImageDataset],
+    n_train: int,
+    run_epochs: float,
+    source_classes: Sequence[str] | None,
+    progress: bool,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """One run of ``transfer_table``: fine-tune ``variant`` (checkpoint ``path``, network ``spec``) on ``target``
+    with ``seed`` in ``out_dir/<target>/<variant>/seed-<seed>`` (``settings``: the TrainConfig fields shared by
+    every run), and its row."""
+    train_set, test = splits
+    run_dir = Path(out_dir) / target / variant
+    run_dir.mkdir(parents=True, exist_ok=True)
+    init = _headless_copy(path, run_dir / "init-fresh-head.pt", seed) if fresh_head else path
+    cfg = TrainConfig(variant="standard", dataset=target, network=spec["name"], width=spec.get("width"),
+                      epochs=run_epochs, seed=int(seed), out=str(run_dir / f"seed-{seed}"), init=str(init),
+                      **settings)  # fmt: skip
+    _, model, seconds = run_training(cfg, progress=progress, data=train_set)
+    return {"variant": variant, "target": target, "kind": target_kind(test.classes, source_classes),
+            "seed": int(seed), "test_acc": accuracy(model, test.images, test.labels),
+            "n_train": int(n_train), "n_test": len(test), "epochs": round(run_epochs, 4),
+            "train_seconds": round(seconds, 2)}  # fmt: skip
+
+
+def _target_splits(
+    target: str, root: str | os.PathLike | None, test_limit: int | None
+) -> tuple[ImageDataset, ImageDataset]:
+    """A target's training split, and its test split cut to ``test_limit`` seeded images."""
+    return load_dataset(target, "train", root), seeded_subset(load_dataset(target, "test", root), test_limit)
+
+
+def _run_size(
+    n_images: int, train_limit: int | None, val_size: int, epochs: float, min_steps: int, batch_size: int
+) -> tuple[int, float]:
+    """(images trained on: the first ``train_limit`` minus the validation split, epochs to run: at least
+    ``min_steps`` optimiser steps)."""
+    n_train = min(train_limit or 10**12, n_images)
+    n_train -= min(val_size, n_train // 5) if val_size else 0
+    return n_train, max(float(epochs), min_steps / math.ceil(n_train / batch_size))
 
 
 def summarise(df: pd.DataFrame, value: str = "test_acc", by: Sequence[str] = ("variant", "target")) -> pd.DataFrame:

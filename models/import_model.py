@@ -225,7 +225,23 @@ def import_model(
         arch, num_classes, None, mean=mean, std=std, gradcam_layer=lab.gradcam_layer_name,
         classifier=lab.classifier_name, input_size=size,
     )  # fmt: skip
-    record = {
+    record = _import_record(weights, arch, head_keys, stripped)
+    name = variant or Path(weights).stem
+    config = {"variant": name, "dataset": dataset, "data_root": data_root, "image_size": size, "network": arch,
+              "import": record}  # fmt: skip
+    description = {"name": dataset, "split": "train", "num_classes": num_classes, "classes": classes,
+                   "image_shape": [3, size, size]}  # fmt: skip
+    out = Path(out).expanduser()
+    atomic_torch_save(make_checkpoint(lab, variant=name, network=spec, config=config, dataset=description), out)
+    diff = _verify_written(out, source, lab, size)
+    return ImportResult(out, spec, head_keys, stripped, diff)
+
+
+def _import_record(
+    weights: str | os.PathLike, arch: str, head_keys: dict[str, str], stripped: str | None
+) -> dict[str, Any]:
+    """The checkpoint config's ``import`` entry: where the weights came from and how their keys were changed."""
+    return {
         "file": str(Path(weights).expanduser().resolve()),
         "sha256": sha256_file(Path(weights).expanduser()),
         "architecture": arch,
@@ -234,13 +250,13 @@ def import_model(
         "added_keys": ["normalize.mean", "normalize.std"],
         "stripped_prefix": stripped,
     }
-    name = variant or Path(weights).stem
-    config = {"variant": name, "dataset": dataset, "data_root": data_root, "image_size": size, "network": arch,
-              "import": record}  # fmt: skip
-    description = {"name": dataset, "split": "train", "num_classes": num_classes, "classes": classes,
-                   "image_shape": [3, size, size]}  # fmt: skip
-    out = Path(out).expanduser()
-    atomic_torch_save(make_checkpoint(lab, variant=name, network=spec, config=config, dataset=description), out)
+
+
+def _verify_written(out: Path, source: torch.nn.Module, lab: ImportedNetwork, size: int) -> float:
+    """Reload ``out`` and compare its logits with ``source``'s on a seeded probe batch; returns the largest difference.
+
+    Deletes ``out`` and raises ModelImportError beyond the tolerance (and deletes it on any other error, too).
+    """
     try:
         reloaded, _ = load_model(out)
         diff = probe_logits_diff(source, reloaded, size)
@@ -254,7 +270,7 @@ def import_model(
     except BaseException:
         out.unlink(missing_ok=True)
         raise
-    return ImportResult(out, spec, head_keys, stripped, diff)
+    return diff
 
 
 def _class_names(args: argparse.Namespace) -> list[str] | None:

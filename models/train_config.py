@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002 - argparse's word
+def _opt(default: Any, help: str, choices: Collection[str] | None = None) -> Any:  # noqa: A002 - argparse's word
     """A dataclass field carrying its ``--help`` text (and allowed values) as metadata."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
@@ -41,7 +42,7 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
 class TrainConfig:
     """Everything that defines a training run; stored in each checkpoint."""
 
-    variant: str = _opt("standard", "training objective", tuple(VARIANTS))
+    variant: str = _opt("standard", "training objective", VARIANTS)  # a live view: later registrations count
     dataset: str = _opt("fashion-mnist-m", "data set name (see models.data); with in-memory data only a label")
     data_root: str | None = _opt(None, "folder of an on-disk data set (cifar10, imagefolder, ...)")
     cache_dir: str | None = _opt(None, "where built data sets are cached (default $SCL_CACHE_DIR or ~/.cache)")

@@ -1,11 +1,11 @@
 """Train the four variants into a zoo: ``python -m models.train_zoo --out assets/zoo/default``.
 
-A *recipe* says how each variant is trained. ``cpu-default`` (the shipped zoo)
+A *recipe* (``models.recipes``) says how each variant is trained. ``cpu-default`` (the shipped zoo)
 trains ``standard`` from scratch and fine-tunes C, ADV and ADV+C from it; the
 ``paper-*`` recipes use the paper's networks and hyper-parameters for a GPU.
 Each finished variant is evaluated on the full test split (clean accuracy,
 PGD-10 accuracy, level-1 DS per perturbation kind), copied into the zoo folder
-with its model card, and the manifest is rewritten. Rerunning the same command
+with its model card (``models.zoo_cards``), and the manifest is rewritten. Rerunning the same command
 after an interruption resumes where it stopped.
 """
 
@@ -22,217 +22,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from models.checkpoints import load_checkpoint, load_model, read_zoo_manifest, sha256_file, write_zoo_manifest
+from models.checkpoints import load_model, read_zoo_manifest, sha256_file, write_zoo_manifest
 from models.cli import EXIT_INTERRUPTED, add_threads_argument, make_parser, run_cli
-from models.data import load_dataset
 from models.devices import pick_device
 from models.errors import SettingsError, ZooError
-from models.evaluation import accuracy, mean_distance_score, pgd_accuracy
-from models.objectives import PAPER_VARIANTS, VARIANTS, get_variant
-from models.perturbations import KINDS, perturb
+from models.objectives import PAPER_VARIANTS, VARIANTS
+from models.recipes import RECIPES, build_configs
 from models.runs import FINAL_FILE, RESUME_FILE, move_aside
 from models.train import CHANCE_MARGIN, TrainConfig, train
-
-EPS = 8 / 255
-
-# Per recipe: settings shared by all variants, then each variant's own.
-RECIPES: dict[str, dict[str, Any]] = {
-    "cpu-default": {
-        "common": {
-            "dataset": "fashion-mnist-m",
-            "network": "resnet18-cifar",
-            "width": 16,
-            "batch_size": 128,
-            "val_size": 5000,
-            "seed": 0,
-            "pgd_eps": EPS,
-        },
-        "standard": {"preset": "scratch", "epochs": 6},
-        # alpha 0.1 for C: alpha 1 cost 5 points of validation accuracy (82.5% after epoch 1 vs 89.4%).
-        "C": {"preset": "finetune", "epochs": 2, "alpha": 0.1, "init": "standard"},
-        # ADV gets the epochs of ADV+C, so that the pairing term is the only difference (the shipped ADV had 2).
-        "ADV": {"preset": "finetune", "epochs": 3, "pgd_steps": 3, "pgd_step": 2.5 * EPS / 3, "init": "standard"},
-        # alpha 0.03 for ADV+C, chosen on the validation split by one-epoch runs (clean / PGD-10 accuracy):
-        # alpha 1: 40.7% / 31.2%; 0.1: 64.9% / 38.8%; 0.03: 70.5% / 37.2%; 0.01: 80.2% / 33.0%. Rule, fixed before
-        # the 0.03 run: the largest min(clean - 75, PGD - 40) points, i.e. the nearest to both bars.
-        "ADV+C": {
-            "preset": "finetune",
-            "epochs": 3,
-            "pgd_steps": 3,
-            "pgd_step": 2.5 * EPS / 3,
-            "alpha": 0.03,
-            "init": "standard",
-        },
-        # Controls (trained only when named in --variants): standard's recipe with C's jitter as augmentation,
-        # and Kannan et al.'s mixed clean/adversarial CE (alpha 0) on ADV+C's epochs and schedule.
-        "standard+jitter": {"preset": "scratch", "epochs": 6},
-        "ADV-mixed": {
-            "preset": "finetune",
-            "epochs": 3,
-            "pgd_steps": 3,
-            "pgd_step": 2.5 * EPS / 3,
-            "alpha": 0.0,
-            "init": "standard",
-        },
-        "quality_bars": True,  # the bars of quality_bars() are defined for this recipe (and no overrides)
-        "differences_from_paper": [
-            "width-16 CIFAR ResNet18 (paper: width 64) so that the zoo trains on a 2-core CPU",
-            "data set fashion-mnist-m (paper: CIFAR-100 / ImageNet), which needs no download",
-            "standard trained from scratch with SGD+Nesterov, lr 0.05, cosine, 6 epochs (paper: not stated)",
-            "C fine-tuned from standard for 2 epochs, ADV and ADV+C for 3, with SGD lr 0.01 cosine "
-            "(paper: Adam lr 1e-5)",
-            "C uses alpha 0.1 and ADV+C alpha 0.03 (paper: 1.0), both chosen on the validation split: DS is summed "
-            "over classes, and alpha 1 cost C 5 points and ADV+C 26 points of validation accuracy",
-            "training PGD uses 3 steps of 2.5*eps/3 (paper: 10 steps of 2/255); evaluation uses the paper's PGD-10",
-            "ADV+C is logit pairing with CE on clean and adversarial halves, as in Kannan et al. 2018",
-        ],
-    },
-    "paper-cifar100": {
-        "common": {
-            "dataset": "cifar100",
-            "network": "resnet18-cifar",
-            "width": 64,
-            "batch_size": 128,
-            "val_size": 5000,
-            "seed": 0,
-            "pgd_eps": EPS,
-            "pgd_step": 2 / 255,
-            "pgd_steps": 10,
-        },
-        "standard": {"preset": "scratch", "epochs": 60},
-        "C": {"preset": "paper", "epochs": 10, "alpha": 1.0, "init": "standard"},
-        "ADV": {"preset": "paper", "epochs": 10, "init": "standard"},
-        "ADV+C": {"preset": "paper", "epochs": 10, "alpha": 1.0, "init": "standard"},
-        "differences_from_paper": [
-            "standard's from-scratch schedule and the fine-tuning length are not stated "
-            "in the paper and are this project's choice"
-        ],
-    },
-    "paper-imagenet": {
-        "common": {
-            "dataset": "imagefolder",
-            "stream": True,  # read from disk batch by batch: an ImageNet-sized split does not fit in memory
-            "network": "resnet50",
-            "width": None,
-            "image_size": 224,
-            "batch_size": 256,
-            "val_size": 10000,
-            "seed": 0,
-            "pgd_eps": 16 / 255,
-            "pgd_step": 2 / 255,
-            "pgd_steps": 10,
-            "augment": True,
-        },
-        "standard": {"preset": "scratch", "epochs": 90, "lr": 0.1},
-        "C": {"preset": "paper", "epochs": 5, "alpha": 1.0, "init": "standard"},
-        "ADV": {"preset": "paper", "epochs": 5, "init": "standard"},
-        "ADV+C": {"preset": "paper", "epochs": 5, "alpha": 1.0, "init": "standard"},
-        "differences_from_paper": [
-            "standard's from-scratch schedule and the fine-tuning length are not stated "
-            "in the paper and are this project's choice"
-        ],
-    },
-}
-
-
-def build_configs(
-    recipe: str, work_dir: str | Path, epochs_scale: float | None = None, **overrides: Any
-) -> dict[str, TrainConfig]:
-    """The TrainConfig of each variant under ``recipe``; ``overrides`` (TrainConfig fields, e.g. data_root,
-    train_limit) apply to all where not None; ``epochs_scale`` multiplies every variant's epochs."""
-    if recipe not in RECIPES:
-        raise SettingsError(f"--recipe: unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-    if epochs_scale is not None and not epochs_scale > 0:
-        raise SettingsError(f"--epochs-scale {epochs_scale!r}: must be > 0")
-    spec, work_dir = RECIPES[recipe], Path(work_dir)
-    configs = {}
-    for variant in recipe_variants(recipe):
-        fields = {**spec["common"], **spec[variant], **{k: v for k, v in overrides.items() if v is not None}}
-        fields["epochs"] = fields["epochs"] * (epochs_scale or 1.0)
-        init = fields.pop("init", None)
-        fields["init"] = str(work_dir / init / FINAL_FILE) if init in VARIANTS else init
-        configs[variant] = TrainConfig(variant=variant, out=str(work_dir / variant), **fields)
-    return configs
-
-
-def recipe_variants(recipe: str) -> list[str]:
-    """The variants a recipe trains, in registry order."""
-    return [v for v in VARIANTS if v in RECIPES[recipe]]
-
-
-def evaluate_variant(model: torch.nn.Module, cfg: TrainConfig, pgd_size: int | None = None) -> dict[str, Any]:
-    """Card metrics on the test split: clean and PGD-10 accuracy, DS at level 1 per kind and summed."""
-    test = load_dataset(cfg.dataset, "test", cfg.data_root, cache_dir=cfg.cache_dir, image_size=cfg.image_size)
-    n_pgd = min(pgd_size or len(test), len(test))  # pgd_size None or 0: the whole split
-    pgd_set = test.subset(torch.arange(n_pgd))
-    ds = {kind: mean_distance_score(model, test.images, lambda x, k=kind: perturb(x, k, 1)) for kind in KINDS}
-    return {
-        "test_size": len(test),
-        "test_clean_acc": accuracy(model, test.images, test.labels),
-        "test_pgd10_acc": pgd_accuracy(
-            model, pgd_set.images, pgd_set.labels, eps=cfg.pgd_eps, step_size=2 / 255, steps=10, seed=0
-        ),
-        "pgd_eval": {"eps": cfg.pgd_eps, "step_size": 2 / 255, "steps": 10, "images": n_pgd, "random_start": True},
-        "ds_level1": ds,
-        "ds_level1_sum": sum(ds.values()),
-    }
-
-
-def card_markdown(variant: str, card: dict[str, Any]) -> str:
-    """A human-readable model card."""
-    m = card["metrics"]
-    lines = [
-        f"# Model card: {variant}",
-        "",
-        f"- network: `{card['network']}`; data set: `{card['dataset']['name']}` "
-        f"({card['dataset'].get('size', '?')} training images before the validation split)",
-        f"- objective: {card['objective']}",
-        f"- recipe `{card['recipe']}`: "
-        + ", ".join(
-            f"{k}={v}"
-            for k, v in card["config"].items()
-            if k
-            in (
-                "dataset",
-                "preset",
-                "epochs",
-                "lr",
-                "optimizer",
-                "alpha",
-                "pgd_steps",
-                "pgd_step",
-                "batch_size",
-                "train_limit",
-                "warmup_steps",
-                "init",
-            )
-        )
-        + (f"; epochs run: {card['epochs_run']:g}" if card.get("epochs_run") is not None else ""),
-        f"- training time: {card['train_seconds']:.0f} s on {card['device']}; code {card['git_commit']}",
-        "",
-        "| metric (test split) | value |",
-        "|---|---|",
-        f"| clean accuracy | {100 * m['test_clean_acc']:.2f}% |",
-        f"| PGD-10 accuracy (eps {m['pgd_eval']['eps'] * 255:.0f}/255, {m['pgd_eval']['images']} images) "
-        f"| {100 * m['test_pgd10_acc']:.2f}% |",
-        *[f"| DS level 1, {k} | {v:.4f} |" for k, v in m["ds_level1"].items()],
-        f"| DS level 1, sum of four kinds | {m['ds_level1_sum']:.4f} |",
-        "",
-        "Differences from the paper:",
-        *[f"- {d}" for d in card["differences_from_paper"]],
-        "",
-    ]
-    return "\n".join(lines)
-
-
-OBJECTIVES = {
-    "standard": "cross-entropy",
-    "C": "CE + alpha * DS(x, colour-jitter(x))",
-    "ADV": "CE on PGD adversarial examples",
-    "ADV+C": "adversarial logit pairing: (CE(x) + CE(x_adv))/2 + alpha * DS(x, x_adv)",
-}
+from models.zoo_cards import (
+    build_card,
+    card_markdown,
+    cards_on_disk,
+    evaluate_variant,
+    has_quality_bars,
+    quality_bars,
+    summary_table,
+)
 
 
 def _atomic_copy(src: Path, dest: Path) -> None:
@@ -248,28 +54,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _card(variant: str, recipe: str, run_dir: Path, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """A variant's card: what actually ran (config, data set and epochs from the finished checkpoint)."""
-    ckpt = load_checkpoint(run_dir / FINAL_FILE)
-    cfg, history = ckpt["config"], ckpt["metrics"].get("history", [])
-    width = cfg.get("width")
-    return {
-        "variant": variant,
-        "objective": OBJECTIVES.get(variant) or getattr(get_variant(variant), "objective", variant),
-        "recipe": recipe,
-        "network": f"{cfg['network']} (width {width})" if width else cfg["network"],
-        "dataset": ckpt["dataset"],
-        "config": cfg,
-        "epochs_run": history[-1]["epoch"] if history else None,
-        "metrics": metrics,
-        "validation_history": history,
-        "train_seconds": seconds,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "git_commit": ckpt["git_commit"],
-        "differences_from_paper": RECIPES[recipe]["differences_from_paper"],
-    }
-
-
 def _up_to_date(out: Path, variant: str, run_dir: Path, card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
     """True when the zoo already holds this run's finished model with a card of the same recipe and evaluation."""
     dest = out / f"{variant}.pt"
@@ -279,6 +63,34 @@ def _up_to_date(out: Path, variant: str, run_dir: Path, card: dict[str, Any] | N
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _checked_configs(
+    recipe: str, work_dir: Path, variants: list[str] | None, overrides: dict[str, Any]
+) -> tuple[dict[str, TrainConfig], list[str]]:
+    """Every variant's config under ``recipe`` and the variants to train, all flags checked before any training."""
+    configs = build_configs(recipe, work_dir, **overrides)
+    wanted = variants or [v for v in configs if v in PAPER_VARIANTS]  # controls only when asked for
+    unknown = [v for v in wanted if v not in configs]
+    if unknown:
+        raise SettingsError(f"--variants: recipe {recipe} does not train {', '.join(unknown)}")
+    for cfg in configs.values():
+        cfg.resolved().validate()  # every flag checked before hours of training
+    if overrides.get("device"):
+        pick_device(overrides["device"])
+    return configs, wanted
+
+
+def _flag_near_chance(variant: str, card: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Mark ``card`` ``near_chance`` (and warn) when the test accuracy is within ``CHANCE_MARGIN`` of chance."""
+    chance = 1 / card["dataset"].get("num_classes", 10)
+    if metrics["test_clean_acc"] < chance + CHANCE_MARGIN:
+        card["near_chance"] = True
+        print(
+            f"warning: {variant} test accuracy {100 * metrics['test_clean_acc']:.1f}% is within "
+            f"{100 * CHANCE_MARGIN:.0f} points of chance ({100 * chance:.1f}%)",
+            file=sys.stderr,
+        )
 
 
 def train_zoo(
@@ -297,18 +109,10 @@ def train_zoo(
     is written atomically, so rerunning the same command continues. ``fresh`` moves earlier runs aside.
     """
     out, work_dir = Path(out), Path(work_dir)
-    configs = build_configs(recipe, work_dir, **overrides)
-    wanted = variants or [v for v in configs if v in PAPER_VARIANTS]  # controls only when asked for
-    unknown = [v for v in wanted if v not in configs]
-    if unknown:
-        raise SettingsError(f"--variants: recipe {recipe} does not train {', '.join(unknown)}")
-    for cfg in configs.values():
-        cfg.resolved().validate()  # every flag checked before hours of training
-    if overrides.get("device"):
-        pick_device(overrides["device"])
+    configs, wanted = _checked_configs(recipe, work_dir, variants, overrides)
     (out / "cards").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "zoo.json"
-    cards = _cards_on_disk(manifest_path)
+    cards = cards_on_disk(manifest_path)
     for variant in wanted:
         cfg, run_dir = configs[variant], Path(configs[variant].out)
         if fresh and run_dir.exists():
@@ -327,86 +131,16 @@ def train_zoo(
         metrics = evaluate_variant(model, cfg, pgd_size)
         prior = cards.get(variant, {})
         seconds = train_seconds if train_seconds > 5 else prior.get("train_seconds", train_seconds)
-        card = {**_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
-        chance = 1 / card["dataset"].get("num_classes", 10)
-        if metrics["test_clean_acc"] < chance + CHANCE_MARGIN:
-            card["near_chance"] = True
-            print(
-                f"warning: {variant} test accuracy {100 * metrics['test_clean_acc']:.1f}% is within "
-                f"{100 * CHANCE_MARGIN:.0f} points of chance ({100 * chance:.1f}%)",
-                file=sys.stderr,
-            )
+        card = {**build_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
+        _flag_near_chance(variant, card, metrics)
         _atomic_copy(run_dir / FINAL_FILE, out / f"{variant}.pt")
         _atomic_write(out / "cards" / f"{variant}.md", card_markdown(variant, card))
-        cards = {**_cards_on_disk(manifest_path), variant: card}  # another run may have written meanwhile
+        cards = {**cards_on_disk(manifest_path), variant: card}  # another run may have written meanwhile
         files = {v: f"{v}.pt" for v in VARIANTS if (out / f"{v}.pt").is_file()}
         extra = {"recipe": recipe, "overrides": {k: v for k, v in overrides.items() if v is not None}}
         write_zoo_manifest(out, files, cards, name=out.name, extra=extra)
         print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
     return cards
-
-
-def summary_table(manifest: dict[str, Any]) -> str:
-    """The zoo's cards as a Markdown table (test split: clean, PGD-10, level-1 DS summed)."""
-    rows = [
-        "| variant | clean accuracy | PGD-10 accuracy | DS level 1 (sum of 4 kinds) | training |",
-        "|---|---|---|---|---|",
-    ]
-    for variant, item in manifest["variants"].items():
-        m, cfg = item["card"]["metrics"], item["card"]["config"]
-        epochs = item["card"].get("epochs_run") or cfg["epochs"]
-        how = f"{cfg['preset']}, {epochs:g} epochs" + (f", alpha {cfg['alpha']:g}" if "C" in variant else "")
-        n_pgd = m["pgd_eval"]["images"]
-        pgd_on = "" if n_pgd == m.get("test_size") else f" (first {n_pgd})"
-        rows.append(
-            f"| {variant} | {100 * m['test_clean_acc']:.2f}% | {100 * m['test_pgd10_acc']:.2f}%{pgd_on} "
-            f"| {m['ds_level1_sum']:.3f} | {how} |"
-        )
-    return "\n".join(rows)
-
-
-def quality_bars(manifest: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """The default zoo's quality bars (issue "The default zoo"): (bar, measured, met) for each."""
-    m = {v: item["card"]["metrics"] for v, item in manifest["variants"].items()}
-    std, c = m["standard"], m["C"]
-    bars = [
-        ("standard clean accuracy >= 88%", f"{100 * std['test_clean_acc']:.2f}%", std["test_clean_acc"] >= 0.88),
-        (
-            "C clean accuracy within 2 points of standard",
-            f"{100 * (c['test_clean_acc'] - std['test_clean_acc']):+.2f} points",
-            abs(c["test_clean_acc"] - std["test_clean_acc"]) <= 0.02,
-        ),
-        (
-            "C level-1 DS sum <= half of standard's",
-            f"{c['ds_level1_sum'] / std['ds_level1_sum']:.3f} x standard",
-            c["ds_level1_sum"] <= 0.5 * std["ds_level1_sum"],
-        ),
-    ]
-    for adv in ("ADV", "ADV+C"):
-        if adv in m:
-            gain = m[adv]["test_pgd10_acc"] - std["test_pgd10_acc"]
-            bars.append((f"{adv} PGD-10 accuracy >= standard's + 40 points", f"{100 * gain:+.2f} points", gain >= 0.40))
-            bars.append(
-                (
-                    f"{adv} clean accuracy >= 75%",
-                    f"{100 * m[adv]['test_clean_acc']:.2f}%",
-                    m[adv]["test_clean_acc"] >= 0.75,
-                )
-            )
-    return bars
-
-
-def _cards_on_disk(manifest_path: Path) -> dict[str, dict[str, Any]]:
-    """The cards of an existing zoo manifest, or {}."""
-    if not manifest_path.is_file():
-        return {}
-    return {v: item["card"] for v, item in json.loads(manifest_path.read_text()).get("variants", {}).items()}
-
-
-def has_quality_bars(manifest: dict[str, Any]) -> bool:
-    """The shipped bars apply only to a zoo made by the recipe that defines them, without overrides."""
-    recipe = RECIPES.get(manifest.get("recipe", ""), {})
-    return bool(recipe.get("quality_bars")) and not manifest.get("overrides") and "standard" in manifest["variants"]
 
 
 def print_summary(folder: str | Path) -> None:

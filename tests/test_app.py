@@ -647,7 +647,7 @@ def test_saliency_cache_makes_revisits_free(tiny_zoo):
 
 
 def test_figures_are_pure_functions_of_arrays():
-    from app import figures
+    from app import figures, map_figures
 
     rng = np.random.default_rng(0)
     chw = rng.random((3, 8, 8)).astype(np.float32)
@@ -661,7 +661,7 @@ def test_figures_are_pure_functions_of_arrays():
     flat, scale = figures.normalise_map(np.zeros((2, 2)), signed=True)
     assert scale == 0.0 and not flat.any()
     maps = {"integrated_gradients": rng.normal(size=(8, 8)), "gradcam": rng.random((8, 8))}
-    fig = figures.saliency_row(chw, chw, maps)
+    fig = map_figures.saliency_row(chw, chw, maps)
     ig, cam = fig.data[2], fig.data[3]
     assert ig.colorscale != cam.colorscale and ig.zmid == 0 and cam.zmin == 0
     df = pd.DataFrame({"variant": ["a", "a", "b", "b"], "kind": ["hue"] * 4, "level": [1, 2, 1, 2],
@@ -730,13 +730,13 @@ def test_line_panels_dash_per_method_percent_and_categorical_alpha():
 
 def test_selected_rows_come_from_the_figure_not_the_browser():
     """Plotly 7 sends customdata as typed arrays; the selection is resolved by curve number and point index."""
-    from app import figures
+    from app import embedding_figures
 
     df = pd.DataFrame({"x": [0.0, 1, 2, 3, 4], "y": [0.0, 1, 0, 1, 0], "row": [10, 11, 12, 13, 14],
                        "role": ["original", "perturbed", "perturbed", "same_class", "same_class"],
                        "kind": ["none", "hue", "hue", "none", "none"], "level": [0, 1, 2, 0, 0],
                        "dataset_index": [5, 5, 5, 6, 7], "anchor": ["#5", "#5", "#5", "", ""]})  # fmt: skip
-    fig = figures.embedding_scatter(df)
+    fig = embedding_figures.embedding_scatter(df)
     names = [t.name for t in fig.data]
     points = [
         {"curve_number": names.index("hue"), "point_index": 1, "customdata": {"dtype": "i8", "bdata": "AA=="}},
@@ -744,11 +744,12 @@ def test_selected_rows_come_from_the_figure_not_the_browser():
         {"curve_number": 99, "point_index": 0},
         "not a point",
     ]
-    assert figures.selected_rows(fig, points) == [12, 13]
-    gl = figures.whole_set_scatter(df.assign(pred_name="a", true_name="b"), overlay=df.assign(row=df["row"] + 100))
+    assert embedding_figures.selected_rows(fig, points) == [12, 13]
+    overlay = df.assign(row=df["row"] + 100)
+    gl = embedding_figures.whole_set_scatter(df.assign(pred_name="a", true_name="b"), overlay=overlay)
     assert {t.type for t in gl.data} == {"scattergl"}
     overlay_curve = [t.name for t in gl.data].index("hue")
-    assert figures.selected_rows(gl, [{"curve_number": overlay_curve, "point_index": 0}]) == [111]
+    assert embedding_figures.selected_rows(gl, [{"curve_number": overlay_curve, "point_index": 0}]) == [111]
 
 
 def test_result_pages_read_right(app_env, report_folder, monkeypatch):

@@ -10,16 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from analysis.attributions import (
-    METHODS,
-    SEGMENTATIONS,
-    Explanation,
-    deletion_insertion,
-    explain,
-    mask_share,
-    model_lock,
-    stability,
-)
+from analysis.attribution_quality import deletion_insertion, mask_share, stability
+from analysis.attributions import METHODS, SEGMENTATIONS, Explanation, explain, model_lock
 from models.networks import Classifier
 
 
@@ -228,7 +220,7 @@ def test_shared_model_thread_safety(tiny_model):
 
 
 def test_attribution_quality_table(tiny_zoo, batch):
-    from analysis.attributions import attribution_quality
+    from analysis.attribution_quality import attribution_quality
     from models.checkpoints import load_zoo
 
     models = load_zoo(tiny_zoo).models

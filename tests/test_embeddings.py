@@ -167,11 +167,11 @@ def test_anchored_set_and_ranks(small_set):
 
 
 def test_whole_set_cache_and_map(tiny_zoo, small_set, tmp_path):
-    from analysis.embeddings import (
+    from analysis.embeddings import shared_projection
+    from analysis.embeddings_whole_set import (
         load_arrays,
         place_by_neighbours,
         save_arrays,
-        shared_projection,
         whole_set_key,
         whole_set_map,
         whole_set_representations,

@@ -29,7 +29,7 @@ def test_level_maps_batched_equal_one_level_at_a_time(tiny_model, batch, one_thr
 
 
 def test_map_similarity_is_the_analysis_spearman():
-    from analysis.attributions import _spearman
+    from analysis.attribution_quality import _spearman
     from analysis.per_image import map_similarity
 
     assert map_similarity is _spearman

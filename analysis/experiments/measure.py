@@ -96,7 +96,8 @@ def run_attack_audit(ctx: Context) -> Output:
 
 
 def _attribution_rows(variant, model, data, masks, method, options, steps) -> tuple[dict, pd.DataFrame]:
-    from analysis.attributions import deletion_insertion, explain, mask_share
+    from analysis.attribution_quality import deletion_insertion, mask_share
+    from analysis.attributions import explain
 
     ex = explain(method, model, data.images, data.labels, **options)
     share = mask_share(ex.maps, masks)
@@ -143,7 +144,8 @@ def run_attributions(ctx: Context) -> Output:
 @experiment("stability", "Attribution stability under Table 1 perturbations", "4.5 (extension)",
             ("stability_images", "stability_method_names", "stability_levels", "ig_steps"))  # fmt: skip
 def run_stability(ctx: Context) -> Output:
-    from analysis.attributions import get_method, stability
+    from analysis.attribution_quality import stability
+    from analysis.attributions import get_method
 
     s = ctx.settings
     data = ctx.first(s.stability_images)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import backend, components, figures
+from app import backend, components, embedding_figures, figures, pickers
 from app.uploads import ACCEPTED_EXTENSIONS, UploadError, validate_image_bytes
 
 PROJECTIONS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -97,7 +97,7 @@ def selection(key: str) -> list:
 
 
 with tab_anchor:
-    picked = components.image_picker(ctx, key="emb", allow_upload=False)
+    picked = pickers.image_picker(ctx, key="emb", allow_upload=False)
     a1, a2, a3 = st.columns([1.4, 1.6, 2])
     with a1:
         more = st.text_input(
@@ -181,7 +181,7 @@ with tab_anchor:
             "perturbed copy, 1 + the number of same-class images whose logits are nearer to the anchor's than the "
             "copy's (by DS); 1 = the copy is the anchor's nearest neighbour (continuous)."
         )
-        ranges = figures.shared_ranges([points])
+        ranges = embedding_figures.shared_ranges([points])
         worst = int(ranks["n_candidates"].max()) if len(ranks) else n_same + 1
         for start in range(0, len(variants), 2):
             cols = st.columns(2)
@@ -191,11 +191,11 @@ with tab_anchor:
                 with col, st.container(border=True, key=f"emb_panel_{safe}"):
                     pts = points[points["variant"] == variant]
                     rk = ranks[ranks["variant"] == variant]
-                    fig = figures.embedding_scatter(pts, title=variant, ranges=ranges)
+                    fig = embedding_figures.embedding_scatter(pts, title=variant, ranges=ranges)
                     plot, side = st.columns([3, 1])
                     with plot:
                         st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
-                    rows = figures.selected_rows(fig, selection(key))
+                    rows = embedding_figures.selected_rows(fig, selection(key))
                     if rows:
                         show_point(side, view, variant, rows[0], key)
                     else:
@@ -218,7 +218,7 @@ with tab_anchor:
                         help="Perturbed copies that are their anchor's nearest neighbour.",
                     )
                     st.plotly_chart(
-                        figures.rank_heatmap(rk, title="median neighbour rank by kind and level", zmax=worst),
+                        embedding_figures.rank_heatmap(rk, title="median neighbour rank by kind and level", zmax=worst),
                         key=f"emb_rank_{safe}",
                         config={"displayModeBar": False},
                     )
@@ -299,7 +299,7 @@ with tab_whole:
                 o["ds"] = ov_v.loc[o["row"], "ds"].to_numpy()
                 o["row"] = n + o["row"].to_numpy()
                 overlays[v] = o
-        ranges = figures.shared_ranges(list(frames.values()) + list(overlays.values()))
+        ranges = embedding_figures.shared_ranges(list(frames.values()) + list(overlays.values()))
         if method != "pca" and overlays:
             st.caption(
                 f"{PROJECTIONS[method]} has no out-of-sample transform: the anchors' copies are placed at the "
@@ -311,11 +311,11 @@ with tab_whole:
                 safe = variant.replace("+", "plus")
                 key = f"emb_whole_{safe}"
                 with col, st.container(border=True):
-                    fig = figures.whole_set_scatter(
+                    fig = embedding_figures.whole_set_scatter(
                         frames[variant], variant, overlays.get(variant), colour_by, ranges=ranges
                     )
                     st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
-                    rows = figures.selected_rows(fig, selection(key))
+                    rows = embedding_figures.selected_rows(fig, selection(key))
                     if rows and rows[0] < n:
                         i = rows[0]
                         c_img, c_nn = st.columns([1, 3])

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import backend, components, figures
+from app import backend, components, figures, map_figures, pickers
 from app.choices import only, variant_choice
 
 ctx = components.context()
@@ -33,13 +33,13 @@ else:
     st.info("No probe table yet.")
 
 st.subheader("What the probes do to one image")
-picked = components.image_picker(ctx, key="probe")
+picked = pickers.image_picker(ctx, key="probe")
 if picked is not None:
     examples = backend.probe_examples(picked.image)
     preds = only(backend.probe_predictions(handle, picked.image), chosen)
     for probe, items in examples.items():
         st.markdown(f"**{probe.replace('_', ' ')}**")
-        st.plotly_chart(figures.image_grid([im for _, im in items], [lbl for lbl, _ in items], cols=len(items),
+        st.plotly_chart(map_figures.image_grid([im for _, im in items], [lbl for lbl, _ in items], cols=len(items),
                                            panel_height=130), key=f"probe_ex_{probe}")  # fmt: skip
         table = preds[preds["probe"] == probe].pivot_table(index="variant", columns="level_label", values="class",
                                                            aggfunc="first", sort=False)  # fmt: skip

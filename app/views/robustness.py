@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import backend, components, figures
+from app import backend, components, figures, map_figures, pickers
 
 ctx = components.context()
 st.title("Robustness")
@@ -55,11 +55,11 @@ if sweep is not None:
 
 st.subheader("Adversarial examples")
 st.caption("A PGD attack on one image against each variant, computed now (white box, seeded).")
-picked = components.image_picker(ctx, key="rob")
+picked = pickers.image_picker(ctx, key="rob")
 c1, c2 = st.columns(2)
 eps = c1.select_slider("ε (/255)", [1, 2, 4, 8, 16], value=8, key="rob_eps_value")
 steps = c2.select_slider("PGD steps", [10, 20, 50], value=10, key="rob_steps")
-variants = components.variant_picker(handle, key="rob")
+variants = pickers.variant_picker(handle, key="rob")
 if picked is not None and variants:
     names = components.class_names(ctx, components.load_dataset(ctx, stop=False))
 
@@ -82,7 +82,7 @@ if picked is not None and variants:
             with col, st.container(border=True):
                 st.markdown(f"**{components.md_escape(variant)}**")
                 st.plotly_chart(
-                    figures.image_grid([picked.image, res["adversarial"], diff],
+                    map_figures.image_grid([picked.image, res["adversarial"], diff],
                                        ["clean", "adversarial", "perturbation (amplified)"], cols=3,
                                        panel_height=120),
                     key=f"rob_adv_{variant}", config={"displayModeBar": False},

@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from app import backend, components, figures
+from app import backend, components, figures, map_figures, pickers
 
 ctx = components.context()
 st.title("Saliency, side by side")
@@ -23,14 +23,14 @@ st.markdown(
 handle = components.require_zoo(ctx)
 components.zoo_header(ctx)
 
-picked = components.image_picker(ctx, key="sal")
+picked = pickers.image_picker(ctx, key="sal")
 methods_info = backend.method_info()
 c1, c2 = st.columns([1.2, 3.0])
 with c1:
     kind = st.selectbox("Perturbation", list(backend.KINDS), key="sal_kind",
                         help="Non-semantic colour perturbations (paper Table 1 and any registered kind).")  # fmt: skip
 with c2:
-    variants = components.variant_picker(handle, key="sal")
+    variants = pickers.variant_picker(handle, key="sal")
 st.markdown("Maps")
 method_cols = st.columns(max(1, len(methods_info)))
 methods = []
@@ -85,9 +85,8 @@ def _top3(row: dict) -> str:
     return "top-3 (perturbed): " + ", ".join(f"{_class(c)} {100 * probs[c]:.0f}%" for c in row["top_perturbed"])
 
 
-@st.fragment
-def saliency_rows() -> None:
-    """Level, display controls and the rows: reruns alone when one of its controls moves."""
+def _display_controls() -> tuple[int, bool, bool, bool, float]:
+    """The level and display controls: (level, overlay, raw, shared colour scale, opacity)."""
     d1, d2, d3, d4 = st.columns([2.0, 1.3, 1.5, 1.2])
     with d1:
         level = st.slider("Level", 0, backend.MAX_LEVEL, 1, key="sal_level",
@@ -104,7 +103,49 @@ def saliency_rows() -> None:
                               "variants. Per map: each map scaled by its own largest |value|.")  # fmt: skip
     with d4:
         opacity = st.slider("Map opacity", 0.1, 1.0, 0.6, 0.05, key="sal_opacity", disabled=not overlay)
+    return level, overlay, raw, scale_mode == "shared by the variants", opacity
 
+
+def _row_header(variant: str, row: dict):
+    """A variant's bordered row: name, help, predictions, DS (and IG's δ), a slot for the similarity caption
+    (kept in ``row["similarity_slot"]``); returns the empty slot its chart is drawn in."""
+    with st.container(border=True, key=f"sal_row_{variant.replace('+', 'plus')}"):
+        info, score = st.columns([5.0, 1.3], vertical_alignment="top")
+        with info:
+            st.markdown(f"### {components.md_escape(variant)}")
+            st.caption(components.md_escape(backend.variant_help(variant)))
+            st.markdown(_prediction_text(row))
+            st.caption(_top3(row))
+        with score:
+            st.markdown(f"DS  \n### {row['ds']:.2g}", help=components.DS_CAPTION)
+            delta = row["extras"].get("integrated_gradients", {}).get("delta")
+            if delta is not None:
+                st.caption(f"IG completeness δ = {delta:.2g}")
+            similarity = st.empty()
+        chart = st.empty()
+        row["similarity_slot"] = similarity
+    return chart
+
+
+def _rows_caption(shared: bool, elapsed: float) -> None:
+    """What the rows show and how long they took to draw."""
+    st.caption(
+        f"{components.DS_CAPTION} Maps explain the class each variant predicts on the *original* image, computed "
+        "on the perturbed image. Signed maps (IG: red = for the class, blue = against) use a diverging scale "
+        "centred on 0, positive ones (GradCAM) a sequential scale; "
+        + ("one scale per method is shared by every row, so colours compare across variants. " if shared else
+           "each map is scaled by its own largest |value| (colours compare where, not how strongly). ")
+        + "IG completeness δ = sum of attributions − (F(x)[class] − F(black)[class]); near 0 means the integration "
+        "is accurate. ρ = Spearman rank correlation between the map of the perturbed and of the original image. "
+        f"Images upscaled by nearest neighbour. Drawn in {elapsed * 1000:.0f} ms (every level of this perturbation "
+        "is computed at once and cached)."
+    )  # fmt: skip
+
+
+@st.fragment
+def saliency_rows() -> None:
+    """Level, display controls and the rows: reruns alone when one of its controls moves."""
+    level, overlay, raw, shared, opacity = _display_controls()
     t0 = time.perf_counter()
     fast = [m for m in methods if not methods_info[m].slow]
     slow = [m for m in methods if methods_info[m].slow]
@@ -113,7 +154,6 @@ def saliency_rows() -> None:
                                         cache=True, img_key=image_key) for v in variants}  # fmt: skip
     perturbed = backend.perturbed_image(picked.image, kind, level)
     applied = f"perturbed: {backend.level_label(kind, level)}" if level else "level 0 (= original)"
-    shared = scale_mode == "shared by the variants"
     draws = {"n": 0}
 
     def scales_of(variant: str, which: str) -> dict[str, float]:
@@ -124,13 +164,13 @@ def saliency_rows() -> None:
             if shared and with_original:  # one scale for the perturbed and the original maps
                 pool += [rows[v]["original_maps" if which == "maps" else "maps"][m] for v in variants
                          if m in rows[v]["maps"]]  # fmt: skip
-            out[m] = figures.map_scale(pool, signed)
+            out[m] = map_figures.map_scale(pool, signed)
         return out
 
     def draw(variant: str) -> None:
         row = rows[variant]
         draws["n"] += 1
-        fig = figures.saliency_comparison(
+        fig = map_figures.saliency_comparison(
             picked.image, perturbed, row["maps"], signed={m: methods_info[m].signed for m in row["maps"]},
             scales=scales_of(variant, "maps"), labels={m: methods_info[m].label for m in row["maps"]},
             image_titles=("original", applied), overlay=overlay, opacity=opacity, raw=raw,
@@ -143,22 +183,7 @@ def saliency_rows() -> None:
 
     charts = {}
     for variant in variants:
-        row = rows[variant]
-        with st.container(border=True, key=f"sal_row_{variant.replace('+', 'plus')}"):
-            info, score = st.columns([5.0, 1.3], vertical_alignment="top")
-            with info:
-                st.markdown(f"### {components.md_escape(variant)}")
-                st.caption(components.md_escape(backend.variant_help(variant)))
-                st.markdown(_prediction_text(row))
-                st.caption(_top3(row))
-            with score:
-                st.markdown(f"DS  \n### {row['ds']:.2g}", help=components.DS_CAPTION)
-                delta = row["extras"].get("integrated_gradients", {}).get("delta")
-                if delta is not None:
-                    st.caption(f"IG completeness δ = {delta:.2g}")
-                similarity = st.empty()
-            charts[variant] = st.empty()
-            row["similarity_slot"] = similarity
+        charts[variant] = _row_header(variant, rows[variant])
         draw(variant)
 
     for i, variant in enumerate(variants):  # slow methods (LIME): row by row, each row redrawn when it is done
@@ -180,17 +205,7 @@ def saliency_rows() -> None:
             row["similarity_slot"].caption("  \n".join(lines))
 
     elapsed = time.perf_counter() - t0
-    st.caption(
-        f"{components.DS_CAPTION} Maps explain the class each variant predicts on the *original* image, computed "
-        "on the perturbed image. Signed maps (IG: red = for the class, blue = against) use a diverging scale "
-        "centred on 0, positive ones (GradCAM) a sequential scale; "
-        + ("one scale per method is shared by every row, so colours compare across variants. " if shared else
-           "each map is scaled by its own largest |value| (colours compare where, not how strongly). ")
-        + "IG completeness δ = sum of attributions − (F(x)[class] − F(black)[class]); near 0 means the integration "
-        "is accurate. ρ = Spearman rank correlation between the map of the perturbed and of the original image. "
-        f"Images upscaled by nearest neighbour. Drawn in {elapsed * 1000:.0f} ms (every level of this perturbation "
-        "is computed at once and cached)."
-    )  # fmt: skip
+    _rows_caption(shared, elapsed)
     st.session_state["sal_last_ms"] = elapsed * 1000
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from app import backend, components, figures
+from app import backend, components, figures, map_figures
 from app.choices import only, variant_choice
 from models.objectives import get_variant
 
@@ -85,4 +85,4 @@ if ds is not None:
     counts = np.bincount(ds.labels.numpy(), minlength=len(ds.classes))
     st.caption("Classes: " + ", ".join(f"{n} ({c})" for n, c in zip(ds.classes, counts, strict=True)))
     images, titles = backend.class_examples(ds, per_class=1)
-    st.plotly_chart(figures.image_grid(images, titles, cols=min(10, len(images)), panel_height=120), key="zoo_grid")
+    st.plotly_chart(map_figures.image_grid(images, titles, cols=min(10, len(images)), panel_height=120), key="zoo_grid")
