@@ -165,8 +165,8 @@ def test_upload_photograph_and_see_four_rows(server, astronaut_png):
             open_saliency(page, url)
             wait_idle(page, RESULT_S)  # the first run (gallery image) has finished
 
-            source = page.locator('[data-testid="stRadio"]')
-            assert source.count() == 1 and "Upload an image" in source.inner_text()
+            source = page.locator('[data-testid="stRadio"]', has_text="Upload an image")  # the image source
+            assert source.count() == 1
             source.locator('[data-testid="stRadioOption"]', has_text="Upload an image").click()
             uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
             uploader.wait_for(state="attached", timeout=60_000)
