@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a Settings field, e.g. --set n_images=500 --set alphas=0,1,3")  # fmt: skip
     parser.add_argument("--work-dir", default=None, help="keep training runs here (default: a temp folder, deleted)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--num-threads", "--threads", dest="threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); --threads is the old name")  # fmt: skip
     parser.add_argument("--data-root", default=None, help="folder of the zoo's on-disk data set (if it has one)")
     parser.add_argument("--root", action="append", default=[], metavar="NAME=PATH",
                         help="an on-disk transfer target, e.g. --root cifar10=/data/cifar (repeatable)")  # fmt: skip

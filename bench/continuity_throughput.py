@@ -1,7 +1,7 @@
 """Benchmark: DS evaluation throughput against plain inference throughput (prints, never asserts).
 
     python bench/continuity_throughput.py [--zoo assets/zoo/default] [--variant standard] [--images N]
-                                          [--batch-size 512] [--threads T]
+                                          [--batch-size 512] [--num-threads T]
 
 Measures, on the fashion-mnist-m test split (all 10,000 images unless ``--images``), one model:
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="standard")
     parser.add_argument("--images", type=int, default=None, help="first N test images (default: all)")
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--num-threads", "--threads", dest="threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """Benchmark: UMAP and t-SNE of 1,000 points (prints, never asserts).
 
-    python bench/projections.py [--zoo assets/zoo/default] [--points 1000] [--repeats 3] [--threads T]
+    python bench/projections.py [--zoo assets/zoo/default] [--points 1000] [--repeats 3] [--num-threads T]
 
 The points are 10-dimensional logits: those of a zoo model on the first ``--points`` fashion-mnist-m test images
 if ``<zoo>/zoo.json`` exists, otherwise of a randomly initialised width-16 CIFAR ResNet18 (the output says which;
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zoo", default=str(ROOT / "assets" / "zoo" / "default"))
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--num-threads", "--threads", dest="threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -138,3 +138,17 @@ def test_house_rules_safe_loading_and_streamlit_only_in_app():
             assert not re.search(r"^\s*(from|import) (analysis|app)\b", text, re.M), f"{rel} imports downstream"
         if rel.startswith("analysis/"):
             assert not re.search(r"^\s*(from|import) app\b", text, re.M), f"{rel} imports app"
+
+
+def test_console_scripts_run_from_another_directory(tmp_path):
+    """`pip install -e .` (done by ./lab setup) puts the commands on the venv's path; they work from anywhere."""
+    import sys
+
+    from models.version import package_version
+
+    bin_dir = Path(sys.executable).parent
+    for script in ("scl-train", "scl-zoo", "scl-report", "scl-dashboard", "scl-import", "scl-zoo-assemble"):
+        path = bin_dir / script
+        assert path.is_file(), f"{script} is not installed: run ./lab setup"
+        out = subprocess.run([str(path), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and package_version() in out.stdout, (script, out.stdout, out.stderr)

@@ -148,7 +148,7 @@ def test_report_header_records_the_version(tiny_zoo, tmp_path):
     from analysis.report import EXPERIMENTS, main
 
     out = tmp_path / "report"
-    args = ["--zoo", str(tiny_zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1"]
+    args = ["--zoo", str(tiny_zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1"]
     assert main([*args, "--skip", ",".join(EXPERIMENTS)]) == 0
     header = (out / "REPORT.md").read_text().split("\n## ", 1)[0]
     assert f"Semantic Continuity Lab {PYPROJECT_VERSION}" in header

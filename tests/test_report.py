@@ -162,7 +162,7 @@ def _run(args: list[str], timeout: int = 1500) -> subprocess.CompletedProcess:
 def test_report_cli_end_to_end(tiny_zoo, tmp_path):
     out = tmp_path / "report"
     sets = [a for s in TINY for a in ("--set", s)]
-    proc = _run(["--zoo", str(tiny_zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1", *sets])
+    proc = _run(["--zoo", str(tiny_zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1", *sets])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "done in" in proc.stderr  # elapsed time per experiment
 
@@ -232,7 +232,7 @@ def test_resume_reuses_valid_results_and_reruns_what_a_new_checkpoint_invalidate
 
     zoo, out = make_tiny_zoo(tmp_path / "zoo"), tmp_path / "report"
     sets = [a for s in TINY for a in ("--set", s)]
-    base = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1", *sets]
+    base = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1", *sets]
     assert main([*base, "--only", "continuity,fairness"]) == 0
     stamp = {n: (out / "results" / f"{n}.json").stat().st_mtime_ns for n in ("continuity", "fairness")}
 
@@ -272,7 +272,7 @@ def test_report_runs_what_applies_to_the_variants_present(tmp_path, variants):
     out = tmp_path / "report"
     sets = [a for s in TINY for a in ("--set", s)]
     only = "continuity,robustness,attack_audit,probes,neighbourhood_rank,eps_sweep"
-    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1", "--only", only]
+    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1", "--only", only]
     assert main([*args, *sets]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert all(summary["experiments"][n]["status"] == "ok" for n in only.split(","))
@@ -295,7 +295,7 @@ def test_an_interrupted_report_keeps_finished_experiments_exits_130_and_resumes_
 
     zoo, out = make_tiny_zoo(tmp_path / "zoo"), tmp_path / "report"
     sets = [a for s in TINY for a in ("--set", s)]
-    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--threads", "1",
+    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1",
             "--only", "continuity,neighbourhood_rank,probes", *sets]  # fmt: skip
     calls: list[str] = []
     originals = {n: EXPERIMENTS[n] for n in ("continuity", "neighbourhood_rank", "probes")}

@@ -164,7 +164,7 @@ def test_report_quick_and_dashboard_run_on_an_assembled_zoo(imported, tmp_path, 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     sets = [a for s in TINY for a in ("--set", s)]
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "--zoo", str(out), "--out", str(tmp_path / "rep"),
-                           "--quick", "--no-progress", "--threads", "1", *sets], cwd=ROOT, env=env,
+                           "--quick", "--no-progress", "--num-threads", "1", *sets], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=2000)  # fmt: skip
     problems = [] if proc.returncode == 0 else [f"report exit status {proc.returncode}: {proc.stderr[-1500:]}"]
     summary_path = tmp_path / "rep" / "summary.json"
