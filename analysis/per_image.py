@@ -84,8 +84,11 @@ def level_predictions(
 
 
 def _scalar_extras(extras: dict[str, Any], i: int) -> dict[str, float]:
-    """The per-image scalar extras of an explanation (IG's delta, LIME's segment count and fit score)."""
+    """The per-image scalar extras of an explanation (IG's delta, LIME's segment count and fit score, and
+    ``map_side``, the shorter side of GradCAM's map before upsampling)."""
     out: dict[str, float] = {}
+    if "raw" in extras:
+        out["map_side"] = int(min(np.shape(extras["raw"])[-2:]))
     for key in ("delta", "n_segments", "score"):
         if key in extras:
             value = np.asarray(extras[key]).reshape(-1)

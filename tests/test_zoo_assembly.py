@@ -171,12 +171,14 @@ def test_report_quick_and_dashboard_run_on_an_assembled_zoo(imported, tmp_path, 
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"experiments": {}}
     problems += [f"report {k}: {e['status']}" for k, e in summary["experiments"].items() if e["status"] != "ok"]
 
-    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-    from app import backend
+    from streamlit.testing.v1 import AppTest
+
+    from app import backend, results_store
     from tests.test_app import ENTRY, PAGES
 
     monkeypatch.setenv("SCL_ZOO", str(out))
-    monkeypatch.setattr(backend, "RESULTS_ROOT", tmp_path / "results")
+    for module in (backend, results_store):  # backend re-exports results_store's setting
+        monkeypatch.setattr(module, "RESULTS_ROOT", tmp_path / "results")
     for page in PAGES:
         at = AppTest.from_file(str(ENTRY), default_timeout=300)
         at.run()
@@ -184,4 +186,11 @@ def test_report_quick_and_dashboard_run_on_an_assembled_zoo(imported, tmp_path, 
             at.switch_page(f"views/{page}.py").run()
         problems += [f"dashboard {page}: exception {e.value}" for e in at.exception]
         problems += [f"dashboard {page}: error {e.value}" for e in at.error]
+    # torchvision's resnet18 on 32-pixel inputs: layer4's map is 1x1, and the saliency page says so
+    at = AppTest.from_file(str(ENTRY), default_timeout=300).run()
+    at.switch_page("views/saliency.py").run()
+    at.multiselect(key="sal_variants").set_value(["standard", "tv"]).run()
+    warnings = [w.value for w in at.warning]
+    if not any("GradCAM's map is only 1×1" in w for w in warnings):
+        problems.append(f"dashboard saliency: no coarse-GradCAM warning for tv ({warnings})")
     assert not problems, "\n".join(problems)

@@ -121,6 +121,10 @@ def _row_header(variant: str, row: dict):
             delta = row["extras"].get("integrated_gradients", {}).get("delta")
             if delta is not None:
                 st.caption(f"IG completeness δ = {delta:.2g}")
+            side = row["extras"].get("gradcam", {}).get("map_side")
+            if side is not None and side < 4:
+                st.warning(f"GradCAM's map is only {side}×{side} before upsampling: too coarse to localise; "
+                           "import the model with an earlier `--gradcam-layer` or use larger inputs.")  # fmt: skip
             similarity = st.empty()
         chart = st.empty()
         row["similarity_slot"] = similarity
