@@ -305,13 +305,14 @@ def claim_mask_share(results: Results, roles: Mapping[str, str], method: str, la
     return paired_claim(key, claim, paper, fig, metric, "higher", per_variant(sub, "mask_share"), roles)
 
 
-def claim_transfer(results: Results, roles: Mapping[str, str], target: str) -> Claim:
-    """Table 3: the constrained models fine-tune to a higher accuracy."""
+def claim_transfer(results: Results, roles: Mapping[str, str], target: str | None) -> Claim:
+    """Table 3: the constrained models fine-tune to a higher accuracy (``target`` None: no transfer results)."""
     df = part(results, "transfer")
     kind = str(df.loc[df["target"] == target, "kind"].iloc[0]) if df is not None and "kind" in df and \
         target in set(df["target"]) else "transfer"  # fmt: skip
-    key, paper = f"transfer_{target}", "4.6, Table 3"
-    claim = f"Constrained models transfer better (target {target}: {kind})"
+    key, paper = (f"transfer_{target}" if target else "transfer"), "4.6, Table 3"
+    claim = f"Constrained models transfer better (target {target}: {kind})" if target else \
+        "Constrained models transfer better"  # fmt: skip
     t3 = PAPER["table3"]
     fig = "C > standard and ADV+C >= ADV on CIFAR-10, SVHN, MNIST; " + "; ".join(
         f"{tg}: {t3['C'][tg]:.2f} vs {t3['standard'][tg]:.2f}, {t3['ADV+C'][tg]:.2f} vs {t3['ADV'][tg]:.2f}%"
@@ -348,7 +349,7 @@ def evaluate_claims(results: Results, roles: Mapping[str, str], decided: bool = 
               claim_robustness(results, roles, (R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL), strongest=True),
               *[claim_mask_share(results, roles, m.name, m.label) for m in METHOD_REGISTRY.values()]]  # fmt: skip
     transfer = part(results, "transfer")
-    targets = list(dict.fromkeys(transfer["target"])) if transfer is not None else ["(none)"]
+    targets = list(dict.fromkeys(transfer["target"])) if transfer is not None else [None]
     claims += [claim_transfer(results, roles, t) for t in targets]
     claims.append(claim_fairness(results, roles))
     if not decided:
