@@ -1,0 +1,372 @@
+"""Augmented neighbourhoods in logit space (paper section 2, Fig. 2).
+
+``visualize_set`` builds the paper's I_visualize: one image, its Table 1 perturbations and other images of its
+class. ``projection_table`` projects every variant's logits with PCA, t-SNE and UMAP, and ``neighbour_ranks``
+says where each perturbed copy falls among the original's neighbours (by DS, rank 1 = nearest).
+
+The dashboard's view: ``embed`` (logits or penultimate ``features``), ``shared_projection`` (one map for all variants:
+fitted on their union, or aligned by Procrustes), ``anchored_set`` / ``anchored_ranks`` (several anchors at once),
+``nearest_neighbours``, and the whole test set (``whole_set_representations`` cached on disk by ``whole_set_key``,
+``whole_set_map``: in :mod:`analysis.embeddings_whole_set`, re-exported here).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+# The whole-test-set map lives in analysis.embeddings_whole_set; re-exported for the dashboard's importers.
+from analysis.embeddings_whole_set import (  # noqa: F401
+    WHOLE_SET_FORMAT,
+    load_arrays,
+    place_by_neighbours,
+    save_arrays,
+    whole_set_key,
+    whole_set_map,
+    whole_set_representations,
+)
+from models.evaluation import predict_logits
+from models.objectives import distance_score
+from models.perturbations import KINDS, perturb
+
+METHODS: tuple[str, ...] = ("pca", "tsne", "umap")
+META_COLUMNS = ["role", "kind", "level", "dataset_index"]
+
+
+def visualize_set(
+    dataset_images: torch.Tensor,
+    labels: torch.Tensor,
+    index: int,
+    n_same_class: int = 200,
+    kinds: Sequence[str] = KINDS,
+    levels: Sequence[int] = (1, 2, 3, 4),
+    seed: int = 0,
+) -> tuple[torch.Tensor, pd.DataFrame]:
+    """The paper's I_visualize for the image at ``index``: the original, its perturbation at every kind x level,
+    and up to ``n_same_class`` other images of its class (a seeded sample, in data set order).
+
+    Returns the images (in that order) and a metadata table with columns role ("original" | "perturbed" |
+    "same_class"), kind ("none" unless perturbed), level (0 unless perturbed), dataset_index.
+    """
+    labels = torch.as_tensor(labels).cpu()
+    index = int(index)
+    original = dataset_images[index : index + 1]
+    others = torch.nonzero(labels == labels[index]).flatten()
+    others = others[others != index]
+    gen = torch.Generator().manual_seed(seed)
+    chosen = others[torch.randperm(len(others), generator=gen)[:n_same_class]].sort().values
+    parts = [original]
+    meta = [{"role": "original", "kind": "none", "level": 0, "dataset_index": index}]
+    for kind in kinds:
+        for level in levels:
+            parts.append(perturb(original, kind, level))
+            meta.append({"role": "perturbed", "kind": kind, "level": int(level), "dataset_index": index})
+    parts.append(dataset_images[chosen.to(dataset_images.device)])
+    meta += [{"role": "same_class", "kind": "none", "level": 0, "dataset_index": int(i)} for i in chosen]
+    return torch.cat(parts), pd.DataFrame(meta, columns=META_COLUMNS)
+
+
+def embed_logits(
+    models: dict[str, nn.Module], images: torch.Tensor, batch_size: int = 512, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Logits (N, classes) of ``images`` under each variant: the paper's image representation F(x)."""
+    return {
+        variant: predict_logits(model, images, batch_size).numpy()
+        for variant, model in tqdm(models.items(), desc="logits", disable=not progress, unit="variant")
+    }
+
+
+def _pad2(points: np.ndarray, n: int) -> np.ndarray:
+    """Zero columns up to 2 (when there are too few samples or features for two components)."""
+    out = np.zeros((n, 2), dtype=np.float64)
+    out[:, : points.shape[1]] = points
+    return out
+
+
+def project(features: np.ndarray | torch.Tensor, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """2-D projection (N, 2) of ``features`` (N, D), deterministic for a given ``seed``.
+
+    pca: scikit-learn PCA; tsne: scikit-learn TSNE with perplexity min(30, (N-1)/3) and PCA init; umap:
+    umap.UMAP(random_state=seed) with n_neighbors min(15, N-1) (imported lazily; the first fit in a process
+    compiles numba code for ~10 s, see ``warm_up_umap``).
+    """
+    x = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {x.shape}")
+    n = len(x)
+    if method not in METHODS:
+        raise ValueError(f"unknown projection {method!r}; known: {', '.join(METHODS)}")
+    if n < 3:
+        # Too few points for t-SNE / UMAP: PCA (or nothing) says all there is to say.
+        if n < 2:
+            return np.zeros((n, 2))
+        method = "pca"
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        k = min(2, n, x.shape[1])
+        return _pad2(PCA(n_components=k, random_state=seed).fit_transform(x), n)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        tsne = TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed)
+        return tsne.fit_transform(x).astype(np.float64)
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # random_state forces one thread
+        warnings.filterwarnings("ignore", message=".*spectral initialisation failed.*")
+        reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(15, n - 1)), random_state=seed)
+        return np.asarray(reducer.fit_transform(x), dtype=np.float64)
+
+
+@functools.cache
+def warm_up_umap() -> None:
+    """Fit a tiny UMAP once per process so numba compiles now rather than on the first real projection."""
+    project(np.random.default_rng(0).normal(size=(32, 4)), "umap")
+
+
+def projection_table(
+    models: dict[str, nn.Module],
+    images: torch.Tensor,
+    meta: pd.DataFrame,
+    methods: Sequence[str] = METHODS,
+    seed: int = 0,
+    batch_size: int = 512,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Every variant's logits projected by every method: one row per variant x method x image.
+
+    Columns: variant, method, x, y, then the columns of ``meta`` (one row per image, e.g. from ``visualize_set``).
+    """
+    if len(meta) != len(images):
+        raise ValueError(f"meta has {len(meta)} rows for {len(images)} images")
+    logits = embed_logits(models, images, batch_size)
+    frames = []
+    bar = tqdm(total=len(models) * len(methods), desc="projections", disable=not progress, unit="map")
+    for variant, feats in logits.items():
+        for method in methods:
+            bar.set_postfix_str(f"{variant} {method}")
+            xy = project(feats, method, seed)
+            head = pd.DataFrame({"variant": variant, "method": method, "x": xy[:, 0], "y": xy[:, 1]})
+            frames.append(pd.concat([head, meta.reset_index(drop=True)], axis=1))
+            bar.update(1)
+    bar.close()
+    if not frames:
+        return pd.DataFrame(columns=["variant", "method", "x", "y", *meta.columns])
+    return pd.concat(frames, ignore_index=True)
+
+
+def neighbour_ranks(logits: np.ndarray | torch.Tensor, meta: pd.DataFrame) -> pd.DataFrame:
+    """Where each perturbed copy ranks among the original's neighbours in logit space (paper Fig. 2 as numbers).
+
+    Distances are DS from the original (squared L2 of logits). Each perturbed image is ranked against the
+    ``same_class`` images: ``rank = 1 + #(same-class images strictly nearer than it)``, so rank 1 means the
+    perturbed copy is the original's nearest neighbour (continuity), and ``n_candidates = n_same_class + 1``
+    the worst. Columns: kind, level, rank, n_candidates.
+    """
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    role = meta["role"].to_numpy()
+    original = np.flatnonzero(role == "original")
+    if len(original) != 1:
+        raise ValueError(f"meta must have exactly one 'original' row, found {len(original)}")
+    ds = distance_score(z[original[0]].expand_as(z), z).numpy()
+    same = ds[role == "same_class"]
+    perturbed = np.flatnonzero(role == "perturbed")
+    return pd.DataFrame(
+        {
+            "kind": meta["kind"].to_numpy()[perturbed],
+            "level": meta["level"].to_numpy()[perturbed].astype(int),
+            "rank": [1 + int((same < ds[i]).sum()) for i in perturbed],
+            "n_candidates": len(same) + 1,
+        },
+        columns=["kind", "level", "rank", "n_candidates"],
+    )
+
+
+# ----------------------------------------------------------------------------- representations and shared maps
+
+REPRESENTATIONS: tuple[str, ...] = ("logits", "features")
+ALIGNMENTS: tuple[str, ...] = ("union", "procrustes")
+
+
+@torch.no_grad()
+def predict_features(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Penultimate features (N, D) on the CPU: the input of the network's head (``forward_features`` of the lab's
+    networks; for any other module, the input of its last ``nn.Linear``, read with a forward hook)."""
+    from models.evaluation import batches
+    from models.networks import unwrap_model
+
+    model = unwrap_model(model)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    forward = getattr(model, "forward_features", None)
+    captured: list[torch.Tensor] = []
+    handle = None
+    if forward is None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(f"{type(model).__name__} has neither forward_features nor an nn.Linear head")
+        handle = linears[-1].register_forward_hook(lambda m, inputs, out: captured.append(inputs[0].detach()))
+    out = []
+    try:
+        for sl in batches(len(images), batch_size):
+            x = images[sl].to(device)
+            if forward is not None:
+                out.append(forward(x).flatten(1).float().cpu())
+            else:
+                captured.clear()
+                model(x)
+                out.append(captured[-1].flatten(1).float().cpu())
+    finally:
+        if handle is not None:
+            handle.remove()
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def embed(
+    models: dict[str, nn.Module],
+    images: torch.Tensor,
+    representation: str = "logits",
+    batch_size: int = 512,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Each variant's representation of ``images``: ``logits`` (N, classes; the paper's F(x)) or ``features``
+    (N, D; the penultimate layer, the head's input)."""
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"unknown representation {representation!r}; known: {', '.join(REPRESENTATIONS)}")
+    if representation == "logits":
+        return embed_logits(models, images, batch_size, progress)
+    return {
+        variant: predict_features(model, images, batch_size).numpy()
+        for variant, model in tqdm(models.items(), desc="features", disable=not progress, unit="variant")
+    }
+
+
+def procrustes_align(reference: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``points`` (N, 2) rotated, reflected, scaled and shifted onto ``reference`` (N, 2), row i onto row i
+    (orthogonal Procrustes, least squares)."""
+    from scipy.linalg import orthogonal_procrustes
+
+    ref_mean, pts_mean = reference.mean(0), points.mean(0)
+    a, b = reference - ref_mean, points - pts_mean
+    if not np.any(b) or not np.any(a):
+        return b + ref_mean
+    rotation, singular_sum = orthogonal_procrustes(b, a)
+    scale = singular_sum / float((b**2).sum())
+    return scale * b @ rotation + ref_mean
+
+
+def shared_projection(
+    representations: dict[str, np.ndarray], method: str = "pca", seed: int = 0, align: str = "union"
+) -> dict[str, np.ndarray]:
+    """One 2-D map for several variants' representations of the same images, so their panels compare.
+
+    ``union``: a single projection fitted on every variant's points stacked (the representations must share their
+    dimension and meaning, as logits do: coordinate k is class k); ``procrustes``: each variant projected on its own,
+    then aligned onto the first by orthogonal Procrustes over the matching images (for penultimate features, whose
+    bases differ from network to network).
+    """
+    if align not in ALIGNMENTS:
+        raise ValueError(f"unknown alignment {align!r}; known: {', '.join(ALIGNMENTS)}")
+    names = list(representations)
+    if not names:
+        return {}
+    sizes = {len(representations[n]) for n in names}
+    if len(sizes) != 1:
+        raise ValueError(f"the variants' representations cover different numbers of images: {sorted(sizes)}")
+    n = sizes.pop()
+    if align == "union":
+        dims = {np.asarray(representations[v]).shape[1] for v in names}
+        if len(dims) != 1:
+            raise ValueError(f"a union projection needs one dimension, got {sorted(dims)}: use align='procrustes'")
+        xy = project(np.concatenate([np.asarray(representations[v]) for v in names]), method, seed)
+        return {v: xy[i * n : (i + 1) * n] for i, v in enumerate(names)}
+    maps = {v: project(representations[v], method, seed) for v in names}
+    first = maps[names[0]]
+    return {v: first if i == 0 else procrustes_align(first, maps[v]) for i, v in enumerate(names)}
+
+
+# ----------------------------------------------------------------------------- several anchors
+
+
+def anchored_set(
+    dataset_images: torch.Tensor,
+    labels: torch.Tensor,
+    anchors: Sequence[tuple[str, torch.Tensor, int, int]],
+    n_same_class: int = 200,
+    kinds: Sequence[str] = KINDS,
+    levels: Sequence[int] = (1, 2, 3, 4),
+    seed: int = 0,
+) -> tuple[torch.Tensor, pd.DataFrame]:
+    """I_visualize for several anchors at once: each anchor, its perturbations at every kind x level, and up to
+    ``n_same_class`` test images of each anchor's neighbourhood class (a seeded sample per class, shared by the
+    anchors of that class, never an anchor itself).
+
+    ``anchors``: (name, image (3, H, W), neighbourhood class, data set index or -1 for an upload). Returns the images
+    and a table with role, kind, level, dataset_index, anchor (the anchor's name; "" for same-class images) and
+    label (the neighbourhood class).
+    """
+    labels = torch.as_tensor(labels).cpu()
+    anchor_indices = {int(a[3]) for a in anchors if int(a[3]) >= 0}
+    parts: list[torch.Tensor] = []
+    meta: list[dict] = []
+    for name, image, label, index in anchors:
+        original = torch.as_tensor(image, dtype=torch.float32).reshape(1, *image.shape[-3:])
+        parts.append(original)
+        meta.append({"role": "original", "kind": "none", "level": 0, "dataset_index": int(index), "anchor": name,
+                     "label": int(label)})  # fmt: skip
+        for kind in kinds:
+            for level in levels:
+                parts.append(perturb(original, kind, level))
+                meta.append({"role": "perturbed", "kind": kind, "level": int(level), "dataset_index": int(index),
+                             "anchor": name, "label": int(label)})  # fmt: skip
+    for label in dict.fromkeys(int(a[2]) for a in anchors):
+        others = torch.nonzero(labels == label).flatten()
+        others = others[~torch.isin(others, torch.tensor(sorted(anchor_indices), dtype=others.dtype))]
+        gen = torch.Generator().manual_seed(seed + label)
+        chosen = others[torch.randperm(len(others), generator=gen)[:n_same_class]].sort().values
+        if len(chosen):
+            parts.append(dataset_images[chosen.to(dataset_images.device)].cpu())
+        meta += [{"role": "same_class", "kind": "none", "level": 0, "dataset_index": int(i), "anchor": "",
+                  "label": label} for i in chosen]  # fmt: skip
+    columns = [*META_COLUMNS, "anchor", "label"]
+    if not parts:
+        return torch.zeros(0, 3, 1, 1), pd.DataFrame(columns=columns)
+    return torch.cat(parts), pd.DataFrame(meta, columns=columns)
+
+
+def anchored_ranks(logits: np.ndarray | torch.Tensor, meta: pd.DataFrame) -> pd.DataFrame:
+    """``neighbour_ranks`` for every anchor of an ``anchored_set``: each anchor's perturbed copies ranked among the
+    same-class images of its neighbourhood class. Columns: anchor, kind, level, rank, n_candidates."""
+    z = np.asarray(logits)
+    frames = []
+    for name in dict.fromkeys(meta.loc[meta["role"] == "original", "anchor"]):
+        own = meta["anchor"] == name
+        label = int(meta.loc[own & (meta["role"] == "original"), "label"].iloc[0])
+        rows = np.flatnonzero(own.to_numpy() | ((meta["role"] == "same_class") & (meta["label"] == label)).to_numpy())
+        r = neighbour_ranks(z[rows], meta.iloc[rows].reset_index(drop=True))
+        r.insert(0, "anchor", name)
+        frames.append(r)
+    if not frames:
+        return pd.DataFrame(columns=["anchor", "kind", "level", "rank", "n_candidates"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def nearest_neighbours(representation: np.ndarray, row: int, k: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows nearest to ``row`` (itself excluded) by squared L2 in ``representation`` (DS for logits),
+    nearest first: (rows, squared distances)."""
+    z = np.asarray(representation, dtype=np.float64)
+    d = ((z - z[int(row)]) ** 2).sum(1)
+    d[int(row)] = np.inf
+    order = np.argsort(d, kind="stable")[: max(0, min(k, len(z) - 1))]
+    return order, d[order]

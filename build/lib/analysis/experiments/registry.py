@@ -1,0 +1,103 @@
+"""The experiment registry: what every experiment gets (``Context``), returns (``Output``) and is (``Experiment``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from analysis.experiments.settings import Settings
+from analysis.roles import zoo_roles
+from models.checkpoints import Zoo
+from models.data import ImageDataset
+
+
+@dataclass
+class Context:
+    """What every experiment gets: the zoo, the data, the settings and where to write."""
+
+    zoo: Zoo
+    settings: Settings
+    out: Path
+    work_dir: Path
+    device: torch.device
+    dataset: str
+    data_root: str | None
+    test: ImageDataset  # the zoo data set's whole test split
+    eval: ImageDataset  # the evaluation subset (n_images of a seeded permutation of the test split)
+    roots: dict[str, str] = field(default_factory=dict)
+    progress: bool = True
+    results: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)  # experiment -> part -> table
+
+    @property
+    def models(self) -> dict[str, torch.nn.Module]:
+        return self.zoo.models
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Variant name -> role (``analysis.roles.zoo_roles``)."""
+        return zoo_roles(self.zoo)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The main table of each finished experiment."""
+        return {name: next(iter(parts.values())) for name, parts in self.results.items() if parts}
+
+    def first(self, n: int) -> ImageDataset:
+        return self.eval.subset(torch.arange(min(n, len(self.eval))))
+
+
+@dataclass
+class Output:
+    """An experiment's results: tables (the first is the main one; parts named ``per_*`` go to CSV only), notes
+    for the report, figures written, and ``ran``: what it actually ran (images, epochs, steps, seeds)."""
+
+    tables: dict[str, pd.DataFrame]
+    notes: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    ran: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    paper: str
+    run: Callable[[Context], Output]
+    settings: tuple[str, ...]  # the Settings fields it uses
+    uses: tuple[str, ...] | None = None  # roles of the zoo variants whose weights it reads (None: all of them)
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, title: str, paper: str, settings: tuple[str, ...], uses: tuple[str, ...] | None = None):
+    """Register the decorated runner as experiment ``name``."""
+
+    def register(fn: Callable[[Context], Output]) -> Callable[[Context], Output]:
+        EXPERIMENTS[name] = Experiment(name, title, paper, fn, settings, uses)
+        return fn
+
+    return register
+
+
+@contextlib.contextmanager
+def quiet(enabled: bool) -> Iterator[None]:
+    """Swallow stdout and stderr when ``enabled``: the training loop's JSON lines, and the progress bars of
+    libraries that draw them whatever they are told (lime)."""
+    if not enabled:
+        yield
+        return
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
+def figure_path(ctx: Context, name: str) -> Path:
+    return ctx.out / "figures" / name

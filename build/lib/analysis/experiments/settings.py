@@ -1,0 +1,190 @@
+"""Sizes and lengths of every experiment (``Settings``), the full and quick presets, ``--set`` parsing and the CPU
+time estimate printed before a run."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.errors import SettingsError
+
+
+@dataclass
+class Settings:
+    """Requested sizes and lengths (each experiment records what it actually ran). Defaults: the full run."""
+
+    mode: str = "full"
+    seeds: tuple[int, ...] = (0, 1, 2)  # alpha sweep: one run per seed and alpha
+    subset_seed: int = 0  # which test images form the evaluation subset
+    batch_size: int = 256  # inference / attack batch
+    train_batch_size: int = 128
+    # continuity (DS), probes: the first n_images of a seeded permutation of the test split
+    n_images: int = 1000
+    probe_seed: int = 0
+    # section 2: anchors drawn from the candidates (the whole test split, or the evaluation subset)
+    rank_anchors: int = 200
+    rank_whole_test_split: bool = True
+    # robustness (Table 2) and the attack ensemble: the first pgd_images / audit_images of the same subset
+    pgd_images: int = 1000
+    audit_images: int = 1000
+    audit_steps: tuple[int, ...] = (50,)  # APGD iterations (the largest is used)
+    audit_restarts: int = 1  # APGD restarts
+    apgd_targets: int = 3  # APGD-T target classes (the top non-true classes)
+    eps_images: int = 200
+    eps_values_255: tuple[float, ...] = (0, 1, 2, 4, 8, 16, 32)
+    # attributions
+    attr_images: int = 64
+    attr_methods: tuple[str, ...] | None = None  # None: every registered attribution method
+    ig_steps: int = 50
+    lime_samples: int = 300
+    deletion_steps: int = 16
+    stability_images: int = 12
+    stability_methods: tuple[str, ...] | None = None  # None: every registered method that is not slow
+    stability_levels: tuple[int, ...] = (1, 2, 4)
+    # embeddings: neighbour ranks of the perturbed copies of a few anchors among same-class test images
+    embed_anchors: int = 20
+    embed_same_class: int = 200
+    # alpha sweep: C fine-tuned from the zoo's baseline checkpoint
+    alphas: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0, 3.0)
+    alpha_epochs: float = 1.0
+    alpha_preset: str = "paper"  # Adam, constant lr, no warm-up: the paper's fine-tuning optimiser ...
+    alpha_lr: float = 1e-4  # ... at 10x its lr 1e-5, as the runs are short (SGD lr 0.01 collapses C's accuracy)
+    alpha_batch_size: int = 64
+    alpha_train_limit: int = 3000
+    alpha_val_size: int = 500
+    alpha_eval_images: int = 500  # DS is measured on the first k images of the evaluation subset
+    # transfer (Table 3): a target with new classes trains on its whole training split (None), a domain-shift
+    # target (the zoo's classes) on the first domain_shift_train_limit images
+    transfer_targets: tuple[str, ...] = ("digits", "fashion-mnist")
+    transfer_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    transfer_epochs: float = 3.0
+    transfer_min_steps: int = 40
+    transfer_train_limit: int | None = None
+    domain_shift_train_limit: int = 3000
+    transfer_test_limit: int | None = None
+    # fairness (Table 4): the paper's pair and its control, trained from scratch on the colour-bias set
+    fairness_source: str = "fashion-mnist"
+    fairness_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    fairness_epochs: float = 4.0
+    fairness_train_limit: int = 12000
+    fairness_test_limit: int | None = None
+    fairness_width: int = 16
+    fairness_pgd_steps: int = 3
+    fairness_preset: str = "paper"  # Adam, constant lr: with SGD (lr 0.05 or 0.01) C barely learns in a short run
+    fairness_lr: float = 1e-3
+    fairness_min_val_acc: float = 0.90  # runs below it are flagged in the report
+    warmup_steps: int = 10  # of every short training run (the presets' 50-100 would never finish)
+    train_threads: int = 1  # torch threads inside every training run: same command, seeds, threads -> same numbers
+
+    @property
+    def attr_method_names(self) -> tuple[str, ...]:
+        """The attribution methods to measure: ``attr_methods``, or every registered one (read at run time, so a
+        method registered after import is measured too)."""
+        from analysis.attributions import METHOD_REGISTRY
+
+        return tuple(METHOD_REGISTRY) if self.attr_methods is None else tuple(self.attr_methods)
+
+    @property
+    def stability_method_names(self) -> tuple[str, ...]:
+        """The methods of the stability experiment: ``stability_methods``, or every registered method not marked
+        slow."""
+        from analysis.attributions import METHOD_REGISTRY
+
+        if self.stability_methods is not None:
+            return tuple(self.stability_methods)
+        return tuple(name for name, method in METHOD_REGISTRY.items() if not method.slow)
+
+
+FULL = Settings()
+QUICK = dataclasses.replace(
+    FULL, mode="quick", seeds=(0,), n_images=256, rank_anchors=20, rank_whole_test_split=False, pgd_images=64,
+    audit_images=64, audit_steps=(10,), apgd_targets=1, eps_images=32, eps_values_255=(0, 2, 8, 32), attr_images=8,
+    ig_steps=16, lime_samples=100, deletion_steps=8, stability_images=4, stability_methods=("gradcam",),
+    stability_levels=(1, 4), embed_anchors=1, embed_same_class=50, alphas=(0.0, 1.0), alpha_train_limit=512,
+    alpha_val_size=64, alpha_eval_images=256, transfer_seeds=(0,), transfer_epochs=1.0, transfer_min_steps=4,
+    transfer_train_limit=256, domain_shift_train_limit=256, transfer_test_limit=256, fairness_source="digits",
+    fairness_seeds=(0,), fairness_epochs=1.0, fairness_train_limit=384, fairness_test_limit=360, fairness_width=8,
+    fairness_pgd_steps=2, warmup_steps=2,
+)  # fmt: skip
+
+SEED_FIELDS = ("seeds", "transfer_seeds", "fairness_seeds")
+NAME_LIST_FIELDS = ("attr_methods", "stability_methods")  # comma lists of names whose default (None) means "all"
+
+
+def parse_overrides(settings: Settings, pairs: Sequence[str]) -> Settings:
+    """Apply ``key=value`` overrides (tuples as comma lists, ``none`` for None); a bad one raises SettingsError
+    naming the key."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise SettingsError(f"--set {pair!r}: expected key=value with key one of {', '.join(fields)}")
+        changes[key] = _parse_value(key, getattr(FULL, key), text.strip())
+    return dataclasses.replace(settings, **changes)
+
+
+def _parse_value(key: str, default: Any, text: str) -> Any:
+    if text.lower() == "none":
+        return None
+    if key in NAME_LIST_FIELDS:
+        return tuple(t.strip() for t in text.split(",") if t.strip())
+    try:
+        if isinstance(default, tuple):
+            kind = type(default[0]) if default else str
+            return tuple(kind(t.strip()) for t in text.split(",") if t.strip())
+        if isinstance(default, bool):
+            if text.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes", "on")
+        if default is None:
+            return int(text)
+        return type(default)(text)
+    except ValueError:
+        kind = "a comma list" if isinstance(default, tuple) else type(default).__name__
+        raise SettingsError(f"--set {key}={text!r}: {key} must be {kind} (default {default!r})") from None
+
+
+def with_seeds(settings: Settings, n: int) -> Settings:
+    """Every seed list set to 0..n-1 (``--seeds N``)."""
+    if n < 1:
+        raise SettingsError("--seeds must be >= 1")
+    return dataclasses.replace(settings, **{f: tuple(range(n)) for f in SEED_FIELDS})
+
+
+#: Single-thread training throughput (images/s) by role, measured on this project's width-16 ResNet18 at 32x32.
+TRAIN_RATE = {"baseline": 200.0, "constrained": 75.0, "baseline+jitter": 110.0, "adversarial": 60.0,
+              "adversarial+constrained": 50.0, "adversarial-mixed": 55.0, "other": 75.0}  # fmt: skip
+INFER_RATE, ATTACK_STEP_RATE = 500.0, 310.0  # forwards/s; image x PGD-step/s (forward + backward)
+
+
+def estimate_cpu_s(s: Settings, roles: Mapping[str, str], test_size: int = 10_000) -> dict[str, float]:
+    """Planned single-thread CPU seconds per experiment for ``s`` on a zoo with these variant roles (a rough
+    estimate from measured unit costs: see TRAIN_RATE, INFER_RATE, ATTACK_STEP_RATE)."""
+    v = len(roles)
+    adv = sum(r.startswith("adversarial") for r in roles.values())
+    robust_share = 0.45  # images an adversarial variant keeps under PGD-10; others keep about none
+    apgd = max(s.audit_steps) * s.audit_restarts * (1 + s.apgd_targets)
+    candidates = test_size if s.rank_whole_test_split else s.n_images
+    alpha = len(s.alphas) * len(s.seeds) * (s.alpha_train_limit * s.alpha_epochs / TRAIN_RATE["constrained"] + 20)
+    transfer_imgs = 1150 + s.domain_shift_train_limit  # digits' training split + the domain-shift subset
+    transfer = len(s.transfer_seeds) * v * transfer_imgs * s.transfer_epochs / TRAIN_RATE["baseline"]
+    fair_roles = [r for r in ("baseline", "constrained", "baseline+jitter") if r in roles.values()]
+    fair = sum(TRAIN_RATE[r] ** -1 for r in fair_roles or ("baseline", "constrained"))
+    return {
+        "continuity": v * s.n_images * 17 / INFER_RATE,
+        "alpha_sweep": alpha,
+        "neighbourhood_rank": v * (candidates + s.rank_anchors * 16) / INFER_RATE,
+        "probes": v * s.n_images * 12 / INFER_RATE,
+        "robustness": v * s.pgd_images * 10 / ATTACK_STEP_RATE,
+        "eps_sweep": v * s.eps_images * 10 * len(s.eps_values_255) / ATTACK_STEP_RATE,
+        "attack_audit": (v * s.audit_images * 10 + adv * s.audit_images * robust_share * apgd) / ATTACK_STEP_RATE,
+        "attributions": v * s.attr_images * (0.19 * s.ig_steps / 50 + 0.36 * s.lime_samples / 300 + 0.05),
+        "stability": v * s.stability_images * 13 * len(s.stability_method_names) * 0.1,
+        "embeddings": v * s.embed_anchors * (s.embed_same_class + 17) / INFER_RATE,
+        "transfer": transfer,
+        "fairness": len(s.fairness_seeds) * s.fairness_train_limit * s.fairness_epochs * fair,
+    }

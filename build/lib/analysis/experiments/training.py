@@ -1,0 +1,148 @@
+"""Experiments that train networks (alpha sweep, transfer, colour bias), in memory through
+``models.train.train(cfg, data=...)`` and with a fixed torch thread count (``Settings.train_threads``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import roles as R
+from analysis.experiments.registry import Context, Output, experiment, figure_path, quiet
+from analysis.report_figures import fig_alpha, fig_bars
+from analysis.transfer import DOMAIN_SHIFT, keep_threads, summarise, target_kind
+from models.checkpoints import load_model
+from models.data import load_dataset
+from models.evaluation import accuracy
+from models.objectives import VARIANT_REGISTRY
+from models.train import FINAL_FILE, TrainConfig
+
+
+def _baseline(ctx: Context) -> tuple[dict[str, Any], Path]:
+    """The zoo's baseline variant's network spec and checkpoint path."""
+    name = R.with_role(ctx.roles, R.BASELINE)
+    if name is None:
+        raise ValueError("the zoo has no baseline variant (role 'baseline') to fine-tune from")
+    entry = ctx.zoo.entries[name]
+    return entry.meta["network"], Path(entry.path)
+
+
+@experiment(
+    "alpha_sweep", "Accuracy and continuity against alpha", "4.2, Fig. 4",
+    ("alphas", "seeds", "alpha_epochs", "alpha_preset", "alpha_lr", "alpha_batch_size", "alpha_train_limit",
+     "alpha_val_size", "alpha_eval_images", "train_threads"),
+    uses=(R.BASELINE,),
+)  # fmt: skip
+def run_alpha_sweep(ctx: Context) -> Output:
+    from analysis.continuity import alpha_sweep
+
+    s = ctx.settings
+    spec, init = _baseline(ctx)
+    out_dir = ctx.work_dir / "alpha_sweep"
+    train_set = load_dataset(ctx.dataset, "train", ctx.data_root)
+    base = TrainConfig(
+        variant="C", dataset=ctx.dataset, network=spec["name"], width=spec.get("width"), epochs=s.alpha_epochs,
+        batch_size=s.alpha_batch_size, preset=s.alpha_preset, lr=s.alpha_lr, train_limit=s.alpha_train_limit,
+        val_size=s.alpha_val_size, eval_test=False, eval_pgd_subset=0, device=str(ctx.device), out=str(out_dir),
+        num_threads=s.train_threads,
+    )  # fmt: skip
+    eval_images = ctx.first(s.alpha_eval_images).images
+    with keep_threads(), quiet(not ctx.progress):
+        df = alpha_sweep(s.alphas, base, out_dir, init=str(init), progress=ctx.progress, seeds=s.seeds,
+                         eval_images=eval_images, data=train_set)  # fmt: skip
+    accs = []
+    for alpha, seed in zip(df["alpha"], df["seed"], strict=True):
+        model, _ = load_model(out_dir / f"alpha-{alpha:g}-seed-{seed}" / FINAL_FILE, ctx.device)
+        accs.append(accuracy(model, ctx.eval.images, ctx.eval.labels, s.batch_size))
+    df["test_acc"] = accs
+    n_train = min(s.alpha_train_limit, len(train_set)) - s.alpha_val_size
+    notes = [f"C fine-tuned from the zoo's baseline checkpoint for {s.alpha_epochs:g} epoch(s) on {n_train} training "
+             f"images ({s.alpha_val_size} held out), batch {s.alpha_batch_size}, preset {s.alpha_preset} at lr "
+             f"{s.alpha_lr:g} (the paper fine-tunes with Adam at 1e-5; a short run needs a larger step); test_acc on "
+             f"the {len(ctx.eval)}-image evaluation subset, DS on its first {len(eval_images)} images."]  # fmt: skip
+    ran = {"n_train": n_train, "epochs": s.alpha_epochs, "seeds": list(s.seeds), "alphas": list(s.alphas),
+           "n_test": len(ctx.eval), "n_ds_images": len(eval_images), "threads": s.train_threads}  # fmt: skip
+    return Output({"alpha_sweep": df}, notes, [fig_alpha(df, figure_path(ctx, "fig4_alpha.png"))], ran)
+
+
+@experiment("transfer", "Fine-tuning each variant on other data sets", "4.6, Table 3",
+            ("transfer_targets", "transfer_seeds", "transfer_epochs", "transfer_min_steps", "transfer_train_limit",
+             "domain_shift_train_limit", "transfer_test_limit", "warmup_steps", "train_batch_size",
+             "train_threads"))  # fmt: skip
+def run_transfer(ctx: Context) -> Output:
+    from analysis.transfer import transfer_table
+
+    s = ctx.settings
+    frames = []
+    for target in [*s.transfer_targets, *[r for r in ctx.roots if r not in s.transfer_targets]]:
+        root = ctx.roots.get(target)
+        classes = load_dataset(target, "test", root).classes
+        limit = s.domain_shift_train_limit if target_kind(classes, ctx.test.classes) == DOMAIN_SHIFT \
+            else s.transfer_train_limit  # fmt: skip
+        frames.append(transfer_table(
+            ctx.zoo, targets=(target,), roots={target: root} if root else None, epochs=s.transfer_epochs,
+            train_limit=limit, seeds=s.transfer_seeds, out_dir=ctx.work_dir / "transfer", progress=ctx.progress,
+            test_limit=s.transfer_test_limit, warmup_steps=s.warmup_steps, min_steps=s.transfer_min_steps,
+            batch_size=s.train_batch_size, device=str(ctx.device), source_classes=ctx.test.classes,
+            threads=s.train_threads))  # fmt: skip
+    df = pd.concat(frames, ignore_index=True)
+    summary = summarise(df)
+    fig = fig_bars(summary, "test_acc", "target", figure_path(ctx, "table3_transfer.png"), "Table 3: transfer")
+    ran = {t: {"kind": g["kind"].iloc[0], "n_train": int(g["n_train"].iloc[0]), "n_test": int(g["n_test"].iloc[0]),
+               "epochs": float(g["epochs"].iloc[0]), "seeds": sorted(g["seed"].unique().tolist())}
+           for t, g in df.groupby("target", sort=False)}  # fmt: skip
+    notes = ["each variant's checkpoint, head re-initialised (seeded), fine-tuned with cross-entropy (all layers, "
+             "preset finetune); " + "; ".join(f"{t}: {r['kind']}, {r['n_train']} training / {r['n_test']} test "
+                                             f"images, {r['epochs']:g} epochs" for t, r in ran.items())]  # fmt: skip
+    return Output({"transfer": df, "summary": summary}, notes, [fig], {**ran, "threads": s.train_threads})
+
+
+def fairness_variants(ctx: Context) -> tuple[list[str], dict[str, str]]:
+    """The variants the colour-bias experiment trains from scratch, and those it skips (name -> why).
+
+    It trains the zoo's baseline, constrained and jitter-control variants (their roles), by their training-variant
+    name, so only names registered in ``models.objectives.VARIANT_REGISTRY`` can be retrained; an imported model
+    (or any other name) in one of those roles is skipped. Without any trainable one: the paper's pair.
+    """
+    wanted = (R.BASELINE, R.CONSTRAINED, R.JITTER_CONTROL)
+    names = [n for role in wanted if (n := R.with_role(ctx.roles, role)) is not None]
+    skipped = {n: f"role {ctx.roles[n]}: not a registered training variant, so it cannot be retrained"
+               for n in names if n not in VARIANT_REGISTRY}  # fmt: skip
+    trainable = [n for n in names if n not in skipped]
+    return trainable or ["standard", "C"], skipped
+
+
+@experiment("fairness", "Colour-bias experiment", "4.7, Table 4",
+            ("fairness_source", "fairness_seeds", "fairness_epochs", "fairness_train_limit", "fairness_test_limit",
+             "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "train_batch_size",
+             "train_threads"), uses=())  # fmt: skip
+def run_fairness(ctx: Context) -> Output:
+    from analysis.fairness import fairness_table
+
+    s = ctx.settings
+    variants, skipped = fairness_variants(ctx)
+    df = fairness_table(variants=variants, source=s.fairness_source, epochs=s.fairness_epochs,
+                        train_limit=s.fairness_train_limit, width=s.fairness_width, seeds=s.fairness_seeds,
+                        out_dir=ctx.work_dir / "fairness", progress=ctx.progress, test_limit=s.fairness_test_limit,
+                        preset=s.fairness_preset, lr=s.fairness_lr, batch_size=s.train_batch_size,
+                        pgd_steps=s.fairness_pgd_steps, device=str(ctx.device), threads=s.train_threads)  # fmt: skip
+    summary = pd.concat([summarise(df, col, by=("variant",)).rename(columns={"n_seeds": f"n_seeds_{col}"})
+                         .set_index("variant") for col in ("test_acc", "test_acc_red", "test_acc_blue")],
+                        axis=1).reset_index()  # fmt: skip
+    fig = fig_bars(summary, "test_acc", None, figure_path(ctx, "table4_fairness.png"), "Table 4: colour bias")
+    low = df[df["val_acc"] < s.fairness_min_val_acc]
+    notes = [f"width-{s.fairness_width} resnet18-cifar trained from scratch (preset {s.fairness_preset}, lr "
+             f"{s.fairness_lr:g}) for {s.fairness_epochs:g} epochs on {s.fairness_train_limit} colour-bias "
+             f"{s.fairness_source} training images (95% red backgrounds), {len(s.fairness_seeds)} seeds; tested on "
+             f"{int(df['n_red'].iloc[0] + df['n_blue'].iloc[0])} test images (95% blue)"]  # fmt: skip
+    if skipped:
+        notes.append("not retrained: " + "; ".join(f"{n} ({why})" for n, why in skipped.items())
+                     + f"; trained: {', '.join(variants)}")  # fmt: skip
+    if len(low):
+        notes.append(f"{len(low)} of {len(df)} runs stayed below {100 * s.fairness_min_val_acc:.0f}% in-distribution "
+                     "validation accuracy: undertrained, their colour-bias numbers are weak evidence")  # fmt: skip
+    ran = {"variants": variants, "skipped_variants": skipped, "n_train": s.fairness_train_limit,
+           "epochs": s.fairness_epochs, "seeds": list(s.fairness_seeds), "threads": s.train_threads,
+           "min_val_acc": float(df["val_acc"].min())}  # fmt: skip
+    return Output({"fairness": df, "summary": summary}, notes, [fig], ran)

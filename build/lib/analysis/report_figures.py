@@ -1,0 +1,109 @@
+"""The report's figures (matplotlib, Agg): one colour per variant (``models.objectives.variant_colour``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.claims import alpha_summary  # noqa: E402
+from models.objectives import variant_colour  # noqa: E402
+
+
+def save(fig, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return str(path)
+
+
+def _colour(variant: str, df: pd.DataFrame) -> str:
+    return variant_colour(str(variant), [str(v) for v in dict.fromkeys(df["variant"])])
+
+
+def fig_continuity(ds: pd.DataFrame, path: Path) -> str:
+    """Fig. 3: mean DS against the perturbation level, one panel per kind, one line per variant (log scale)."""
+    kinds = list(dict.fromkeys(ds["kind"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.0), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for variant, g in ds[ds["kind"] == kind].groupby("variant", sort=False):
+            ax.plot(g["level"], g["ds_mean"], "o-", label=variant, color=_colour(variant, ds))
+        ax.set_yscale("log", nonpositive="mask")
+        ax.set_title(kind)
+        ax.set_xlabel("level (Table 1)")
+        ax.set_xticks(sorted(ds["level"].unique()))
+    axes[0][0].set_ylabel("mean DS (log)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"Fig. 3: distance score under non-semantic perturbations ({int(ds['n'].iloc[0])} images)")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def fig_alpha(alpha_df: pd.DataFrame, path: Path) -> str:
+    """Fig. 4: accuracy (left) and level-1 DS sum (right) against alpha, mean ± sd over seeds."""
+    s = alpha_summary(alpha_df)
+    x = np.arange(len(s))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.0))
+    a1.errorbar(x, 100 * s["acc_mean"], yerr=100 * s["acc_sd"].fillna(0), fmt="o-", capsize=3)
+    a1.set_ylabel("test accuracy (%)")
+    a2.errorbar(x, s["ds_mean"], yerr=s["ds_sd"].fillna(0), fmt="o-", capsize=3, color=variant_colour("C"))
+    a2.set_ylabel("sum of level-1 DS (all kinds)")
+    for ax in (a1, a2):
+        ax.set_xticks(x, [f"{a:g}" for a in s["alpha"]])
+        ax.set_xlabel("alpha")
+    fig.suptitle(f"Fig. 4: C fine-tuned at several alphas ({int(s['n_seeds'].max())} seed(s))")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def fig_probe(probes: pd.DataFrame, probe: str, path: Path, number: str) -> str:
+    """Figs. 6/8/10: accuracy against the probe level (clean first), one line per variant."""
+    df = probes[probes["probe"] == probe]
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    labels: list[str] = []
+    for variant, g in df.groupby("variant", sort=False):
+        ax.plot(range(len(g)), 100 * g["accuracy"], "o-", label=variant, color=_colour(variant, probes))
+        labels = list(g["level_label"])
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlabel(probe.replace("_", " "))
+    ax.legend(fontsize=8)
+    n = f", {int(df['n_images'].iloc[0])} images" if "n_images" in df and len(df) else ""
+    ax.set_title(f"Fig. {number}: {probe.replace('_', ' ')}{n}")
+    return save(fig, path)
+
+
+def fig_eps(eps: pd.DataFrame, path: Path) -> str:
+    """Robust accuracy against the PGD-10 radius, n in the title."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for variant, g in eps.groupby("variant", sort=False):
+        ax.plot(g["eps_255"], 100 * g["accuracy"], "o-", label=variant, color=_colour(variant, eps))
+    ax.set_xlabel("PGD-10 radius eps (x/255), step eps/4")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Robust accuracy against eps ({int(eps['n_images'].iloc[0])} test images)")
+    return save(fig, path)
+
+
+def fig_bars(summary: pd.DataFrame, value: str, group: str | None, path: Path, title: str) -> str:
+    """Bars of ``value`` mean ± sd per variant (grouped by ``group`` when given)."""
+    groups = list(dict.fromkeys(summary[group])) if group else [None]
+    variants = list(dict.fromkeys(summary["variant"]))
+    width = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(groups), 3.2))
+    for i, variant in enumerate(variants):
+        rows = [summary[(summary["variant"] == variant) & ((summary[group] == g) if group else True)] for g in groups]
+        means = [100 * r[f"{value}_mean"].iloc[0] if len(r) else np.nan for r in rows]
+        sds = [100 * np.nan_to_num(r[f"{value}_sd"].iloc[0]) if len(r) else 0 for r in rows]
+        ax.bar(np.arange(len(groups)) + i * width, means, width, yerr=sds, capsize=2, label=variant,
+               color=_colour(variant, summary))  # fmt: skip
+    ax.set_xticks(np.arange(len(groups)) + width * (len(variants) - 1) / 2, [str(g) if g else "" for g in groups])
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return save(fig, path)

@@ -1,0 +1,149 @@
+"""REPORT.md sections on continuity, section 2 and the probes (the claims, tables 1-4 and settings are in
+``analysis.report_markdown``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.claims import PROBE_FIGURES, alpha_summary
+from analysis.experiments.registry import Context
+from analysis.formatting import md_table, num, pct
+from analysis.paper import PAPER
+from models.perturbations import KIND_REGISTRY
+
+Status = dict[str, Any]
+
+
+def figure_md(status: Status, name: str, stem: str) -> str:
+    figs = [f for f in status.get(name, {}).get("files", {}).get("figures", []) if Path(f).stem.startswith(stem)]
+    return "\n".join(f"![{Path(f).stem}]({f})" for f in figs)
+
+
+def missing(status: Status, name: str) -> str | None:
+    st = status.get(name, {"status": "skipped"})
+    if st["status"] == "ok":
+        return None
+    why = f" ({st['error']})" if st.get("error") else ""
+    return f"*Not available: experiment `{name}` {st['status']}{why}*"
+
+
+def ran_text(status: Status, name: str) -> str:
+    """What the experiment actually ran, as recorded (``Output.ran``)."""
+    ran = status.get(name, {}).get("ran") or {}
+    return "; ".join(f"{k} {v}" for k, v in ran.items() if not isinstance(v, dict))
+
+
+def section_table1() -> str:
+    """Table 1 from ``KIND_REGISTRY``: our levels beside the paper's ("-" for a kind the paper lacks)."""
+    rows = []
+    for level in range(1, 5):
+        row: dict[str, Any] = {"level": level}
+        same = True
+        for name, kind in KIND_REGISTRY.items():
+            paper = kind.paper_levels[level - 1] if kind.paper_levels else None
+            row[f"paper {name}"] = "-" if paper is None else f"{paper:g}"
+            row[f"ours {name}"] = f"{kind.levels[level - 1]:g}"
+            same &= paper is None or np.isclose(float(paper), float(kind.levels[level - 1]))
+        row["same"] = "yes" if same else "**no**"
+        rows.append(row)
+    extra = [k for k, kind in KIND_REGISTRY.items() if kind.paper_levels is None]
+    note = f" Kinds the paper does not have: {', '.join(extra)}." if extra else ""
+    return ("## Table 1: perturbation levels\n\n" + md_table(pd.DataFrame(rows)) + "\n\nBrightness is additive on "
+            "the 0..255 scale (`clamp(x + k/255, 0, 1)`); contrast, saturation and hue are torchvision's factors "
+            f"(`models.perturbations.KIND_REGISTRY`).{note} Source: {PAPER['table1']['source']}.\n")  # fmt: skip
+
+
+def section_continuity(ctx: Context, status: Status) -> str:
+    out = ["## Figure 3: semantic continuity (DS)", "", f"**Paper:** {PAPER['figures']['fig3']}", ""]
+    if (m := missing(status, "continuity")) is not None:
+        return "\n".join([*out, m, ""])
+    ds = ctx.results["continuity"]["continuity"]
+    rows = []
+    for variant, g in ds.groupby("variant", sort=False):
+        r: dict[str, Any] = {"variant": variant}
+        for kind in dict.fromkeys(g["kind"]):
+            for level in (1, 4):
+                cell = g[(g["kind"] == kind) & (g["level"] == level)]
+                if len(cell):
+                    r[f"{kind} L{level}"] = num(cell["ds_mean"].iloc[0])
+        r["sum L1"] = num(g[g["level"] == 1]["ds_mean"].sum())
+        rows.append(r)
+    out += [f"**Ours** (mean DS over {int(ds['n'].iloc[0])} test images; L1 / L4 = level 1 / 4):", "",
+            md_table(pd.DataFrame(rows)), "", figure_md(status, "continuity", "fig3"), ""]  # fmt: skip
+    return "\n".join(out)
+
+
+def section_alpha(ctx: Context, status: Status) -> str:
+    out = ["## Figure 4: accuracy and continuity against alpha", "", f"**Paper:** {PAPER['figures']['fig4']}", ""]
+    if (m := missing(status, "alpha_sweep")) is not None:
+        return "\n".join([*out, m, ""])
+    s = alpha_summary(ctx.results["alpha_sweep"]["alpha_sweep"])
+    rows = [{"alpha": f"{r.alpha:g}", "test accuracy": pct(r.acc_mean, r.acc_sd),
+             "level-1 DS sum": num(r.ds_mean, r.ds_sd), "seeds": int(r.n_seeds)} for r in s.itertuples()]  # fmt: skip
+    out += ["**Ours** (mean ± sd over seeds):", "", md_table(pd.DataFrame(rows)), "",
+            *status["alpha_sweep"]["notes"], "", figure_md(status, "alpha_sweep", "fig4"), ""]  # fmt: skip
+    return "\n".join(out)
+
+
+def section_rank(ctx: Context, status: Status) -> str:
+    out = ["## Section 2: semantic discontinuity (Figs. 1-2 as numbers)", "", f"**Paper:** {PAPER['figures']['fig2']}",
+           ""]  # fmt: skip
+    parts = ctx.results.get("neighbourhood_rank")
+    if parts is None:
+        return "\n".join([*out, missing(status, "neighbourhood_rank") or "", ""])
+    exist, df = parts.get("existence"), parts["neighbourhood_rank"]
+    if exist is not None and len(exist):
+        t = pd.DataFrame(
+            {
+                "variant": exist["variant"],
+                "anchors with a copy outranked": [
+                    f"{pct(r.share)} [{pct(r.ci_low)}, {pct(r.ci_high)}]" for r in exist.itertuples()
+                ],
+                "anchors": exist["n_anchors"],
+                "median same-class candidates": exist["median_candidates"],
+            }
+        )
+        out += ["**Existence** (the paper's claim): share of anchors with at least one perturbed copy (any kind and "
+                "level) that a same-class test image outranks, i.e. is nearer to the anchor by DS; Clopper-Pearson "
+                "95% CI:", "", md_table(t), ""]  # fmt: skip
+    cells = df.assign(cell=[f"{num(r.share_closer_mean)} [{num(r.share_closer_ci_low)}, {num(r.share_closer_ci_high)}]"
+                            for r in df.itertuples()])  # fmt: skip
+    piv = cells.pivot_table(index="variant", columns=["kind", "level"], values="cell", aggfunc="first", sort=False)
+    piv.columns = [f"{k} L{lvl}" for k, lvl in piv.columns]
+    out += ["**Pool-size-free statistic**: share of same-class images nearer than the copy (0 = the copy is the "
+            "nearest), mean over anchors with a bootstrap 95% CI, per kind and level:", "",
+            md_table(piv.reset_index()), "", *status["neighbourhood_rank"].get("notes", []), ""]  # fmt: skip
+    if (emb := ctx.tables.get("embeddings")) is not None:
+        g = emb.groupby("variant", sort=False)
+        summ = pd.DataFrame(
+            {
+                "perturbed copies": g.size(),
+                "rank > 1": g["rank"].apply(lambda r: pct((r > 1).mean(), None, 0)),
+                "median rank": g["rank"].median(),
+                "candidates": g["n_candidates"].max(),
+            }
+        ).reset_index()
+        out += [f"Neighbour ranks of the perturbed copies of {emb['anchor'].nunique()} anchor(s) among same-class "
+                "test images (rank 1 = nearest; the dashboard's embeddings page):", "", md_table(summ), ""]  # fmt: skip
+    return "\n".join(out)
+
+
+def section_probes(ctx: Context, status: Status) -> str:
+    out = ["## Figures 6, 8, 10: semantic probes", ""]
+    if (m := missing(status, "probes")) is not None:
+        return "\n".join([*out, m, ""])
+    df = ctx.results["probes"]["probes"]
+    n = int(df["n_images"].iloc[0]) if "n_images" in df else len(ctx.eval)
+    for probe, fig in PROBE_FIGURES.items():
+        sub = df[df["probe"] == probe]
+        piv = sub.pivot_table(index="variant", columns="level_label", values="accuracy", sort=False)
+        piv = piv[list(dict.fromkeys(sub["level_label"]))]
+        out += [f"### Figure {fig[3:]}: {probe.replace('_', ' ')}", "", f"**Paper:** {PAPER['figures'][fig]}", "",
+                f"**Ours** (accuracy on {n} test images):", "", md_table(piv.map(pct).reset_index()), "",
+                figure_md(status, "probes", fig + "_"), ""]  # fmt: skip
+    out += [f"- {note}" for note in status["probes"].get("notes", [])] + [""]
+    return "\n".join(out)

@@ -1,0 +1,368 @@
+"""Widgets and layout shared by the pages: the sidebar, results sections (the pickers: :mod:`app.pickers`).
+
+Nothing here computes; it asks :mod:`app.backend`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import backend
+from models.objectives import VARIANT_REGISTRY
+from models.registry import FieldView
+
+DS_CAPTION = "DS = ||F(x') - F(x)||² on the logits, summed over classes; lower = more continuous."
+VARIANT_HELP = FieldView(VARIANT_REGISTRY, lambda v: v.help)  # name -> one-line help (a live registry view)
+ICON = Path(__file__).resolve().parent / "static" / "icon.png"  # served by this server: no request leaves it
+_MARKDOWN_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:^&="
+
+
+def md_escape(text: object) -> str:
+    """``text`` shown literally inside Streamlit Markdown: every Markdown, directive (``:red[...]``), emoji
+    shortcode and LaTeX character backslash-escaped, newlines flattened (file names, user input)."""
+    s = " ".join(str(text).split())
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in s)
+
+
+# ----------------------------------------------------------------------------- page set-up and navigation
+
+# Page files live in app/views/, not app/pages/: Streamlit auto-discovers a folder named pages/ beside the
+# entry script and shows its raw file names as a menu until st.navigation runs.
+PAGES_DIR = Path(__file__).resolve().parent / "views"
+
+
+@functools.cache
+def page_icon():
+    """The favicon, a small PNG shipped in app/static (an emoji or ``:material/...:`` icon would make the
+    browser fetch an image from a public CDN)."""
+    from PIL import Image
+
+    with Image.open(ICON) as img:
+        return img.copy()
+
+
+def setup_page() -> None:
+    st.set_page_config(
+        page_title="Semantic Continuity Lab",
+        page_icon=page_icon(),
+        layout="wide",
+        initial_sidebar_state="expanded",
+        menu_items={"About": "Semantic Continuity Lab: measure and explain the semantic continuity of image "
+                             "classifiers (standard, C, ADV, ADV+C)."},
+    )  # fmt: skip
+
+
+def build_navigation():
+    """``st.navigation`` over app/views/ (returns the page to run)."""
+    page = lambda name, title, icon, **kw: st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon, **kw)  # noqa: E731
+    return st.navigation(
+        {
+            "Models": [page("zoo", "The zoo", ":material/science:", default=True)],
+            "Explore": [
+                page("saliency", "Saliency side by side", ":material/local_fire_department:"),
+                page("embeddings", "Neighbourhood embeddings", ":material/scatter_plot:"),
+            ],
+            "Experiments": [
+                page("continuity", "Continuity curves", ":material/show_chart:"),
+                page("probes", "Semantic probes", ":material/extension:"),
+                page("robustness", "Robustness", ":material/shield:"),
+                page("transfer", "Transfer", ":material/swap_horiz:"),
+                page("fairness", "Fairness", ":material/balance:"),
+                page("claims", "Claims", ":material/fact_check:"),
+            ],
+        }
+    )
+
+
+def entry():
+    """What the entry script does on every run: page config, navigation, sidebar; returns the page to run."""
+    setup_page()
+    navigation = build_navigation()
+    sidebar()
+    return navigation
+
+
+# ----------------------------------------------------------------------------- sidebar and context
+
+
+@dataclass
+class Context:
+    """What every page needs: the zoo (or why there is none) and the data set choice."""
+
+    zoo_path: str
+    device: str
+    handle: backend.ZooHandle | None
+    zoo_error: str | None
+    dataset_name: str | None
+    data_root: str | None
+
+    @property
+    def dataset_args(self) -> tuple:
+        """Arguments of ``backend.get_dataset`` (also a cache key)."""
+        size = self.handle.image_size if self.handle else None
+        return (self.dataset_name, "test", self.data_root or None, size)
+
+
+def _load_handle(path: str, device: str) -> tuple[backend.ZooHandle | None, str | None]:
+    try:
+        return backend.get_zoo(path, device), None
+    except backend.CheckpointError as exc:
+        return None, str(exc)
+    except Exception as exc:  # anything else about a bad folder: a message, not a traceback
+        return None, f"could not load the zoo at {path}: {type(exc).__name__}: {exc}"
+
+
+def sidebar() -> Context:
+    """Zoo folder, data set and device, in the sidebar; remembered in the session."""
+    state = st.session_state
+    if "scl_zoo_path" not in state:
+        state["scl_zoo_path"] = backend.initial_zoo_path()
+    device = backend.device_name()
+    with st.sidebar:
+        st.markdown("### Model zoo")
+        locked = os.environ.get("SCL_ZOO_LOCKED", "").lower() in ("1", "true", "yes")
+        path = st.text_input(
+            "Zoo folder",
+            key="scl_zoo_path",
+            disabled=locked,
+            help="A folder with zoo.json and one checkpoint per variant. Also settable with "
+            "`streamlit run app/streamlit_app.py -- --zoo PATH` or the SCL_ZOO environment variable"
+            + (" (locked by SCL_ZOO_LOCKED on this server)." if locked else "."),
+        )
+        handle, error = _load_handle(path, device)
+        if handle is None:
+            st.error("No zoo loaded (see the page).", icon="⚠️")
+        else:
+            st.caption(f"**{handle.name}**: {', '.join(handle.variants)}")
+        from models.data import dataset_names
+
+        names = dataset_names()
+        default = handle.dataset_name if handle else None
+        if state.get("scl_dataset_for") != path:  # a new zoo: follow its data set
+            state["scl_dataset_for"] = path
+            state["scl_dataset"] = default if default in names else (names[0] if names else None)
+        dataset_name = st.selectbox(
+            "Data set (test split)", names, key="scl_dataset",
+            help="The gallery and the experiments use this data set's test split; by default the zoo's own.",
+        )  # fmt: skip
+        with st.expander("Data location", expanded=False):
+            data_root = st.text_input(
+                "Data root (for cifar10, svhn, imagefolder...)",
+                value=(handle.data_root or "") if handle else "",
+                key=f"scl_data_root::{path}",
+            )
+        st.markdown(f"Device: **{device}**")
+        if device == "cpu":
+            st.caption("No GPU found: everything runs on the CPU.")
+        st.caption(version_caption())
+    ctx = Context(path, device, handle, error, dataset_name, data_root or None)
+    state["scl_context"] = ctx
+    return ctx
+
+
+@functools.cache
+def version_caption() -> str:
+    """The sidebar's footer: ``Semantic Continuity Lab 0.2.0 · commit 1a2b3c4d5e6f`` (git read once per process)."""
+    from models.checkpoints import git_commit
+    from models.version import package_version
+
+    commit = git_commit()
+    return f"Semantic Continuity Lab {package_version()}" + ("" if commit == "unknown" else f" · commit {commit[:12]}")
+
+
+def context() -> Context:
+    """The context the entry script put in the session for this run (every page starts with this)."""
+    ctx = st.session_state.get("scl_context")
+    return ctx if ctx is not None else sidebar()
+
+
+def require_zoo(ctx: Context) -> backend.ZooHandle:
+    """The loaded zoo, or an explanation and stop."""
+    if ctx.handle is None:
+        st.error(f"**No model zoo could be loaded.** {ctx.zoo_error}")
+        st.info(
+            "Point the sidebar's *Zoo folder* at a zoo, or train one:\n\n"
+            "```\npython -m models.train_zoo --out assets/zoo/default\n```\n"
+            "A zoo is a folder with `zoo.json` and one checkpoint per variant (standard, C, ADV, ADV+C)."
+        )
+        st.stop()
+    return ctx.handle
+
+
+def load_dataset(ctx: Context, stop: bool = True):
+    """The test split of the chosen data set, or an explanation (and stop unless ``stop`` is False)."""
+    if not ctx.dataset_name:
+        st.error("No data set chosen.")
+        if stop:
+            st.stop()
+        return None
+    try:
+        return backend.get_dataset(*ctx.dataset_args)
+    except (backend.DatasetError, ValueError, OSError) as exc:
+        st.error(f"**The data set {ctx.dataset_name!r} could not be loaded.** {exc}")
+        if stop:
+            st.stop()
+        return None
+
+
+def check_classes(ctx: Context, ds) -> None:
+    """Warn when the chosen data set does not match the zoo's classes."""
+    handle = ctx.handle
+    if handle is None or ds is None:
+        return
+    num = handle.zoo.entries[handle.variants[0]].meta.get("network", {}).get("num_classes")
+    if num is not None and int(num) != len(ds.classes):
+        st.warning(
+            f"The zoo's networks have {num} classes but {ctx.dataset_name!r} has {len(ds.classes)}: "
+            "predictions will not match the labels."
+        )
+
+
+def class_names(ctx: Context, ds=None) -> list[str] | None:
+    if ctx.handle and ctx.handle.classes:
+        return ctx.handle.classes
+    return list(ds.classes) if ds is not None else None
+
+
+def class_name(names: list[str] | None, index: int) -> str:
+    return str(names[index]) if names and 0 <= index < len(names) else str(index)
+
+
+def backend_preview(image: np.ndarray) -> np.ndarray:
+    """(3,H,W) float -> (H,W,3) uint8 for st.image."""
+    from app.figures import to_uint8_hwc
+
+    return to_uint8_hwc(image)
+
+
+# ----------------------------------------------------------------------------- results sections
+
+
+def results_or_quick(
+    ctx: Context,
+    experiment: str | None,
+    title: str,
+) -> tuple[backend.Results, dict[str, pd.DataFrame] | None]:
+    """Precomputed results of the zoo, and quick results computed in this server if asked for.
+
+    When the results folder is missing, say how to compute it and offer a button that runs a
+    quick version now (``experiment`` None: no quick version exists, only the command).
+    """
+    handle = require_zoo(ctx)
+    results = backend.load_results(handle)
+    for problem in results.problems:
+        st.warning(f"Unreadable result file: {problem}")
+    quick = None
+    if experiment is not None and ctx.dataset_name and results.folder is None:  # the report's results win
+        n = backend.QUICK_SIZES[experiment]
+        quick = backend.quick_results(handle, ctx.dataset_args, experiment, n)
+    if results.folder is None:
+        where = " or ".join(f"`{p}`" for p in backend.results_folders(handle))
+        st.info(
+            f"**No precomputed results for zoo {handle.name!r}** (looked in {where}). Compute them with\n\n"
+            f"```\n{backend.report_command(handle)}\n```"
+        )
+    else:
+        st.caption(f"Results read from `{results.folder}`.")
+    if experiment is not None and quick is None and ctx.dataset_name and results.folder is None:
+        n = backend.QUICK_SIZES[experiment]
+        label = f"Compute a quick version now ({n} test images)"
+        if st.button(label, key=f"quick_{experiment}", type="primary"):
+            bar = st.progress(0.0, text=f"{title}: starting")
+            with st.spinner(f"Computing {title.lower()} on {n} images..."):
+                quick = backend.run_quick(handle, ctx.dataset_args, experiment, n,
+                                          progress=lambda f, text: bar.progress(min(1.0, f), text=text))  # fmt: skip
+            bar.empty()
+    if quick is not None:
+        n = backend.QUICK_SIZES[experiment]
+        st.caption(
+            f"⚡ Quick results on the first {n} test images, computed in this server (not saved); "
+            "the report command gives the full version."
+        )
+    return results, quick
+
+
+def pick(results: backend.Results, quick: dict[str, pd.DataFrame] | None, quick_name: str, columns: set[str],
+         hint: str | None = None) -> tuple[str | None, pd.DataFrame | None]:  # fmt: skip
+    """A table from the results folder with these columns, else the quick one."""
+    name, df = results.find(columns, hint)
+    if df is not None:
+        return name, df
+    if quick and quick_name in quick and columns <= set(quick[quick_name].columns):
+        return f"quick: {quick_name}", quick[quick_name]
+    return None, None
+
+
+def report_status(results: backend.Results, *experiments: str) -> None:
+    """What the report says about these experiments: failures, notes (masking warnings stand out), settings."""
+    if results.folder is None:
+        return
+    mode = results.summary.get("mode")
+    for name in experiments:
+        record = results.experiment(name)
+        if not record:
+            continue
+        status = record.get("status")
+        if status == "failed":
+            st.warning(f"The report's **{name}** experiment failed: {record.get('error', 'no details')}")
+            continue
+        if status == "skipped":
+            st.caption(f"The report skipped **{name}**.")
+            continue
+        for note in record.get("notes") or []:
+            text = str(note).lower()
+            if ("masking" in text or "robust accuracy" in text) and "no sign" not in text:
+                st.warning(str(note), icon="⚠️")
+            else:
+                st.caption(f"{name}: {note}")
+        settings = record.get("settings") or {}
+        if settings or mode:
+            text = ", ".join(f"{k}={v}" for k, v in settings.items())
+            elapsed = record.get("elapsed_s")
+            st.caption(
+                f"{name}: report mode **{record.get('mode', mode) or '?'}**" + (f"; {text}" if text else "")
+                + (f"; {elapsed:.0f} s" if isinstance(elapsed, int | float) else "")
+            )  # fmt: skip
+
+
+def show_table(df: pd.DataFrame, name: str | None = None, percent_columns: tuple[str, ...] | None = None) -> None:
+    """A table with human column names and accuracies in % (``app.tables``: by its rule unless ``percent_columns``)."""
+    from app.tables import display_table, is_accuracy
+
+    percent = [c for c in (df.columns if percent_columns is None else percent_columns) if c in df]
+    percent = [c for c in percent if percent_columns is not None or is_accuracy(c)]
+    shown = display_table(df, percent)
+    config = {label: st.column_config.NumberColumn(label, format="%.1f")
+              for c, label in zip(df.columns, shown.columns, strict=True) if c in percent}  # fmt: skip
+    height = min(36 * (len(shown) + 1) + 4, 420)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, height=height)
+    if name:
+        st.caption(f"Source: `{name}`")
+
+
+def other_files(results: backend.Results, hints: tuple[str, ...], shown: set[str]) -> None:
+    """Any further table or document whose name matches the page, in an expander."""
+    rest = {n: obj for n, obj in results.named(*hints).items() if n not in shown}
+    if not rest:
+        return
+    with st.expander(f"More result files for this page ({len(rest)})"):
+        for n, obj in rest.items():
+            st.markdown(f"**{n}**")
+            if isinstance(obj, pd.DataFrame):
+                st.dataframe(obj, hide_index=True, width="stretch")
+            else:
+                st.json(obj, expanded=False)
+
+
+def zoo_header(ctx: Context) -> None:
+    handle = ctx.handle
+    if handle is not None:
+        st.caption(f"Zoo **{handle.name}** · data set **{ctx.dataset_name}** · device **{ctx.device}** · "
+                   f"`{Path(handle.path)}`")  # fmt: skip

@@ -1,0 +1,353 @@
+"""Neighbourhood embeddings: where images' perturbed copies land among images of their class (paper Fig. 2), in
+one 2-D map shared by the variants, and the whole test set in WebGL."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import backend, components, embedding_figures, figures, pickers
+from app.uploads import ACCEPTED_EXTENSIONS, UploadError, validate_image_bytes
+
+PROJECTIONS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+REPRESENTATIONS = {"logits": "Logits (the paper's)", "features": "Penultimate features"}
+
+ctx = components.context()
+st.title("Neighbourhood embeddings")
+st.markdown(
+    "Each variant maps anchor images ★, their Table 1 perturbations (coloured by kind, larger = higher level) and "
+    "other test images of the anchor's class (grey) to a representation, projected to 2-D **once for all "
+    "variants**, so the panels share their axes and compare. A semantically continuous model keeps the perturbed "
+    "copies next to their anchor. Hover a point for its classes and DS; click it for its image and nearest "
+    "neighbours."
+)
+handle = components.require_zoo(ctx)
+components.zoo_header(ctx)
+ds = components.load_dataset(ctx)
+components.check_classes(ctx, ds)
+names = components.class_names(ctx, ds)
+
+variants = st.multiselect(
+    "Variants",
+    handle.variants,
+    default=backend.default_variants(handle.variants),
+    key="emb_variants",
+    help="The paper's four by default; controls and other variants of the zoo can be added.",
+)
+c1, c2, c3 = st.columns([1.4, 1.4, 2.2])
+with c1:
+    representation = st.radio(
+        "Representation",
+        list(REPRESENTATIONS),
+        format_func=REPRESENTATIONS.get,
+        key="emb_rep",
+        help="Logits F(x), as in the paper, or the head's input.",
+    )
+with c2:
+    method = st.radio(
+        "Projection",
+        list(PROJECTIONS),
+        horizontal=True,
+        key="emb_method",
+        format_func=PROJECTIONS.get,
+        help="PCA is instant; t-SNE and UMAP take seconds (UMAP compiles once per server).",
+    )
+with c3:
+    kinds = st.multiselect("Perturbations", list(backend.KINDS), default=list(backend.KINDS), key="emb_kinds")
+if not variants:
+    st.info("Choose at least one variant.")
+    st.stop()
+
+tab_anchor, tab_whole = st.tabs(["Anchors and their neighbourhoods", "Whole test set"])
+
+
+def show_point(col, view: dict, variant: str, row: int, key: str) -> None:
+    """The clicked point's image and its nearest neighbours (in the shown representation) with thumbnails."""
+    pts = view["points"]
+    hit = pts[(pts["variant"] == variant) & (pts["row"] == row)]
+    if hit.empty:
+        return
+    r = hit.iloc[0]
+    what = (
+        f"{r['anchor']}: {r['kind']} level {int(r['level'])}"
+        if r["role"] == "perturbed"
+        else f"anchor {r['anchor']}"
+        if r["role"] == "original"
+        else f"test image #{int(r['dataset_index'])}"
+    )
+    with col:
+        st.image(view["thumbs"][row], caption=what, width=96)
+        st.caption(f"predicted **{r['pred_name']}** · true **{r['true_name']}** · DS to {r['ds_to']}: {r['ds']:.3g}")
+        rows, dist = backend.embeddings_module(False).nearest_neighbours(view["reps"][variant], row, k=6)
+        st.markdown("**Nearest neighbours**")
+        labels = {int(x["row"]): x for _, x in pts[pts["variant"] == variant].iterrows()}
+        st.image(
+            [view["thumbs"][i] for i in rows],
+            width=48,
+            caption=[f"{labels[int(i)]['true_name']} · {d:.3g}" for i, d in zip(rows, dist, strict=True)],
+        )
+        st.caption("Squared distance in the shown representation (DS for logits), nearest first.")
+
+
+def selection(key: str) -> list:
+    event = st.session_state.get(key)
+    try:
+        return list(event["selection"]["points"]) if event else []
+    except (KeyError, TypeError):
+        return []
+
+
+with tab_anchor:
+    picked = pickers.image_picker(ctx, key="emb", allow_upload=False)
+    a1, a2, a3 = st.columns([1.4, 1.6, 2])
+    with a1:
+        more = st.text_input(
+            "More anchors (test image numbers)",
+            key="emb_more",
+            placeholder="e.g. 12, 345",
+            help="Comma-separated indices of further test images to add as anchors.",
+        )
+    with a2:
+        uploads = st.file_uploader(
+            "Upload images as anchors",
+            type=ACCEPTED_EXTENSIONS,
+            accept_multiple_files=True,
+            key="emb_uploads",
+            help="An upload's neighbourhood is the class the first chosen variant predicts.",
+        )
+    with a3:
+        n_same = st.slider(
+            "Same-class images per anchor class",
+            20,
+            300,
+            200,
+            step=10,
+            key="emb_n",
+            help="How many other test images of each anchor's class form the neighbourhood.",
+        )
+    anchors: list[backend.Anchor] = []
+    if picked is not None and picked.index is not None:
+        anchors.append(
+            backend.Anchor(f"#{picked.index}", picked.image, int(picked.label), int(picked.index), int(picked.label))
+        )
+    for token in (more or "").replace(";", ",").split(","):
+        token = token.strip().lstrip("#")
+        if not token:
+            continue
+        if not token.isdigit() or not 0 <= int(token) < len(ds):
+            st.warning(f"{token!r} is not a test image number (0 to {len(ds) - 1}).")
+            continue
+        image, label = backend.dataset_image(ds, int(token))
+        if all(a.index != int(token) for a in anchors):
+            anchors.append(backend.Anchor(f"#{int(token)}", image, label, int(token), label))
+    for file in uploads or []:
+        try:
+            up = validate_image_bytes(file.getvalue(), handle.image_size)
+        except UploadError as exc:
+            st.error(f"**{file.name} was not accepted.** {exc}")
+            continue
+        anchors.append(backend.upload_anchor(handle, file.name, up.pixels, variants[0]))
+    if not anchors or not kinds:
+        st.info("Choose an anchor and at least one perturbation kind.")
+    else:
+        with st.spinner(f"Embedding {len(anchors)} anchor(s) with {len(variants)} variants..."):
+            if method == "umap":
+                backend.embeddings_module(True)  # compile once per server, with its own spinner
+            view = backend.cached_anchor_views(
+                handle.key,
+                ctx.dataset_args,
+                tuple(a.key for a in anchors),
+                anchors,
+                tuple(variants),
+                representation,
+                method,
+                n_same,
+                tuple(kinds),
+            )
+        points, ranks = view["points"], view["ranks"]
+        uploads_named = [a.name for a in anchors if a.index < 0]
+        if uploads_named:
+            st.caption(
+                "Uploads' neighbourhoods: "
+                + ", ".join(f"{a.name} → {handle.class_name(a.label)}" for a in anchors if a.index < 0)
+                + f" (predicted by {variants[0]})."
+            )
+        align = (
+            "fitted on the union of the variants' logits"
+            if view["align"] == "union"
+            else "each variant's features projected, then aligned onto the first by Procrustes"
+        )
+        st.caption(
+            f"One {PROJECTIONS[method]} map for all panels ({align}). **Neighbour rank** under each plot: for each "
+            "perturbed copy, 1 + the number of same-class images whose logits are nearer to the anchor's than the "
+            "copy's (by DS); 1 = the copy is the anchor's nearest neighbour (continuous)."
+        )
+        ranges = embedding_figures.shared_ranges([points])
+        worst = int(ranks["n_candidates"].max()) if len(ranks) else n_same + 1
+        for start in range(0, len(variants), 2):
+            cols = st.columns(2)
+            for col, variant in zip(cols, variants[start : start + 2], strict=False):
+                safe = variant.replace("+", "plus")
+                key = f"emb_plot_{safe}"
+                with col, st.container(border=True, key=f"emb_panel_{safe}"):
+                    pts = points[points["variant"] == variant]
+                    rk = ranks[ranks["variant"] == variant]
+                    fig = embedding_figures.embedding_scatter(pts, title=variant, ranges=ranges)
+                    plot, side = st.columns([3, 1])
+                    with plot:
+                        st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
+                    rows = embedding_figures.selected_rows(fig, selection(key))
+                    if rows:
+                        show_point(side, view, variant, rows[0], key)
+                    else:
+                        side.caption("Click a point to see its image and nearest neighbours here.")
+                    l1 = rk[rk["level"] == 1]["rank"]
+                    m1, m2, m3 = st.columns(3)
+                    m1.metric(
+                        "Rank L1",
+                        f"{l1.median():.0f}" if len(l1) else "n/a",
+                        help="Median neighbour rank of the level-1 copies.",
+                    )
+                    m2.metric(
+                        "Rank, all",
+                        f"{rk['rank'].median():.0f}" if len(rk) else "n/a",
+                        help="Median neighbour rank of every perturbed copy.",
+                    )
+                    m3.metric(
+                        "Rank 1",
+                        f"{int((rk['rank'] == 1).sum())}/{len(rk)}",
+                        help="Perturbed copies that are their anchor's nearest neighbour.",
+                    )
+                    st.plotly_chart(
+                        embedding_figures.rank_heatmap(rk, title="median neighbour rank by kind and level", zmax=worst),
+                        key=f"emb_rank_{safe}",
+                        config={"displayModeBar": False},
+                    )
+        with st.expander("All neighbour ranks"):
+            table = ranks.pivot_table(index=["anchor", "kind", "level"], columns="variant", values="rank")
+            st.dataframe(table[[v for v in variants if v in table.columns]], width="stretch")
+
+with tab_whole:
+    n = len(ds)
+    st.markdown(
+        f"All **{n:,}** test images of each variant in one WebGL scatter, coloured by class, with the anchors "
+        "of the first tab and their perturbed copies on top. The representations (and t-SNE / UMAP maps) are "
+        "computed once per zoo and cached on disk, keyed by the checkpoints' sha256s."
+    )
+    w1, w2 = st.columns([2, 2])
+    with w1:
+        colour_by = st.radio(
+            "Colour by",
+            ["true_name", "pred_name", "correct"],
+            horizontal=True,
+            key="emb_whole_colour",
+            format_func={"true_name": "true class", "pred_name": "predicted class", "correct": "correct or not"}.get,
+        )
+    with w2:
+        overlay_on = st.toggle("Show the anchors' perturbed copies", value=True, key="emb_whole_overlay")
+    ready = backend.whole_set_ready(handle, ctx.dataset_args, n, representation, variants, method)
+    if not ready:
+        cost = "about 8 s per variant for 10,000 images on two CPU cores" + (
+            "" if method == "pca" else f", then {PROJECTIONS[method]} about 40 s per variant"
+        )
+        st.info(f"The whole-set map for these settings is not cached yet ({cost}; once per zoo).")
+        go_on = st.button("Compute the whole-set map", key="emb_whole_compute", type="primary")
+    else:
+        go_on = True
+    if go_on:
+        bar = st.progress(0.0, text="whole test set: starting") if not ready else None
+        data, fitted = backend.whole_set(
+            handle,
+            ds,
+            ctx.dataset_args,
+            representation,
+            variants,
+            method,
+            progress=(lambda f, t: bar.progress(min(1.0, f), text=t)) if bar else None,
+        )
+        if bar is not None:
+            bar.empty()
+        emb = backend.embeddings_module(False)
+        extras, overlay_meta = {}, None
+        if overlay_on and anchors and kinds:
+            ov = view["points"]
+            keep = ov["role"] != "same_class"
+            overlay_meta = ov[(ov["variant"] == variants[0]) & keep].drop(columns=["variant", "x", "y"])
+            extras = {v: view["reps"][v][overlay_meta["row"].to_numpy()] for v in variants}
+        align = "union" if representation == "logits" else "procrustes"
+        xy, extra_xy = emb.whole_set_map(data, method, 0, align, extras or None, fitted)
+        labels = ds.labels.numpy()
+        frames, overlays = {}, {}
+        for v in variants:
+            pred = data[v]["pred"]
+            f = pd.DataFrame(
+                {
+                    "x": xy[v][:, 0],
+                    "y": xy[v][:, 1],
+                    "row": np.arange(n),
+                    "dataset_index": np.arange(n),
+                    "pred_name": [handle.class_name(int(p)) for p in pred],
+                    "true_name": [handle.class_name(int(t)) for t in labels],
+                }
+            )
+            f["correct"] = np.where(pred == labels, "correct", "wrong")
+            frames[v] = f
+            if overlay_meta is not None:
+                o = overlay_meta.copy()
+                ov_v = view["points"][view["points"]["variant"] == v].set_index("row")
+                o["x"], o["y"] = extra_xy[v][:, 0], extra_xy[v][:, 1]
+                o["pred_name"] = ov_v.loc[o["row"], "pred_name"].to_numpy()
+                o["ds"] = ov_v.loc[o["row"], "ds"].to_numpy()
+                o["row"] = n + o["row"].to_numpy()
+                overlays[v] = o
+        ranges = embedding_figures.shared_ranges(list(frames.values()) + list(overlays.values()))
+        if method != "pca" and overlays:
+            st.caption(
+                f"{PROJECTIONS[method]} has no out-of-sample transform: the anchors' copies are placed at the "
+                "distance-weighted mean position of their 10 nearest test images."
+            )
+        for start in range(0, len(variants), 2):
+            cols = st.columns(2)
+            for col, variant in zip(cols, variants[start : start + 2], strict=False):
+                safe = variant.replace("+", "plus")
+                key = f"emb_whole_{safe}"
+                with col, st.container(border=True):
+                    fig = embedding_figures.whole_set_scatter(
+                        frames[variant], variant, overlays.get(variant), colour_by, ranges=ranges
+                    )
+                    st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
+                    rows = embedding_figures.selected_rows(fig, selection(key))
+                    if rows and rows[0] < n:
+                        i = rows[0]
+                        c_img, c_nn = st.columns([1, 3])
+                        c_img.image(
+                            components.backend_preview(ds.images[i].numpy()),
+                            width=80,
+                            caption=f"#{i}: predicted {frames[variant]['pred_name'][i]}, "
+                            f"true {frames[variant]['true_name'][i]}",
+                        )
+                        nn_rows, dist = emb.nearest_neighbours(data[variant]["rep"], i, k=6)
+                        c_nn.image(
+                            [components.backend_preview(ds.images[j].numpy()) for j in nn_rows],
+                            width=48,
+                            caption=[f"#{j} · {d:.3g}" for j, d in zip(nn_rows, dist, strict=True)],
+                        )
+                    elif rows:
+                        show_point(st.container(), view, variant, rows[0] - n, key)
+
+results = backend.load_results(handle)
+name, report_ranks = results.find({"variant", "anchor", "kind", "level", "rank"}, "embeddings")
+if report_ranks is not None:
+    with st.expander("Neighbour ranks over several anchors (from the report)"):
+        shown = report_ranks[report_ranks["variant"].isin(variants)]
+        st.plotly_chart(
+            figures.line_panels(
+                shown.groupby(["variant", "kind", "level"], as_index=False, sort=False)["rank"].median(),
+                "level",
+                "rank",
+                panel="kind",
+                y_title="median neighbour rank",
+            ),
+            key="emb_report_ranks",
+        )
+        components.show_table(shown, name)
+        components.report_status(results, "embeddings")

@@ -1,0 +1,88 @@
+"""The zoo: the four variants, their cards, and the data set."""
+
+import json
+
+import numpy as np
+import streamlit as st
+
+from app import backend, components, figures, map_figures
+from app.choices import only, variant_choice
+from models.objectives import get_variant
+
+ctx = components.context()
+st.title("The model zoo")
+st.markdown(
+    "Four variants of one classifier, trained with different objectives (paper section 3): "
+    "**standard** (cross-entropy), **C** (plus the semantic continuity constraint α·DS(x, P(x)) with colour "
+    "perturbations P), **ADV** (adversarial training) and **ADV+C** (adversarial logit pairing)."
+)
+handle = components.require_zoo(ctx)
+components.zoo_header(ctx)
+
+chosen = variant_choice(handle.variants, key="zoo_variants")
+metrics = only(backend.card_metrics(handle), chosen).reset_index(drop=True)
+st.subheader("Model cards")
+st.caption(
+    "Measured on the test split when the zoo was trained. PGD-10: white-box L∞ attack, ε = 8/255, step 2/255. "
+    + components.DS_CAPTION
+)
+cols = st.columns(max(1, len(metrics)))
+for col, (_, row) in zip(cols, metrics.iterrows(), strict=True):
+    with col, st.container(border=True):
+        st.markdown(f"#### {row['variant']}")
+        known = get_variant(row["variant"])
+        st.caption(row["objective"] or (known.help if known else ""))
+        clean, pgd, ds = row["test_clean_acc"], row["test_pgd10_acc"], row["ds_level1_sum"]
+        st.metric("Clean accuracy", "n/a" if np.isnan(clean) else f"{100 * clean:.1f}%")
+        st.metric("PGD-10 accuracy", "n/a" if np.isnan(pgd) else f"{100 * pgd:.1f}%")
+        st.metric("DS, level 1 (sum of 4 kinds)", "n/a" if np.isnan(ds) else f"{ds:.3g}",
+                  help="Lower = more continuous.")  # fmt: skip
+
+left, right = st.columns(2)
+with left:
+    if metrics[["test_clean_acc", "test_pgd10_acc"]].notna().any().any():
+        st.plotly_chart(
+            figures.accuracy_bars(metrics, {"test_clean_acc": "clean", "test_pgd10_acc": "PGD-10"},
+                                  title="Accuracy on the test split (%)"),
+            key="zoo_acc",
+        )  # fmt: skip
+with right:
+    ds_values = {r["variant"]: float(r["ds_level1_sum"]) for _, r in metrics.iterrows() if r["ds_level1_sum"] > 0}
+    if ds_values:
+        st.plotly_chart(figures.metric_bars(ds_values, "DS at level 1, summed over kinds (log scale)", "DS",
+                                            log_y=True), key="zoo_ds")  # fmt: skip
+
+kind_cols = [c for c in metrics.columns if c.startswith("ds_level1_") and c != "ds_level1_sum"]
+components.show_table(metrics)
+st.caption("Accuracies in %; DS level 1 per kind and summed over kinds.")
+
+st.subheader("Cards in full")
+for variant in chosen:
+    with st.expander(f"{variant}: card and checkpoint"):
+        text = backend.card_markdown(handle, variant)
+        if text:
+            st.markdown(text)
+        card = handle.card(variant)
+        meta = handle.meta(variant)
+        if card.get("differences_from_paper"):
+            st.markdown("**Differences from the paper:** " + "; ".join(card["differences_from_paper"]))
+        st.markdown("**Card (zoo.json)**")
+        st.json(json.loads(json.dumps(card, default=str)), expanded=False)
+        st.markdown("**Checkpoint**")
+        st.json({k: meta.get(k) for k in ("variant", "network", "config", "git_commit", "created") if k in meta},
+                expanded=False)  # fmt: skip
+
+st.subheader("Data set")
+ds = components.load_dataset(ctx, stop=False)
+if ds is not None:
+    components.check_classes(ctx, ds)
+    shape = tuple(ds.images.shape[1:])
+    st.markdown(
+        f"**{ds.name}**, test split: {len(ds)} images of {shape[1]}×{shape[2]} pixels, {len(ds.classes)} classes"
+        + (", with object masks" if ds.masks is not None else "")
+        + f". The networks take {handle.image_size}×{handle.image_size} RGB inputs in [0, 1]."
+    )
+    counts = np.bincount(ds.labels.numpy(), minlength=len(ds.classes))
+    st.caption("Classes: " + ", ".join(f"{n} ({c})" for n, c in zip(ds.classes, counts, strict=True)))
+    images, titles = backend.class_examples(ds, per_class=1)
+    st.plotly_chart(map_figures.image_grid(images, titles, cols=min(10, len(images)), panel_height=120), key="zoo_grid")

@@ -1,0 +1,390 @@
+"""Self-describing checkpoints, safe loading, and the model zoo.
+
+A checkpoint is a plain dict of tensors and JSON-like values, loaded only with
+``torch.load(..., weights_only=True)``, so a file can never run code:
+
+    format, variant, network (how to rebuild it), model (state_dict), config
+    (the TrainConfig as a dict), dataset (its description), metrics, git_commit,
+    lab_version (the package version), created, and optionally ``training_state``
+    (optimiser, RNG, step) for resume.
+
+A *zoo* is a folder holding checkpoints and a ``zoo.json`` manifest naming each
+variant's file, its sha256, its role (see ``models.zoo.ROLES``) and its model card;
+loading verifies every hash and that all variants share data set, classes and input
+size. Build one from any checkpoints or run folders with ``python -m models.zoo``.
+
+Networks trained elsewhere become checkpoints with ``python -m models.import_model``;
+their ``network`` spec names ``"torchvision:<arch>"`` or ``"timm:<arch>"`` and carries
+``mean``, ``std``, ``gradcam_layer``, ``classifier`` and ``input_size``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import pickle
+import re
+import subprocess
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.errors import LabError, ZooError
+from models.networks import Classifier, network_from_spec, unwrap_model
+from models.version import package_version
+
+CHECKPOINT_FORMAT = "scl-checkpoint/1"
+ZOO_FORMAT = "scl-zoo/1"
+ZOO_MANIFEST = "zoo.json"
+
+
+class CheckpointError(LabError):
+    """A checkpoint or zoo that is missing, unsafe, corrupt or of the wrong kind."""
+
+
+class ZooMismatchError(ZooError, CheckpointError):
+    """A zoo whose variants (or manifest) disagree on data set, classes or input size."""
+
+
+_SAVE_WEIGHTS_HINT = (
+    "save the weights alone, `torch.save(model.state_dict(), 'weights.pt')` (or a .safetensors file), "
+    "and turn them into a lab checkpoint with `python -m models.import_model`"
+)
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """True for a ``torch.jit.save`` archive (a zip holding ``code/`` or ``constants.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` whose refusals are explained in the lab's words.
+
+    TorchScript archives and pickles of Python objects (a whole model saved with
+    ``torch.save(model)``) are refused with what to do instead; nothing is ever
+    unpickled beyond tensors and plain containers.
+    """
+    path = Path(path)
+    if is_torchscript_archive(path):
+        raise CheckpointError(
+            f"refused to load {path}: it is a TorchScript archive (torch.jit.save), which carries code the lab "
+            f"never runs; {_SAVE_WEIGHTS_HINT}"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" (it names {found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"refused to load {path}: it holds pickled Python objects{what}, not only tensors, and unpickling "
+            f"them could run code; {_SAVE_WEIGHTS_HINT}"
+        ) from exc
+    except Exception as exc:  # RuntimeError (corrupt zip), EOFError, OSError...
+        raise CheckpointError(
+            f"refused to load {path}: not a readable torch file ({type(exc).__name__}); truncated or corrupt?"
+        ) from exc
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The current git commit of the code (with '-dirty' if modified), or 'unknown'."""
+    cwd = repo or Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """Write with ``torch.save`` to a temp file in the same folder, then rename over ``path``.
+
+    An interrupted write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def network_spec(name: str, num_classes: int, width: int | None, **options: Any) -> dict[str, Any]:
+    """What ``create_network`` needs to rebuild a network.
+
+    ``options`` (``models.networks.NETWORK_OPTIONS``: mean, std, gradcam_layer, classifier,
+    input_size) are kept when not None; imported networks carry them all.
+    """
+    spec = {"name": name, "num_classes": int(num_classes), "width": width}
+    return spec | {k: v for k, v in options.items() if v is not None}
+
+
+def make_checkpoint(
+    model: torch.nn.Module,
+    *,
+    variant: str,
+    network: dict[str, Any],
+    config: dict[str, Any],
+    dataset: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    training_state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble a checkpoint dict (weights on the CPU)."""
+    state = {k: v.detach().cpu().clone() for k, v in unwrap_model(model).state_dict().items()}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "variant": variant,
+        "network": network,
+        "model": state,
+        "config": config,
+        "dataset": dataset,
+        "metrics": metrics or {},
+        "git_commit": git_commit(),
+        "lab_version": package_version(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    if training_state is not None:
+        ckpt["training_state"] = training_state
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``) and check it is one of ours.
+
+    Raises CheckpointError for a missing file, a file carrying pickled code or
+    other objects, or a file that is not a Semantic Continuity Lab checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(
+            f"{path} is a safetensors file, not a Semantic Continuity Lab checkpoint: turn it into one with "
+            "`python -m models.import_model`"
+        )
+    ckpt = safe_torch_load(path, map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a Semantic Continuity Lab checkpoint (expected format {CHECKPOINT_FORMAT}); "
+            "a torchvision or timm state_dict becomes one with `python -m models.import_model`"
+        )
+    missing = {"variant", "network", "model", "config", "dataset", "metrics"} - ckpt.keys()
+    if missing:
+        raise CheckpointError(f"{path} lacks fields: {', '.join(sorted(missing))}")
+    return ckpt
+
+
+def build_model(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> Classifier:
+    """Rebuild the network a checkpoint describes and load its weights (eval mode)."""
+    spec = ckpt["network"]
+    try:
+        model = network_from_spec(spec)
+    except (ValueError, ImportError) as exc:
+        raise CheckpointError(f"cannot rebuild network {spec}: {exc}") from exc
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights do not fit network {spec}: {str(exc).splitlines()[0]}") from exc
+    return model.to(device).eval()
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Classifier, dict[str, Any]]:
+    """Load a checkpoint file into a ready model; returns (model, checkpoint without weights)."""
+    ckpt = load_checkpoint(path)
+    model = build_model(ckpt, device)
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "training_state")}
+    return model, meta
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ZooEntry:
+    """One variant of a zoo: its model (eval mode), checkpoint metadata and card."""
+
+    variant: str
+    model: Classifier
+    meta: dict[str, Any]
+    card: dict[str, Any]
+    path: Path
+
+
+@dataclass
+class Zoo:
+    """A loaded zoo: variants in manifest order."""
+
+    path: Path
+    manifest: dict[str, Any]
+    entries: dict[str, ZooEntry] = field(default_factory=dict)
+
+    @property
+    def variants(self) -> list[str]:
+        return list(self.entries)
+
+    @property
+    def models(self) -> dict[str, Classifier]:
+        return {name: e.model for name, e in self.entries.items()}
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return self.manifest.get("dataset", {})
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Variant name -> role (``models.zoo.ROLES``): the manifest's, else the default for the name."""
+        return manifest_roles(self.manifest, self.variants)
+
+    def __getitem__(self, variant: str) -> ZooEntry:
+        return self.entries[variant]
+
+
+def data_signature(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What variants of one zoo must share: data set name, classes (or their number) and input size.
+
+    ``ckpt`` is a checkpoint or its metadata; unknown fields are None (and never compared).
+    """
+    dataset, config, network = ckpt.get("dataset") or {}, ckpt.get("config") or {}, ckpt.get("network") or {}
+    classes = dataset.get("classes")
+    shape = dataset.get("image_shape")
+    size = shape[-1] if isinstance(shape, list | tuple) and shape else None
+    return {
+        "dataset": dataset.get("name") or config.get("dataset"),
+        "classes": list(classes) if classes else None,
+        "num_classes": dataset.get("num_classes") or (len(classes) if classes else None) or network.get("num_classes"),
+        "input_size": size or config.get("image_size") or network.get("input_size"),
+    }
+
+
+def check_same_data(signatures: dict[str, dict[str, Any]], where: str) -> None:
+    """Raise ZooMismatchError unless all ``signatures`` (name -> :func:`data_signature`) agree where known."""
+    for key in ("dataset", "num_classes", "classes", "input_size"):
+        values = {name: sig[key] for name, sig in signatures.items() if sig.get(key) is not None}
+        if len({json.dumps(v) for v in values.values()}) > 1:
+            listed = "; ".join(f"{name}: {v}" for name, v in values.items())
+            raise ZooMismatchError(
+                f"{where}: variants must share data set, classes and input size, but their {key} differ ({listed})"
+            )
+
+
+def manifest_roles(manifest: dict[str, Any], variants: list[str] | None = None) -> dict[str, str]:
+    """Variant -> role from a manifest; variants without one (older manifests) get the default for their name."""
+    from models.zoo import default_role
+
+    items = manifest.get("variants", {})
+    names = list(items) if variants is None else variants
+    return {v: str((items.get(v) or {}).get("role") or default_role(v)) for v in names}
+
+
+def write_zoo_manifest(
+    folder: str | os.PathLike,
+    files: dict[str, str],
+    cards: dict[str, dict[str, Any]],
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+    roles: dict[str, str] | None = None,
+) -> Path:
+    """Write ``zoo.json`` for checkpoints already in ``folder``: ``files`` maps variant -> file name.
+
+    ``roles`` maps variant -> role (default: by name, see ``models.zoo.default_role``). Refuses
+    (ZooMismatchError) checkpoints that disagree on data set, classes or input size.
+    """
+    from models.zoo import check_role, default_role
+
+    folder = Path(folder)
+    variants = {}
+    dataset: dict[str, Any] = {}
+    signatures = {}
+    for variant, fname in files.items():
+        ckpt = load_checkpoint(folder / fname)
+        signatures[variant] = data_signature(ckpt)
+        dataset = dataset or ckpt["dataset"]
+        role = check_role((roles or {}).get(variant) or default_role(variant))
+        variants[variant] = {
+            "file": fname,
+            "sha256": sha256_file(folder / fname),
+            "role": role,
+            "card": cards.get(variant, {}),
+        }
+    check_same_data(signatures, f"zoo {folder}")
+    manifest = {
+        "format": ZOO_FORMAT,
+        "name": name or folder.name,
+        "lab_version": package_version(),
+        "dataset": dataset,
+        "variants": variants,
+        **(extra or {}),
+    }
+    tmp = folder / f".{ZOO_MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, folder / ZOO_MANIFEST)
+    return folder / ZOO_MANIFEST
+
+
+def read_zoo_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """Parse and check a zoo's manifest (no models loaded)."""
+    folder = Path(folder)
+    mpath = folder / ZOO_MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(
+            f"no {ZOO_MANIFEST} in {folder}: a zoo is a folder of checkpoints with a manifest "
+            f"(make one with `python -m models.train_zoo --out {folder}`)"
+        )
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{mpath} is not valid JSON: {exc}") from exc
+    if manifest.get("format") != ZOO_FORMAT or not isinstance(manifest.get("variants"), dict):
+        raise CheckpointError(f"{mpath} is not a zoo manifest (expected format {ZOO_FORMAT})")
+    return manifest
+
+
+def load_zoo(folder: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True) -> Zoo:
+    """Load every variant of a zoo, verifying sha256 hashes against the manifest.
+
+    Raises CheckpointError for a missing or changed file, ZooMismatchError (also a ZooError)
+    when the variants, or the manifest's data set, disagree on data set, classes or input size.
+    """
+    folder = Path(folder)
+    manifest = read_zoo_manifest(folder)
+    zoo = Zoo(folder, manifest)
+    signatures = {f"{ZOO_MANIFEST} data set": data_signature({"dataset": manifest.get("dataset") or {}})}
+    for variant, item in manifest["variants"].items():
+        path = folder / item["file"]
+        if not path.is_file():
+            raise CheckpointError(f"zoo {folder}: file {item['file']} of variant {variant} is missing")
+        if verify and sha256_file(path) != item.get("sha256"):
+            raise CheckpointError(
+                f"zoo {folder}: sha256 of {item['file']} does not match {ZOO_MANIFEST} (file changed or corrupt)"
+            )
+        model, meta = load_model(path, device)
+        signatures[variant] = data_signature(meta)
+        zoo.entries[variant] = ZooEntry(variant, model, meta, item.get("card", {}), path)
+    check_same_data(signatures, f"zoo {folder}")
+    return zoo

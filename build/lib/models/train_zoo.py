@@ -1,0 +1,237 @@
+"""Train the four variants into a zoo: ``python -m models.train_zoo --out assets/zoo/default``.
+
+A *recipe* (``models.recipes``) says how each variant is trained. ``cpu-default`` (the shipped zoo)
+trains ``standard`` from scratch and fine-tunes C, ADV and ADV+C from it; the
+``paper-*`` recipes use the paper's networks and hyper-parameters for a GPU.
+Each finished variant is evaluated on the full test split (clean accuracy,
+PGD-10 accuracy, level-1 DS per perturbation kind), copied into the zoo folder
+with its model card (``models.zoo_cards``), and the manifest is rewritten. Rerunning the same command
+after an interruption resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from models.checkpoints import load_model, read_zoo_manifest, sha256_file, write_zoo_manifest
+from models.cli import EXIT_INTERRUPTED, add_threads_argument, make_parser, run_cli
+from models.devices import pick_device
+from models.errors import SettingsError, ZooError
+from models.objectives import PAPER_VARIANTS, VARIANTS
+from models.recipes import RECIPES, build_configs
+from models.runs import FINAL_FILE, RESUME_FILE, move_aside
+from models.train import CHANCE_MARGIN, TrainConfig, train
+from models.zoo_cards import (
+    build_card,
+    card_markdown,
+    cards_on_disk,
+    evaluate_variant,
+    has_quality_bars,
+    quality_bars,
+    summary_table,
+)
+
+
+def _atomic_copy(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` through a temporary file, so an interruption never leaves half a file."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _up_to_date(out: Path, variant: str, run_dir: Path, card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
+    """True when the zoo already holds this run's finished model with a card of the same recipe and evaluation."""
+    dest = out / f"{variant}.pt"
+    same_card = card is not None and (card.get("recipe"), card.get("pgd_eval_request")) == (recipe, pgd)
+    return same_card and dest.is_file() and sha256_file(dest) == sha256_file(run_dir / FINAL_FILE)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _checked_configs(
+    recipe: str, work_dir: Path, variants: list[str] | None, overrides: dict[str, Any]
+) -> tuple[dict[str, TrainConfig], list[str]]:
+    """Every variant's config under ``recipe`` and the variants to train, all flags checked before any training."""
+    configs = build_configs(recipe, work_dir, **overrides)
+    wanted = variants or [v for v in configs if v in PAPER_VARIANTS]  # controls only when asked for
+    unknown = [v for v in wanted if v not in configs]
+    if unknown:
+        raise SettingsError(f"--variants: recipe {recipe} does not train {', '.join(unknown)}")
+    for cfg in configs.values():
+        cfg.resolved().validate()  # every flag checked before hours of training
+    if overrides.get("device"):
+        pick_device(overrides["device"])
+    return configs, wanted
+
+
+def _flag_near_chance(variant: str, card: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Mark ``card`` ``near_chance`` (and warn) when the test accuracy is within ``CHANCE_MARGIN`` of chance."""
+    chance = 1 / card["dataset"].get("num_classes", 10)
+    if metrics["test_clean_acc"] < chance + CHANCE_MARGIN:
+        card["near_chance"] = True
+        print(
+            f"warning: {variant} test accuracy {100 * metrics['test_clean_acc']:.1f}% is within "
+            f"{100 * CHANCE_MARGIN:.0f} points of chance ({100 * chance:.1f}%)",
+            file=sys.stderr,
+        )
+
+
+def train_zoo(
+    recipe: str,
+    out: str | Path,
+    work_dir: str | Path,
+    variants: list[str] | None = None,
+    fresh: bool = False,
+    pgd_size: int | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train (or resume) each variant, evaluate it, and write the zoo folder. Returns the cards.
+
+    Nothing is lost on an interruption: training stops at a step boundary (see models.train), and every zoo file
+    is written atomically, so rerunning the same command continues. ``fresh`` moves earlier runs aside.
+    """
+    out, work_dir = Path(out), Path(work_dir)
+    configs, wanted = _checked_configs(recipe, work_dir, variants, overrides)
+    (out / "cards").mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "zoo.json"
+    cards = cards_on_disk(manifest_path)
+    for variant in wanted:
+        cfg, run_dir = configs[variant], Path(configs[variant].out)
+        if fresh and run_dir.exists():
+            print(f"[zoo] {variant}: --fresh: earlier run moved aside to {move_aside(run_dir)}", file=sys.stderr)
+        t0 = time.perf_counter()
+        if not (run_dir / FINAL_FILE).is_file():
+            resume = (run_dir / RESUME_FILE).is_file()
+            print(f"[zoo] {variant}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
+            train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)
+        elif _up_to_date(out, variant, run_dir, cards.get(variant), recipe, pgd_size or 0):
+            print(f"[zoo] {variant}: already in {out}", file=sys.stderr)
+            continue
+        train_seconds = time.perf_counter() - t0
+        model, _ = load_model(run_dir / FINAL_FILE)
+        print(f"[zoo] {variant}: evaluating on the test split", file=sys.stderr)
+        metrics = evaluate_variant(model, cfg, pgd_size)
+        prior = cards.get(variant, {})
+        seconds = train_seconds if train_seconds > 5 else prior.get("train_seconds", train_seconds)
+        card = {**build_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
+        _flag_near_chance(variant, card, metrics)
+        _atomic_copy(run_dir / FINAL_FILE, out / f"{variant}.pt")
+        _atomic_write(out / "cards" / f"{variant}.md", card_markdown(variant, card))
+        cards = {**cards_on_disk(manifest_path), variant: card}  # another run may have written meanwhile
+        files = {v: f"{v}.pt" for v in VARIANTS if (out / f"{v}.pt").is_file()}
+        extra = {"recipe": recipe, "overrides": {k: v for k, v in overrides.items() if v is not None}}
+        write_zoo_manifest(out, files, cards, name=out.name, extra=extra)
+        print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
+    return cards
+
+
+def print_summary(folder: str | Path) -> None:
+    """The zoo's cards as a table, and the quality bars where its recipe defines them."""
+    if not Path(folder).is_dir():
+        raise ZooError(f"--summary: no zoo folder {folder}")
+    manifest = read_zoo_manifest(folder)
+    print(summary_table(manifest))
+    if has_quality_bars(manifest) and "C" in manifest["variants"]:
+        print("\n| quality bar | measured | met |\n|---|---|---|")
+        for bar, value, met in quality_bars(manifest):
+            print(f"| {bar} | {value} | {'yes' if met else '**no**'} |")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m models.train_zoo`` flags, each with help, default and choices."""
+    parser = make_parser("python -m models.train_zoo", (__doc__ or "").split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--out", required=True, help="zoo folder to write (required: nothing is written by default)")
+    parser.add_argument("--recipe", default="cpu-default", choices=sorted(RECIPES), help="how each variant is trained")
+    parser.add_argument("--work-dir", default=None, help="training runs (default: runs/zoo-<out name>)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        help="train only these (default: the paper's four; controls only when named)",
+    )
+    parser.add_argument("--data-root", default=None, help="for on-disk data sets (cifar100, imagefolder)")
+    parser.add_argument("--dataset", default=None, help="override the recipe's data set")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (default: auto)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every variant's epochs (> 0)")
+    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images (quick runs)")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="override the presets' warm-up steps")
+    parser.add_argument(
+        "--pgd-eval-size",
+        type=int,
+        default=0,
+        help="first N test images attacked with PGD-10 for the cards (0: the whole test split)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="move earlier runs aside (never deleted) and retrain")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a variant ends within 5 points of chance")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--summary", action="store_true", help="print the zoo's cards as a Markdown table; no training")
+    add_threads_argument(parser)
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.summary:
+        print_summary(args.out)
+        return 0
+    if args.pgd_eval_size < 0:
+        raise SettingsError(f"--pgd-eval-size {args.pgd_eval_size}: must be >= 0")
+    work_dir = args.work_dir or f"runs/zoo-{Path(args.out).name}"
+    overrides = {
+        "data_root": args.data_root,
+        "dataset": args.dataset,
+        "device": args.device,
+        "train_limit": args.train_limit,
+        "batch_size": args.batch_size,
+        "warmup_steps": args.warmup_steps,
+        "num_threads": args.num_threads or None,
+        "epochs_scale": args.epochs_scale if args.epochs_scale != 1.0 else None,
+    }
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops like Ctrl-C
+    try:
+        cards = train_zoo(
+            args.recipe,
+            args.out,
+            work_dir,
+            args.variants,
+            args.fresh,
+            args.pgd_eval_size,
+            progress=not args.no_progress,
+            **overrides,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError) as exc:  # e.g. an unknown data set or network name
+        raise SettingsError(str(exc)) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 1 if args.strict and any(card.get("near_chance") for card in cards.values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``python -m models.train_zoo`` / ``scl-zoo`` command; errors are one line and exit 2."""
+    return run_cli(lambda: _main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

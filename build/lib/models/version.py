@@ -1,0 +1,31 @@
+"""The lab's version: one number, in ``pyproject.toml``, readable at run time.
+
+Checkpoints, zoo manifests, reports and the dashboard record :func:`version_string` beside the git commit.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+DISTRIBUTION = "semantic-continuity-lab"
+_PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+
+def package_version() -> str:
+    """The version in the source tree's ``pyproject.toml`` when there is one, else the installed metadata's."""
+    if _PYPROJECT.is_file():
+        return tomllib.loads(_PYPROJECT.read_text())["project"]["version"]
+    return metadata.version(DISTRIBUTION)
+
+
+def version_string() -> str:
+    """``0.2.0``, with ``(commit 1a2b3c4d5e6f)`` appended when run from a git checkout."""
+    from models.checkpoints import git_commit
+
+    commit = git_commit()
+    return package_version() if commit == "unknown" else f"{package_version()} (commit {commit[:12]})"
+
+
+__version__ = package_version()
