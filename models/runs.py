@@ -59,8 +59,12 @@ class StopRequest:
         if self.reason is None:
             self.reason = reason
 
-    def _handler(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - signal handler signature
+    def request_signal(self, signum: int) -> None:
+        """Ask to stop because of signal ``signum`` (recorded by name, e.g. SIGINT)."""
         self.request(signal.Signals(signum).name)
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - signal handler signature
+        self.request_signal(signum)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequest]:

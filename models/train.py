@@ -136,7 +136,7 @@ def save(run: Run, final_metrics: dict[str, Any] | None = None) -> None:
     with signals_deferred(reraise=False) as pending:
         atomic_torch_save(ckpt, run.out / (FINAL_FILE if final else RESUME_FILE))
     for signum in pending:
-        run.stop.request(f"signal {signum}")
+        run.stop.request_signal(signum)
 
 
 def _stop_requested(run: Run) -> bool:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,34 @@ def test_a_signal_during_a_save_waits_for_the_write():
     with _signals_deferred(reraise=False):  # when already stopping the extra signal is dropped
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)
+
+
+def test_a_signal_during_a_save_is_named_like_one_between_steps(monkeypatch):
+    """A Ctrl-C that lands while the checkpoint is written is reported as SIGINT, as one that lands between steps."""
+    from models import train as train_module
+    from models.runs import StopRequest
+
+    def save_then_get_signalled(obj, path):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+
+    monkeypatch.setattr(train_module, "atomic_torch_save", save_then_get_signalled)
+    monkeypatch.setattr(train_module, "make_checkpoint", lambda *a, **k: {})
+    stop = StopRequest()
+    run = types.SimpleNamespace(
+        dist=types.SimpleNamespace(is_main=True),
+        optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1),
+        gen=torch.Generator(),
+        step=3,
+        perm=None,
+        history=[],
+        model=None,
+        cfg=TrainConfig(),
+        num_classes=10,
+        data_info={},
+        out=Path("."),
+        stop=stop,
+    )
+    monkeypatch.setattr(train_module, "network_spec", lambda *a: {})
+    train_module.save(run)
+    assert stop.reason == "SIGINT"
