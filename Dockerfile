@@ -9,6 +9,8 @@
 #     docker buildx imagetools inspect debian:bookworm-slim    (or: skopeo inspect docker://debian:bookworm-slim)
 # Without Docker Hub, scripts/podman.sh bootstraps bookworm with mmdebstrap and builds with
 #     --build-arg BASE_IMAGE=localhost/scl-debian:bookworm-slim
+# That is how this image was built and tested (podman 4.3.1, 2026-11-29; figures in the README's Docker section):
+# never from this digest, which is therefore still unverified.
 ARG BASE_IMAGE=debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
 FROM ${BASE_IMAGE}
 
@@ -36,7 +38,7 @@ RUN python3 -m venv .venv && .venv/bin/python -m pip install -q --upgrade pip \
 
 # The code, then the README's set-up command: it finds the requirements installed and installs this package
 # (pip install -e ., which needs pyproject.toml and the package folders).
-COPY --chown=scl:scl lab pyproject.toml ./
+COPY --chown=scl:scl lab pyproject.toml README.md ./
 COPY --chown=scl:scl models ./models
 COPY --chown=scl:scl analysis ./analysis
 COPY --chown=scl:scl app ./app

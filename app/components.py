@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import backend
+from app import backend, long_lived
 from models.objectives import VARIANT_REGISTRY
 from models.registry import FieldView
 
@@ -81,8 +81,15 @@ def build_navigation():
     )
 
 
+_IMPORTS_FROZEN = False
+
+
 def entry():
     """What the entry script does on every run: page config, navigation, sidebar; returns the page to run."""
+    global _IMPORTS_FROZEN
+    if not _IMPORTS_FROZEN:  # once per server process: the modules imported by now live as long as it does
+        long_lived.freeze()
+        _IMPORTS_FROZEN = True
     setup_page()
     navigation = build_navigation()
     sidebar()

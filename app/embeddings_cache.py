@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from app import long_lived
 from app.images import as_batch, image_key, perturbed_image
 from app.saliency_cache import logits_of
 from app.zoo_cache import ZooHandle, _cached_zoo, embeddings_module, get_dataset
@@ -244,7 +245,7 @@ def whole_set_ready(handle: ZooHandle, dataset: tuple, n: int, representation: s
 def _read_arrays(path: str, mtime: int) -> dict[str, np.ndarray] | None:
     from analysis.embeddings import load_arrays
 
-    return load_arrays(path)
+    return long_lived.freeze(load_arrays(path))
 
 
 def whole_set(

@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from app import long_lived
 from app.zoo_cache import ZooHandle, _cached_zoo, attributions_module, get_dataset
 from models.perturbations import MAX_LEVEL
 
@@ -158,8 +159,8 @@ def _ood_calibration(zoo_key: tuple, dataset: tuple, n_images: int):
 
     handle = _cached_zoo(*zoo_key)
     ds = get_dataset(*dataset)
-    return ood.load_or_calibrate(handle.zoo.models, handle.hashes, ds.images[: int(n_images)],
-                                 dataset=str(dataset[0]))  # fmt: skip
+    return long_lived.freeze(ood.load_or_calibrate(handle.zoo.models, handle.hashes, ds.images[: int(n_images)],
+                                                   dataset=str(dataset[0])))  # fmt: skip
 
 
 def ood_assessment(handle: ZooHandle, dataset: tuple, image: np.ndarray, n_images: int = 2000) -> dict[str, Any]:

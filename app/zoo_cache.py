@@ -20,6 +20,7 @@ from typing import Any
 import streamlit as st
 import torch
 
+from app import long_lived
 from models.checkpoints import CheckpointError, Zoo, load_zoo, read_zoo_manifest
 from models.data import ImageDataset, load_dataset
 
@@ -153,7 +154,7 @@ def open_zoo(path: str | os.PathLike, device: str | None = None) -> ZooHandle:
 
 @st.cache_resource(show_spinner="Loading the model zoo...", max_entries=4)
 def _cached_zoo(path: str, device: str, stamp: int) -> ZooHandle:
-    return open_zoo(path, device)
+    return long_lived.freeze(open_zoo(path, device))
 
 
 def get_zoo(path: str | os.PathLike, device: str | None = None) -> ZooHandle:
@@ -165,7 +166,7 @@ def get_zoo(path: str | os.PathLike, device: str | None = None) -> ZooHandle:
 @st.cache_resource(show_spinner="Loading the data set (built once, then cached on disk)...", max_entries=6)
 def get_dataset(name: str, split: str = "test", root: str | None = None, image_size: int | None = None) -> ImageDataset:
     """A data set split, loaded once per server process (raises DatasetError / ValueError)."""
-    return load_dataset(name, split, root or None, image_size=image_size)
+    return long_lived.freeze(load_dataset(name, split, root or None, image_size=image_size))
 
 
 @st.cache_resource(show_spinner="Importing captum and lime (once per server)...")
@@ -173,7 +174,7 @@ def attributions_module():
     """``analysis.attributions`` (imports captum, lime and scikit-image: seconds, so once)."""
     import analysis.attributions as attributions
 
-    return attributions
+    return long_lived.freeze(attributions)
 
 
 @st.cache_resource(show_spinner="Compiling UMAP (once per server, about 10 s)...")
@@ -183,4 +184,4 @@ def embeddings_module(warm_umap: bool = True):
 
     if warm_umap:
         embeddings.warm_up_umap()
-    return embeddings
+    return long_lived.freeze(embeddings)

@@ -67,6 +67,11 @@ def chart_specs(at: AppTest, prefix: str = "") -> list[dict]:
     return [json.loads(c.proto.spec) for c in charts(at) if prefix in c.proto.id]
 
 
+def saliency_rows_html(at: AppTest) -> list[str]:
+    """The saliency page's rows of maps as drawn by default (HTML: images and CSS colour bars)."""
+    return [h.value for h in at.get("html") if "scl-saliency" in h.value]
+
+
 def array_length(value) -> int:
     """Length of a plotly JSON array: a list, or a typed array {"dtype", "bdata"[, "shape"]}."""
     if isinstance(value, dict):
@@ -133,8 +138,19 @@ def heatmaps(spec: dict) -> list[dict]:
     return [t for t in spec["data"] if t["type"] == "heatmap"]
 
 
-def test_saliency_grid_follows_kind_level_and_methods(app_env):
+def open_interactive_saliency() -> AppTest:
+    """The saliency page with its rows drawn as plotly charts (the "Interactive" toggle on)."""
     at = open_app("saliency")
+    assert not chart_specs(at, "sal_fig_") and len(saliency_rows_html(at)) == 4  # images by default
+    at.toggle(key="sal_interactive").set_value(True)
+    at.run()
+    assert_clean(at)
+    assert not saliency_rows_html(at)
+    return at
+
+
+def test_saliency_grid_follows_kind_level_and_methods(app_env):
+    at = open_interactive_saliency()
     specs = chart_specs(at, "sal_fig_")
     assert len(specs) == 4  # one row per variant: the paper's four of the six in the zoo
     for spec in specs:
@@ -189,7 +205,7 @@ def png_size(uri: str) -> tuple[int, int]:
 
 def test_saliency_display_controls(app_env):
     """Overlay, raw maps, opacity, shared / per-map colour scale: what each control changes in the figures."""
-    at = open_app("saliency")
+    at = open_interactive_saliency()
     specs = chart_specs(at, "sal_fig_")
     for spec in specs:
         images = [t for t in spec["data"] if t["type"] == "image"]
@@ -228,6 +244,60 @@ def test_saliency_display_controls(app_env):
         assert all(h["opacity"] == 1.0 for h in heatmaps(spec))
 
 
+def html_images(row: str) -> list[tuple[str, str]]:
+    """(alt text, data URI) of every image of one HTML row."""
+    import re
+
+    return [(alt, uri) for uri, alt in re.findall(r'<img src="([^"]+)"[^>]* alt="([^"]*)"', row)]
+
+
+def colour_bar_limits(row: str) -> list[str]:
+    """The upper limit of each colour bar of one HTML row, as labelled ("colour scale: LOW to HIGH")."""
+    import re
+
+    return re.findall(r'title="colour scale: [^"]* to ([^"]+)"', row)
+
+
+def test_saliency_default_rows_are_images_with_colour_bars(app_env):
+    """The default drawing (fast HTML): images of at least 224 px, one colour bar per map, a shared scale that
+    every row labels alike, per-map scales that differ, raw maps and overlays that follow the controls."""
+    import html as html_lib
+
+    at = open_app("saliency")
+    rows = saliency_rows_html(at)
+    assert len(rows) == 4
+    for row in rows:
+        images = html_images(row)
+        assert [alt for alt, _ in images] == ["original", "perturbed: brightness +16/255", "Integrated Gradients",
+                                              "GradCAM"]  # fmt: skip
+        assert all(min(png_size(html_lib.unescape(uri))) >= 224 for _, uri in images)
+        assert len(colour_bar_limits(row)) == 2  # one per method
+    shared = {tuple(colour_bar_limits(row)) for row in rows}
+    assert len(shared) == 1  # one scale per method for every row
+    overlay_06 = html_images(rows[0])[2][1]
+
+    at.radio(key="sal_scale").set_value("per map")
+    at.slider(key="sal_opacity").set_value(0.35)
+    at.run()
+    assert_clean(at)
+    rows = saliency_rows_html(at)
+    assert len({colour_bar_limits(row)[0] for row in rows}) == 4  # each row's IG its own scale
+    assert html_images(rows[0])[2][1] != overlay_06  # the map over the greyscale image at another opacity
+
+    at.toggle(key="sal_raw").set_value(True)
+    at.run()
+    assert_clean(at)
+    for row in saliency_rows_html(at):
+        alts = [alt for alt, _ in html_images(row)]
+        assert alts[-2:] == ["raw: Integrated Gradients", "raw: GradCAM"] and len(colour_bar_limits(row)) == 4
+
+    at.toggle(key="sal_overlay").set_value(False)
+    at.run()
+    assert_clean(at)
+    for row in saliency_rows_html(at):
+        assert not any(alt.startswith("raw: ") for alt, _ in html_images(row))  # bare maps: no second row
+
+
 def test_saliency_variant_multiselect_offers_the_controls(app_env):
     at = open_app("saliency")
     chooser = at.multiselect(key="sal_variants")
@@ -235,7 +305,7 @@ def test_saliency_variant_multiselect_offers_the_controls(app_env):
     chooser.set_value(["standard", "standard+jitter"])
     at.run()
     assert_clean(at)
-    assert len(chart_specs(at, "sal_fig_")) == 2
+    assert len(saliency_rows_html(at)) == 2
     assert any(m.value == "### standard\\+jitter" for m in at.markdown)  # the name, escaped
     assert any("Control for C" in c.value for c in at.caption)  # the registry's help text
 
@@ -268,7 +338,7 @@ def test_saliency_gallery_class_filter(app_env):
     at.run()
     assert_clean(at)
     assert any("true class **7**" in m.value for m in at.markdown)
-    assert len(chart_specs(at, "sal_fig_")) == 4
+    assert len(saliency_rows_html(at)) == 4
 
 
 def test_saliency_upload_good_and_bad(app_env):
@@ -280,14 +350,14 @@ def test_saliency_upload_good_and_bad(app_env):
     at.file_uploader(key="sal_upload").set_value(("photo.png", png_bytes(photo()), "image/png"))
     at.run()
     assert_clean(at)
-    assert len(chart_specs(at, "sal_fig_")) == 4
+    assert len(saliency_rows_html(at)) == 4
     assert any("PNG 128x96" in c.value and "RGB 32x32" in c.value for c in at.caption)
 
     at.file_uploader(key="sal_upload").set_value(("notes.png", b"this is text, not a picture", "image/png"))
     at.run()
     assert_clean(at)
     assert any("was not accepted" in e.value and "not an image" in e.value for e in at.error)
-    assert not chart_specs(at, "sal_fig_")  # no grid for a refused file
+    assert not saliency_rows_html(at)  # no grid for a refused file
 
     at.file_uploader(key="sal_upload").set_value(("empty.jpg", b"", "image/jpeg"))
     at.run()
@@ -303,7 +373,7 @@ def test_saliency_upload_names_escaped_svg_refused_and_ood_checked(app_env):
     at.file_uploader(key="sal_upload").set_value((hostile, png_bytes(photo()), "image/png"))
     at.run()
     assert_clean(at)
-    assert len(chart_specs(at, "sal_fig_")) == 4
+    assert len(saliency_rows_html(at)) == 4
     shown = next(c.value for c in at.caption if c.value.startswith("Uploaded "))
     assert "\\*\\*bold\\*\\*" in shown and "\\[x\\]\\(javascript\\:" in shown and "\\:red\\[y\\]" in shown
     assert "**bold**" not in shown.replace("\\*", "")  # no live Markdown left
@@ -315,7 +385,7 @@ def test_saliency_upload_names_escaped_svg_refused_and_ood_checked(app_env):
     at.run()
     assert_clean(at)
     assert any("drawing\\.svg was not accepted" in e.value and "not an image" in e.value for e in at.error)
-    assert not chart_specs(at, "sal_fig_")  # the previous upload's grid is gone
+    assert not saliency_rows_html(at)  # the previous upload's grid is gone
 
 
 def test_embeddings_projections(app_env, tmp_path, monkeypatch):

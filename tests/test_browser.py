@@ -131,10 +131,10 @@ def open_saliency(page, url: str) -> None:
 
 
 def wait_for_variant_rows(page) -> None:
-    """Until each variant's row has drawn its plotly figure."""
+    """Until each variant's row has drawn its maps (images, the default drawing)."""
     for key in VARIANT_ROWS:
         row = page.locator(f".st-key-sal_row_{key}")
-        row.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=RESULT_S * 1000)
+        row.locator(".scl-saliency img").first.wait_for(timeout=RESULT_S * 1000)
 
 
 def screenshot_tall(page, path: Path) -> None:
@@ -185,10 +185,9 @@ def test_upload_photograph_and_see_four_rows(server, astronaut_png):
             for key in VARIANT_ROWS:
                 row = page.locator(f".st-key-sal_row_{key}")
                 assert row.count() == 1, key
-                chart = row.locator('[data-testid="stPlotlyChart"]')
-                assert chart.count() == 1, key
-                # original and perturbed photographs are drawn as images, the maps as heatmaps
-                assert chart.locator("image").count() >= 2, key
+                # original and perturbed photographs, then IG and GradCAM over a greyscale copy, each with a colour bar
+                assert row.locator(".scl-saliency img").count() == 4, key
+                assert row.locator(".scl-colour-bar").count() == 2, key
                 assert "DS" in row.inner_text(), key
                 assert "IG completeness" in row.inner_text(), key
             assert proc.poll() is None, "the server died"
@@ -372,17 +371,18 @@ def test_every_page_by_address_first_paint_and_no_request_leaves(server):
     assert "Traceback" not in log.read_text()
 
 
-def chart_images(page, key: str) -> int:
-    """The number of image traces (photographs and greyscale backdrops) plotly drew in one variant's row."""
-    return page.evaluate(
-        "k => { const gd = document.querySelector(`.st-key-sal_row_${k} .js-plotly-plot`);"
-        " return gd && gd.data ? gd.data.filter(t => t.type === 'image').length : -1; }",
-        key,
-    )
+def map_sources(page, key: str) -> list[str]:
+    """The image sources of one variant's row of maps (original, perturbed, then one per method)."""
+    return page.locator(f".st-key-sal_row_{key} .scl-saliency img").evaluate_all("els => els.map(e => e.src)")
+
+
+def colour_bar_titles(page) -> list[str]:
+    """The first (IG) colour bar's label of each variant's row, in row order."""
+    return [page.locator(f".st-key-sal_row_{key} .scl-colour-bar").first.get_attribute("title") for key in VARIANT_ROWS]
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_saliency_overlay_and_shared_scale_toggles(server):
+def test_saliency_overlay_shared_scale_and_interactive_toggles(server):
     url, proc, log = server
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
@@ -391,22 +391,30 @@ def test_saliency_overlay_and_shared_scale_toggles(server):
             open_saliency(page, url)
             wait_for_variant_rows(page)
             wait_idle(page, RESULT_S)
-            with_overlay = chart_images(page, "standard")
-            assert with_overlay == 4  # original, perturbed, a greyscale backdrop under IG and under GradCAM
+            overlaid = map_sources(page, "standard")
+            assert len(overlaid) == 4  # original, perturbed, IG and GradCAM over a greyscale copy
+            assert len(set(colour_bar_titles(page))) == 1  # the shared scale (default): one label for every row
             page.locator(".st-key-sal_overlay").get_by_text("Overlay on greyscale").click()
             page.wait_for_function(
-                "() => { const gd = document.querySelector('.st-key-sal_row_standard .js-plotly-plot');"
-                " return gd && gd.data && gd.data.filter(t => t.type === 'image').length === 2; }",
+                "old => { const s = [...document.querySelectorAll('.st-key-sal_row_standard .scl-saliency img')]"
+                ".map(e => e.src); return s.length === 4 && s[2] !== old; }",
+                arg=overlaid[2],
                 timeout=RESULT_S * 1000,
-            )
+            )  # the bare map replaces the overlay
             wait_idle(page, RESULT_S)
+            assert map_sources(page, "standard")[:2] == overlaid[:2]  # the photographs stay
             main = page.locator('[data-testid="stMain"]')
             assert "one scale per method is shared by every row" in main.inner_text()
             page.locator(".st-key-sal_scale").get_by_text("per map").click()
             main.get_by_text("scaled by its own largest", exact=False).first.wait_for(timeout=RESULT_S * 1000)
             wait_idle(page, RESULT_S)
+            assert len(set(colour_bar_titles(page))) == len(VARIANT_ROWS)  # each row its own scale
+            page.locator(".st-key-sal_interactive").get_by_text("Interactive").click()  # plotly charts instead
             for key in VARIANT_ROWS:
-                assert chart_images(page, key) == 2, key
+                chart = page.locator(f".st-key-sal_row_{key} [data-testid='stPlotlyChart'] .main-svg").first
+                chart.wait_for(timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)
+            assert page.locator(".scl-saliency").count() == 0
             assert page.locator('[data-testid="stException"]').count() == 0
         except BaseException:
             page.screenshot(path=str(artifacts / "toggles-failure.png"), full_page=True)

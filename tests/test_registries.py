@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -125,6 +124,9 @@ def test_the_toys_reach_the_report_and_the_dashboard(toys, tmp_path, monkeypatch
     at.multiselect(key="sal_variants").set_value([TOY_VARIANT])
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert np.isfinite(len(at.get("plotly_chart")))
+    rows = [h.value for h in at.get("html") if "scl-saliency" in h.value]  # the default drawing: images
+    assert rows and all('alt="Toy gradient"' in row for row in rows)
+    at.toggle(key="sal_interactive").set_value(True).run()  # and as plotly charts
+    assert not at.exception, [e.value for e in at.exception]
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "sal_fig_" in c.proto.id]
     assert specs and any("Toy gradient" in json.dumps(s["layout"]) for s in specs)

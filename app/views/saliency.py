@@ -11,7 +11,7 @@ import time
 
 import streamlit as st
 
-from app import backend, components, figures, map_figures, pickers
+from app import backend, components, figures, map_figures, map_html, pickers
 
 ctx = components.context()
 st.title("Saliency, side by side")
@@ -85,8 +85,8 @@ def _top3(row: dict) -> str:
     return "top-3 (perturbed): " + ", ".join(f"{_class(c)} {100 * probs[c]:.0f}%" for c in row["top_perturbed"])
 
 
-def _display_controls() -> tuple[int, bool, bool, bool, float]:
-    """The level and display controls: (level, overlay, raw, shared colour scale, opacity)."""
+def _display_controls() -> tuple[int, bool, bool, bool, float, bool]:
+    """The level and display controls: (level, overlay, raw, shared colour scale, opacity, interactive)."""
     d1, d2, d3, d4 = st.columns([2.0, 1.3, 1.5, 1.2])
     with d1:
         level = st.slider("Level", 0, backend.MAX_LEVEL, 1, key="sal_level",
@@ -103,7 +103,10 @@ def _display_controls() -> tuple[int, bool, bool, bool, float]:
                               "variants. Per map: each map scaled by its own largest |value|.")  # fmt: skip
     with d4:
         opacity = st.slider("Map opacity", 0.1, 1.0, 0.6, 0.05, key="sal_opacity", disabled=not overlay)
-    return level, overlay, raw, scale_mode == "shared by the variants", opacity
+        interactive = st.toggle("Interactive", value=False, key="sal_interactive",
+                                help="Draw the rows as plotly charts: hover shows each pixel's value, zoom works; "
+                                "slower to redraw than the default images.")  # fmt: skip
+    return level, overlay, raw, scale_mode == "shared by the variants", opacity, interactive
 
 
 def _row_header(variant: str, row: dict):
@@ -131,7 +134,7 @@ def _row_header(variant: str, row: dict):
     return chart
 
 
-def _rows_caption(shared: bool, elapsed: float) -> None:
+def _rows_caption(shared: bool, elapsed: float, level: int) -> None:
     """What the rows show and how long they took to draw."""
     st.caption(
         f"{components.DS_CAPTION} Maps explain the class each variant predicts on the *original* image, computed "
@@ -141,15 +144,15 @@ def _rows_caption(shared: bool, elapsed: float) -> None:
            "each map is scaled by its own largest |value| (colours compare where, not how strongly). ")
         + "IG completeness δ = sum of attributions − (F(x)[class] − F(black)[class]); near 0 means the integration "
         "is accurate. ρ = Spearman rank correlation between the map of the perturbed and of the original image. "
-        f"Images upscaled by nearest neighbour. Drawn in {elapsed * 1000:.0f} ms (every level of this perturbation "
-        "is computed at once and cached)."
+        f"Images upscaled by nearest neighbour. Level {level} drawn in {elapsed * 1000:.0f} ms (every level of this "
+        "perturbation is computed at once and cached)."
     )  # fmt: skip
 
 
 @st.fragment
 def saliency_rows() -> None:
     """Level, display controls and the rows: reruns alone when one of its controls moves."""
-    level, overlay, raw, shared, opacity = _display_controls()
+    level, overlay, raw, shared, opacity, interactive = _display_controls()
     t0 = time.perf_counter()
     fast = [m for m in methods if not methods_info[m].slow]
     slow = [m for m in methods if methods_info[m].slow]
@@ -174,7 +177,8 @@ def saliency_rows() -> None:
     def draw(variant: str) -> None:
         row = rows[variant]
         draws["n"] += 1
-        fig = map_figures.saliency_comparison(
+        draw_row = map_figures.saliency_comparison if interactive else map_html.saliency_comparison_html
+        drawn = draw_row(
             picked.image, perturbed, row["maps"], signed={m: methods_info[m].signed for m in row["maps"]},
             scales=scales_of(variant, "maps"), labels={m: methods_info[m].label for m in row["maps"]},
             image_titles=("original", applied), overlay=overlay, opacity=opacity, raw=raw,
@@ -182,8 +186,11 @@ def saliency_rows() -> None:
             original_scales=scales_of(variant, "original_maps") if with_original else None,
         )  # fmt: skip
         with charts[variant].container():
-            st.plotly_chart(fig, key=f"sal_fig_{variant}_{draws['n']}", width="content",
-                            config={"displayModeBar": False})  # fmt: skip
+            if interactive:
+                st.plotly_chart(drawn, key=f"sal_fig_{variant}_{draws['n']}", width="content",
+                                config={"displayModeBar": False})  # fmt: skip
+            else:
+                st.html(drawn)
 
     charts = {}
     for variant in variants:
@@ -209,7 +216,7 @@ def saliency_rows() -> None:
             row["similarity_slot"].caption("  \n".join(lines))
 
     elapsed = time.perf_counter() - t0
-    _rows_caption(shared, elapsed)
+    _rows_caption(shared, elapsed, level)
     st.session_state["sal_last_ms"] = elapsed * 1000
 
 
