@@ -117,11 +117,12 @@ def train_zoo(
         cfg, run_dir = configs[variant], Path(configs[variant].out)
         if fresh and run_dir.exists():
             print(f"[zoo] {variant}: --fresh: earlier run moved aside to {move_aside(run_dir)}", file=sys.stderr)
-        t0 = time.perf_counter()
+        t0, trained_here = time.perf_counter(), False
         if not (run_dir / FINAL_FILE).is_file():
             resume = (run_dir / RESUME_FILE).is_file()
             print(f"[zoo] {variant}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
             train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)
+            trained_here = True
         elif _up_to_date(out, variant, run_dir, cards.get(variant), recipe, pgd_size or 0):
             print(f"[zoo] {variant}: already in {out}", file=sys.stderr)
             continue
@@ -130,7 +131,8 @@ def train_zoo(
         print(f"[zoo] {variant}: evaluating on the test split", file=sys.stderr)
         metrics = evaluate_variant(model, cfg, pgd_size)
         prior = cards.get(variant, {})
-        seconds = train_seconds if train_seconds > 5 else prior.get("train_seconds", train_seconds)
+        # a run finished before this command (only evaluated here) has no training time of its own to report
+        seconds = train_seconds if trained_here else prior.get("train_seconds")
         card = {**build_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
         _flag_near_chance(variant, card, metrics)
         _atomic_copy(run_dir / FINAL_FILE, out / f"{variant}.pt")

@@ -82,7 +82,7 @@ def card_markdown(variant: str, card: dict[str, Any]) -> str:
             )
         )
         + (f"; epochs run: {card['epochs_run']:g}" if card.get("epochs_run") is not None else ""),
-        f"- training time: {card['train_seconds']:.0f} s on {card['device']}; code {card['git_commit']}",
+        f"- training time: {_training_time(card)}; code {card['git_commit']}",
         "",
         "| metric (test split) | value |",
         "|---|---|",
@@ -107,7 +107,16 @@ OBJECTIVES = {
 }
 
 
-def build_card(variant: str, recipe: str, run_dir: Path, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _training_time(card: dict[str, Any]) -> str:
+    seconds = card.get("train_seconds")
+    if seconds is None:
+        return "not recorded (the run was trained before the zoo command that evaluated it)"
+    return f"{seconds:.0f} s on {card['device']} (wall time)"
+
+
+def build_card(
+    variant: str, recipe: str, run_dir: Path, metrics: dict[str, Any], seconds: float | None
+) -> dict[str, Any]:
     """A variant's card: what actually ran (config, data set and epochs from the finished checkpoint)."""
     ckpt = load_checkpoint(run_dir / FINAL_FILE)
     cfg, history = ckpt["config"], ckpt["metrics"].get("history", [])

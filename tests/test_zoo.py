@@ -24,7 +24,8 @@ SHIPPED = ROOT / "assets" / "zoo" / "default"
 
 def test_shipped_zoo_is_complete_small_and_verified():
     manifest = json.loads((SHIPPED / "zoo.json").read_text())
-    assert list(manifest["variants"]) == list(PAPER_VARIANTS)  # the controls are not shipped
+    # the paper's four, then the two controls (C's jitter as augmentation; ADV+C with alpha 0)
+    assert list(manifest["variants"]) == [*PAPER_VARIANTS, "standard+jitter", "ADV-mixed"]
     for variant, item in manifest["variants"].items():
         path = SHIPPED / item["file"]
         assert path.stat().st_size <= 4 * 1024 * 1024, f"{path} is over 4 MB"
@@ -118,3 +119,7 @@ def test_card_markdown_lists_metrics_and_differences():
     }
     text = card_markdown("standard", card)
     assert "90.00%" in text and "width-16" in text and "DS level 1, hue" in text
+    assert "training time: 3 s on cpu" in text
+    # a run trained before the zoo command that evaluated it: no time is invented for it
+    untimed = card_markdown("standard", {**card, "train_seconds": None})
+    assert "training time: not recorded" in untimed and " 0 s " not in untimed
