@@ -93,6 +93,16 @@ def _flag_near_chance(variant: str, card: dict[str, Any], metrics: dict[str, Any
         )
 
 
+# where and how fast a zoo trains, not what it trains: they do not make it another recipe's zoo
+EXECUTION_SETTINGS = ("device", "num_threads", "data_root")
+
+
+def recipe_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The flags that change what the recipe trains (data set, limits, batch, warm-up, epochs), as recorded in
+    the manifest; the device, thread count and data location are left out."""
+    return {k: v for k, v in overrides.items() if v is not None and k not in EXECUTION_SETTINGS}
+
+
 def train_zoo(
     recipe: str,
     out: str | Path,
@@ -139,7 +149,7 @@ def train_zoo(
         _atomic_write(out / "cards" / f"{variant}.md", card_markdown(variant, card))
         cards = {**cards_on_disk(manifest_path), variant: card}  # another run may have written meanwhile
         files = {v: f"{v}.pt" for v in VARIANTS if (out / f"{v}.pt").is_file()}
-        extra = {"recipe": recipe, "overrides": {k: v for k, v in overrides.items() if v is not None}}
+        extra = {"recipe": recipe, "overrides": recipe_overrides(overrides)}
         write_zoo_manifest(out, files, cards, name=out.name, extra=extra)
         print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
     return cards

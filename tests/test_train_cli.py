@@ -212,3 +212,12 @@ def test_resume_keeps_the_batch_size_it_started_with(tmp_path, one_thread):
     atomic_torch_save(ckpt, tmp_path / "old" / RESUME_FILE)
     resumed = train(dataclasses.replace(old, min_epoch_steps=40, resume=True), progress=False)
     assert resumed["step"] == 4 and load_checkpoint(tmp_path / "old" / FINAL_FILE)["config"]["batch_size"] == 32
+
+
+def test_zoo_manifest_records_only_the_flags_that_change_what_is_trained():
+    """--num-threads, --device and --data-root say where and how fast a zoo trains: a zoo trained with them is
+    still the recipe's zoo (its quality bars apply); --train-limit and the like make it another."""
+    from models.train_zoo import recipe_overrides
+
+    assert recipe_overrides({"num_threads": 2, "device": "cpu", "data_root": "/data", "batch_size": None}) == {}
+    assert recipe_overrides({"num_threads": 2, "train_limit": 64, "epochs_scale": None}) == {"train_limit": 64}
