@@ -145,6 +145,29 @@ def map_scale(maps: Sequence[np.ndarray], signed: bool) -> float:
     return top if top > 0 else 1.0
 
 
+MapRow = tuple[str, Mapping[str, np.ndarray], "np.ndarray | None", Mapping[str, float]]
+
+
+def map_rows(
+    original: np.ndarray,
+    perturbed: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    scales: Mapping[str, float],
+    overlay: bool,
+    raw: bool,
+    original_maps: Mapping[str, np.ndarray] | None,
+    original_scales: Mapping[str, float] | None,
+) -> list[MapRow]:
+    """The rows of maps a saliency comparison draws (plotly or HTML): (title prefix, maps, the image they are
+    overlaid on or None, colour scales): the perturbed image's maps, then the raw maps, then the original's."""
+    rows: list[MapRow] = [("", maps, perturbed if overlay else None, scales)]
+    if raw and overlay:
+        rows.append(("raw: ", maps, None, scales))
+    if original_maps:
+        rows.append(("original: ", original_maps, original if overlay else None, original_scales or scales))
+    return rows
+
+
 def saliency_comparison(
     original: np.ndarray,
     perturbed: np.ndarray,
@@ -173,12 +196,7 @@ def saliency_comparison(
     """
     methods = list(maps)
     labels = dict(labels or {})
-    rows_spec: list[tuple[str, Mapping[str, np.ndarray], np.ndarray | None, Mapping[str, float]]] = []
-    rows_spec.append(("", maps, perturbed if overlay else None, scales))
-    if raw and overlay:
-        rows_spec.append(("raw: ", maps, None, scales))
-    if original_maps:
-        rows_spec.append(("original: ", original_maps, original if overlay else None, original_scales or scales))
+    rows_spec = map_rows(original, perturbed, maps, scales, overlay, raw, original_maps, original_scales)
     n_rows, n_cols = len(rows_spec), 2 + len(methods)
     big_orig, k = upscale_nearest(original, panel_px)
     side_y, side_x = big_orig.shape[:2]

@@ -16,7 +16,7 @@ import numpy as np
 import plotly.colors
 
 from app.figures import method_label
-from app.map_figures import DIVERGING, POSITIVE, greyscale, image_uri
+from app.map_figures import DIVERGING, POSITIVE, greyscale, image_uri, map_rows
 
 _BAR_PX = 10  # colour bar width
 _LABEL_PX = 46  # room for the colour bar's tick labels
@@ -103,13 +103,7 @@ def saliency_comparison_html(
     ``original_maps`` the maps of the original image, in rows below. Every image is upscaled by nearest
     neighbour to at least ``panel_px`` pixels."""
     labels = dict(labels or {})
-    rows: list[tuple[str, Mapping[str, np.ndarray], np.ndarray | None, Mapping[str, float]]] = [
-        ("", maps, perturbed if overlay else None, scales)
-    ]
-    if raw and overlay:
-        rows.append(("raw: ", maps, None, scales))
-    if original_maps:
-        rows.append(("original: ", original_maps, original if overlay else None, original_scales or scales))
+    rows = map_rows(original, perturbed, maps, scales, overlay, raw, original_maps, original_scales)
     head = [
         _panel(title, image_uri(image, panel_px), panel_px, title)
         for image, title in zip((original, perturbed), image_titles, strict=True)
