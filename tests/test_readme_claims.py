@@ -25,7 +25,8 @@ README_NAMES = {
     "interpretability_integrated_gradients": "IG and LIME mask share",
     "interpretability_gradcam": "GradCAM mask share",
     "interpretability_lime": "IG and LIME mask share",
-    "transfer": "transfer to",
+    "transfer_digits": "transfer to digits",
+    "transfer_fashion-mnist": "domain shift to background-free Fashion-MNIST",
     "fairness": "colour bias",
 }
 
