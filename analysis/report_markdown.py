@@ -169,7 +169,8 @@ def section_table4(ctx: Context, status: Status) -> str:
         rows.append(r)
     out += [md_table(pd.DataFrame(rows)), ""]
     if df is not None:
-        out += [f"Ours: mean ± sd over {df['seed'].nunique()} seed(s); " + ". ".join(status["fairness"]["notes"]) + ".", "",
+        notes = ". ".join(status["fairness"]["notes"])
+        out += [f"Ours: mean ± sd over {df['seed'].nunique()} seed(s); {notes}.", "",
                 sec.figure_md(status, "fairness", "table4"), ""]  # fmt: skip
     else:
         out += [sec.missing(status, "fairness") or "", ""]
