@@ -123,3 +123,31 @@ def test_fairness_retrains_only_registered_variants_and_names_the_skipped():
     ctx = SimpleNamespace(roles={"theirs": "baseline", "mine": "constrained"})
     variants, skipped = fairness_variants(ctx)
     assert variants == ["standard", "C"] and set(skipped) == {"theirs", "mine"}  # nothing trainable: the paper's pair
+
+
+def test_the_colour_bias_experiment_trains_c_with_its_alpha_setting(monkeypatch, tmp_path):
+    """``--set fairness_alpha=A`` reaches C's training, and the report's notes and "ran" record it."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import analysis.fairness
+    from analysis.experiments.settings import QUICK
+    from analysis.experiments.training import run_fairness
+
+    seen = {}
+
+    def fake_table(**kwargs):
+        seen.update(kwargs)
+        rows = [[v, 0, 0.8, 0.9, 0.79, 5, 95, 0.91, 1.0] for v in kwargs["variants"]]
+        return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
+
+    monkeypatch.setattr(analysis.fairness, "fairness_table", fake_table)
+    roles = {"standard": "baseline", "C": "constrained", "standard+jitter": "baseline+jitter"}
+    ctx = SimpleNamespace(settings=dataclasses.replace(QUICK, fairness_alpha=0.25), roles=roles, out=tmp_path,
+                          work_dir=tmp_path / "work", progress=False, device="cpu")  # fmt: skip
+    (tmp_path / "figures").mkdir()
+    output = run_fairness(ctx)
+    assert seen["alpha"] == 0.25 and list(seen["variants"]) == ["standard", "C", "standard+jitter"]
+    assert output.ran["alpha"] == 0.25 and "C's alpha 0.25" in output.notes[0]
