@@ -34,7 +34,8 @@ from models.objectives import VARIANTS
 from models.train import TrainConfig
 
 FAIRNESS_COLUMNS = [
-    "variant", "seed", "test_acc", "test_acc_red", "test_acc_blue", "n_red", "n_blue", "val_acc", "train_seconds",
+    "variant", "seed", "test_acc", "test_acc_red", "test_acc_blue", "n_red", "n_blue", "val_acc", "n_train", "n_val",
+    "train_seconds",
 ]  # fmt: skip
 SOURCES = ("fashion-mnist", "digits")
 EPS = 8 / 255
@@ -86,6 +87,7 @@ def fairness_table(
     network: str = "resnet18-cifar",
     preset: str = "scratch",
     lr: float | None = None,
+    schedule: str | None = None,
     warmup_steps: int | None = None,
     batch_size: int = 128,
     val_size: int = 200,
@@ -98,14 +100,18 @@ def fairness_table(
     """Train each variant from scratch on the colour-bias training split, per seed, and score it (Table 4).
 
     ``train_limit`` / ``test_limit`` keep the first n images of each split (the colours are assigned 95/5 within
-    them). ``preset`` (default "scratch": SGD, lr 0.05, cosine, 100 warm-up steps) can be adjusted with ``lr`` and
-    ``warmup_steps`` (short runs need fewer warm-up steps). Runs go to ``out_dir/<variant>/seed-<seed>``.
+    them). ``preset`` (default "scratch": SGD, lr 0.05, cosine, 100 warm-up steps) can be adjusted with ``lr``,
+    ``schedule`` ("constant" or "cosine") and ``warmup_steps`` (short runs need fewer warm-up steps). Runs go to
+    ``out_dir/<variant>/seed-<seed>``; a run already there under the same settings (finished, or interrupted) is
+    reused or resumed, not retrained (``analysis.transfer.run_training(reuse=True)``), so a stopped experiment
+    continues where it was and processes given different ``seeds`` can share one ``out_dir``.
     ``val_acc`` is the accuracy at the end of training on ``val_size`` images held out of the (95% red) training
     split: the training distribution (with ``val_size=0``, on the training images themselves). ``threads`` fixes
     torch's thread count during each run, so the same command, seeds and thread count give the same numbers.
 
     Columns: variant, seed, test_acc, test_acc_red, test_acc_blue (NaN when a colour is absent), n_red, n_blue
-    (test images per background colour), val_acc, train_seconds.
+    (test images per background colour), val_acc, n_train and n_val (the images trained on and held out, as
+    ``models.train`` split them), train_seconds.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -117,19 +123,22 @@ def fairness_table(
     labels = test.labels.numpy()
     rows = []
     train_set = loader("train")
+    n_val = min(val_size, len(train_set) // 5) if val_size > 0 else 0  # models.train_setup's cap
+    split = {"n_train": len(train_set) - n_val, "n_val": n_val}
     jobs = [(v, seed) for v in variants for seed in seeds]
     for done, (variant, seed) in enumerate(jobs, 1):
         if progress:
             print(f"[fairness {done}/{len(jobs)}] {variant}, seed {seed}", flush=True)
         cfg = TrainConfig(
             variant=variant, dataset="colour-bias", network=network, width=width, epochs=epochs,
-            batch_size=batch_size, preset=preset, lr=lr, warmup_steps=warmup_steps, alpha=alpha, pgd_eps=EPS,
-            pgd_steps=pgd_steps, pgd_step=pgd_step if pgd_step is not None else 2.5 * EPS / max(1, pgd_steps),
-            val_size=val_size, eval_pgd_subset=0, eval_test=False, seed=int(seed), device=device,
+            batch_size=batch_size, preset=preset, lr=lr, schedule=schedule, warmup_steps=warmup_steps, alpha=alpha,
+            pgd_eps=EPS, pgd_steps=pgd_steps, val_size=val_size,
+            pgd_step=pgd_step if pgd_step is not None else 2.5 * EPS / max(1, pgd_steps), eval_pgd_subset=0,
+            eval_test=False, seed=int(seed), device=device,
             out=str(out_dir / variant / f"seed-{seed}"), num_threads=threads,
         )  # fmt: skip
-        metrics, model, seconds = run_training(cfg, progress=progress, data=train_set)
-        rows.append(_fairness_row(variant, seed, metrics, model, seconds, test, colours, labels))
+        metrics, model, seconds = run_training(cfg, progress=progress, data=train_set, reuse=True)
+        rows.append({**_fairness_row(variant, seed, metrics, model, seconds, test, colours, labels), **split})
     return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
 
 

@@ -22,7 +22,9 @@ seeds and thread count give the same numbers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import json
 import math
 import os
 import time
@@ -35,6 +37,7 @@ import torch
 
 from models.checkpoints import (
     ZOO_MANIFEST,
+    CheckpointError,
     Zoo,
     ZooEntry,
     atomic_torch_save,
@@ -44,9 +47,12 @@ from models.checkpoints import (
 )
 from models.data import ImageDataset, load_dataset
 from models.evaluation import accuracy
-from models.train import FINAL_FILE, TrainConfig, pick_device, train
+from models.train import FINAL_FILE, RESUME_FILE, TrainConfig, pick_device, train
+from models.train_config import small_set_batch_size
+from models.train_setup import training_data
 
 TRANSFER_COLUMNS = ["variant", "target", "kind", "seed", "test_acc", "n_train", "n_test", "epochs", "train_seconds"]
+TIMING_FILE = "timing.json"  # training seconds of a run made by run_training, kept across resumes
 TRANSFER, DOMAIN_SHIFT = "transfer (new classes)", "domain shift (same classes)"
 DEFAULT_TARGETS: tuple[str, ...] = ("digits", "fashion-mnist")
 
@@ -90,21 +96,72 @@ def keep_threads() -> Iterator[None]:
 
 
 def run_training(
-    cfg: TrainConfig, progress: bool = False, data: ImageDataset | None = None
+    cfg: TrainConfig, progress: bool = False, data: ImageDataset | None = None, reuse: bool = False
 ) -> tuple[dict[str, Any], torch.nn.Module, float]:
     """``train(cfg, data=data)``, then load the finished model; returns (metrics, model in eval mode, seconds).
 
     Without ``progress`` the training loop's own printing (per-epoch JSON lines, the --init notice) is swallowed.
     Ctrl-C / SIGTERM during training raise ``models.runs.TrainingInterrupted`` (a KeyboardInterrupt), never an
     ordinary exception that a caller's ``except Exception`` would record as a failure.
+
+    With ``reuse``, ``cfg.out`` may already hold this very run (the same configuration, up to where it runs and on
+    how many threads): a finished one is loaded instead of retrained, an interrupted one is resumed (bit-identical
+    on the CPU). So an experiment stopped half-way, or split over several processes sharing one folder, finishes
+    with the numbers of one uninterrupted run. A folder holding any other run is trained over from scratch.
+    ``seconds`` is the training time over all the calls that made the run (NaN when not recorded).
     """
+    out = Path(cfg.out)
+    if reuse:
+        finished = _matching_checkpoint(out / FINAL_FILE, cfg, data)
+        if finished is not None:
+            model, _ = load_model(out / FINAL_FILE, pick_device(cfg.device))
+            return dict(finished["metrics"]), model, _recorded_seconds(out)
+        cfg = dataclasses.replace(cfg, resume=_matching_checkpoint(out / RESUME_FILE, cfg, data) is not None)
+    earlier = _recorded_seconds(out) if cfg.resume else 0.0
     t0 = time.perf_counter()
     quiet = contextlib.nullcontext() if progress else _silenced()
-    with keep_threads(), quiet:
-        metrics = train(cfg, progress=progress, data=data, raise_on_interrupt=True)
-    seconds = time.perf_counter() - t0
-    model, _ = load_model(Path(cfg.out) / FINAL_FILE, pick_device(cfg.device))
+    try:
+        with keep_threads(), quiet:
+            metrics = train(cfg, progress=progress, data=data, raise_on_interrupt=True)
+    finally:
+        seconds = earlier + time.perf_counter() - t0
+        if out.is_dir():
+            (out / TIMING_FILE).write_text(json.dumps({"train_seconds": seconds}) + "\n")
+    model, _ = load_model(out / FINAL_FILE, pick_device(cfg.device))
     return metrics, model, seconds
+
+
+# configuration fields that do not change what a run computes (where it is written, threads, checkpoint cadence)
+_REUSE_MAY_DIFFER = {"out", "resume", "device", "num_threads", "num_workers", "checkpoint_every", "stop_after_steps"}
+
+
+def _matching_checkpoint(path: Path, cfg: TrainConfig, data: ImageDataset | None) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when it exists and was trained under ``cfg`` (up to ``_REUSE_MAY_DIFFER``) on the
+    training images ``cfg`` and ``data`` select (compared by their description: set, size, classes, source)."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError:
+        return None
+    wanted = cfg.resolved()
+    train_set, _ = training_data(wanted, data)
+    batch = small_set_batch_size(len(train_set), wanted.batch_size, wanted.min_epoch_steps)
+    wanted = dataclasses.asdict(dataclasses.replace(wanted, batch_size=batch))
+    saved = ckpt.get("config", {})
+    same = all(saved.get(k) == v for k, v in wanted.items() if k not in _REUSE_MAY_DIFFER)
+    return ckpt if same and ckpt.get("dataset") == train_set.describe() else None
+
+
+def _recorded_seconds(out: Path) -> float:
+    """Training seconds recorded in ``out`` by earlier calls of :func:`run_training` (0 for none; NaN if unreadable)."""
+    path = out / TIMING_FILE
+    if not path.is_file():
+        return 0.0
+    try:
+        return float(json.loads(path.read_text())["train_seconds"])
+    except (ValueError, KeyError, TypeError):
+        return math.nan
 
 
 @contextlib.contextmanager

@@ -90,7 +90,7 @@ def load_split(cfg: TrainConfig, split: str) -> Data:
                         image_size=cfg.image_size, **({"stream": True} if cfg.stream else {}))  # fmt: skip
 
 
-def _training_data(cfg: TrainConfig, data: TrainData | None) -> tuple[Data, Data | None]:
+def training_data(cfg: TrainConfig, data: TrainData | None) -> tuple[Data, Data | None]:
     """(train, val): loaded by name, or given (one set to split, or a ready pair; in memory or streamed)."""
     if data is None or not isinstance(data, tuple):
         full = data if data is not None else load_split(cfg, "train")
@@ -138,7 +138,7 @@ def setup_run(cfg: TrainConfig, data: TrainData | None = None) -> tuple[Run, dic
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
     cfg, resume_ckpt, init_ckpt = _read_checkpoints(cfg)
-    train_set, val_set = _training_data(cfg, data)
+    train_set, val_set = training_data(cfg, data)
     dist_info = init_distributed(device)
     if device.type == "cuda" and dist_info.world_size > 1:
         device = torch.device("cuda", dist_info.local_rank)

@@ -78,6 +78,7 @@ def test_fairness_table_on_digits(tmp_path):
     for col in ("test_acc", "test_acc_red", "test_acc_blue", "val_acc"):
         assert df[col].between(0, 1).all(), col
     assert (df["n_blue"] == 95).all() and (df["n_red"] == 5).all()  # test: 5% red, 95% blue
+    assert (df["n_val"] == 25).all() and (df["n_train"] == 103).all()  # val_size 200, capped at a fifth of 128
     overall = (df["test_acc_red"] * df["n_red"] + df["test_acc_blue"] * df["n_blue"]) / 100
     np.testing.assert_allclose(overall, df["test_acc"])
     assert set(DATASETS) == registry_before
@@ -110,6 +111,49 @@ def test_a_stopped_training_run_raises_training_interrupted_not_an_ordinary_erro
     assert not isinstance(caught.value, Exception) and caught.value.step == 1
 
 
+def test_run_training_with_reuse_resumes_a_stopped_run_and_loads_a_finished_one(tmp_path, monkeypatch):
+    """An experiment stopped half-way (or split over processes sharing a folder) ends with the uninterrupted run's
+    numbers: reuse resumes the stopped run, loads the finished one without training, and retrains over a run made
+    under other settings or on other images."""
+    import dataclasses
+
+    import analysis.transfer
+    from analysis.transfer import run_training
+    from models.data import load_dataset
+    from models.runs import TrainingInterrupted
+    from models.train import FINAL_FILE, TrainConfig
+
+    data = load_dataset("digits", "train").subset(torch.arange(96))
+    cfg = TrainConfig(dataset="digits", width=4, epochs=2, batch_size=16, val_size=16, eval_test=False,
+                      eval_pgd_subset=0, device="cpu", num_threads=1, out=str(tmp_path / "whole"))  # fmt: skip
+    _, whole, _ = run_training(cfg, data=data)
+    calls = []
+    real_train = analysis.transfer.train
+    monkeypatch.setattr(analysis.transfer, "train", lambda c, **kw: calls.append(c.resume) or real_train(c, **kw))
+
+    split = dataclasses.replace(cfg, out=str(tmp_path / "split"))
+    with pytest.raises(TrainingInterrupted):
+        run_training(dataclasses.replace(split, stop_after_steps=3), data=data, reuse=True)
+    metrics, resumed, seconds = run_training(split, data=data, reuse=True)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert metrics["step"] == 10 and seconds > 0 and calls == [False, True]  # the second call resumed
+
+    final = tmp_path / "split" / FINAL_FILE
+    stamp = final.stat().st_mtime_ns
+    again, loaded, same_seconds = run_training(split, data=data, reuse=True)
+    assert final.stat().st_mtime_ns == stamp and same_seconds == seconds and len(calls) == 2  # loaded, not trained
+    assert again["val_clean_acc"] == metrics["val_clean_acc"]
+    pairs = zip(resumed.state_dict().values(), loaded.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+    run_training(dataclasses.replace(split, seed=1), data=data, reuse=True)  # other settings: trained over
+    assert final.stat().st_mtime_ns != stamp and calls[2:] == [False]
+    stamp = final.stat().st_mtime_ns
+    run_training(dataclasses.replace(split, seed=1), data=data.subset(torch.arange(80)), reuse=True)  # other images
+    assert final.stat().st_mtime_ns != stamp and calls[3:] == [False]
+
+
 def test_fairness_retrains_only_registered_variants_and_names_the_skipped():
     from types import SimpleNamespace
 
@@ -126,7 +170,8 @@ def test_fairness_retrains_only_registered_variants_and_names_the_skipped():
 
 
 def test_the_colour_bias_experiment_trains_c_with_its_alpha_setting(monkeypatch, tmp_path):
-    """``--set fairness_alpha=A`` reaches C's training, and the report's notes and "ran" record it."""
+    """``--set fairness_alpha=A`` (and the lr schedule and validation size) reach C's training, and the report's notes
+    and "ran" record it with the images actually trained on."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -140,7 +185,7 @@ def test_the_colour_bias_experiment_trains_c_with_its_alpha_setting(monkeypatch,
 
     def fake_table(**kwargs):
         seen.update(kwargs)
-        rows = [[v, 0, 0.8, 0.9, 0.79, 5, 95, 0.91, 1.0] for v in kwargs["variants"]]
+        rows = [[v, 0, 0.8, 0.9, 0.79, 5, 95, 0.91, 300, 60, 1.0] for v in kwargs["variants"]]
         return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
 
     monkeypatch.setattr(analysis.fairness, "fairness_table", fake_table)
@@ -151,3 +196,6 @@ def test_the_colour_bias_experiment_trains_c_with_its_alpha_setting(monkeypatch,
     output = run_fairness(ctx)
     assert seen["alpha"] == 0.25 and list(seen["variants"]) == ["standard", "C", "standard+jitter"]
     assert output.ran["alpha"] == 0.25 and "C's alpha 0.25" in output.notes[0]
+    assert (seen["schedule"], seen["val_size"]) == (QUICK.fairness_schedule, QUICK.fairness_val_size)
+    # what ran, as the table says it (not the requested limit): images trained on and held out
+    assert (output.ran["n_train"], output.ran["n_val"]) == (300, 60) and "on 300 colour-bias" in output.notes[0]

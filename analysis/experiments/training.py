@@ -115,8 +115,8 @@ def fairness_variants(ctx: Context) -> tuple[list[str], dict[str, str]]:
 
 @experiment("fairness", "Colour-bias experiment", "4.7, Table 4",
             ("fairness_source", "fairness_seeds", "fairness_epochs", "fairness_train_limit", "fairness_test_limit",
-             "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "fairness_alpha",
-             "train_batch_size", "train_threads"), uses=())  # fmt: skip
+             "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "fairness_schedule",
+             "fairness_val_size", "fairness_alpha", "train_batch_size", "train_threads"), uses=())  # fmt: skip
 def run_fairness(ctx: Context) -> Output:
     from analysis.fairness import fairness_table
 
@@ -125,7 +125,8 @@ def run_fairness(ctx: Context) -> Output:
     df = fairness_table(variants=variants, source=s.fairness_source, epochs=s.fairness_epochs,
                         train_limit=s.fairness_train_limit, width=s.fairness_width, seeds=s.fairness_seeds,
                         out_dir=ctx.work_dir / "fairness", progress=ctx.progress, test_limit=s.fairness_test_limit,
-                        preset=s.fairness_preset, lr=s.fairness_lr, batch_size=s.train_batch_size,
+                        preset=s.fairness_preset, lr=s.fairness_lr, schedule=s.fairness_schedule,
+                        val_size=s.fairness_val_size, batch_size=s.train_batch_size,
                         pgd_steps=s.fairness_pgd_steps, alpha=s.fairness_alpha, device=str(ctx.device),
                         threads=s.train_threads)  # fmt: skip
     summary = pd.concat([summarise(df, col, by=("variant",)).rename(columns={"n_seeds": f"n_seeds_{col}"})
@@ -134,17 +135,19 @@ def run_fairness(ctx: Context) -> Output:
     fig = fig_bars(summary, "test_acc", None, figure_path(ctx, "table4_fairness.png"), "Table 4: colour bias")
     low = df[df["val_acc"] < s.fairness_min_val_acc]
     n_test = int(df["n_red"].iloc[0] + df["n_blue"].iloc[0])
+    n_train, n_val = int(df["n_train"].iloc[0]), int(df["n_val"].iloc[0])
     notes = [f"width-{s.fairness_width} resnet18-cifar trained from scratch (preset {s.fairness_preset}, lr "
-             f"{s.fairness_lr:g}, C's alpha {s.fairness_alpha:g}) for {s.fairness_epochs:g} epochs on "
-             f"{s.fairness_train_limit} colour-bias {s.fairness_source} training images (95% red backgrounds), "
-             f"{len(s.fairness_seeds)} seeds; tested on {n_test} test images (95% blue)"]  # fmt: skip
+             f"{s.fairness_lr:g} {s.fairness_schedule}, C's alpha {s.fairness_alpha:g}) for {s.fairness_epochs:g} "
+             f"epochs on {n_train} colour-bias {s.fairness_source} training images (95% red backgrounds; {n_val} "
+             f"more held out for validation), {len(s.fairness_seeds)} seeds; tested on {n_test} test images (95% "
+             "blue)"]  # fmt: skip
     if skipped:
         notes.append("not retrained: " + "; ".join(f"{n} ({why})" for n, why in skipped.items())
                      + f"; trained: {', '.join(variants)}")  # fmt: skip
     if len(low):
         notes.append(f"{len(low)} of {len(df)} runs stayed below {100 * s.fairness_min_val_acc:.0f}% in-distribution "
                      "validation accuracy: undertrained, their colour-bias numbers are weak evidence")  # fmt: skip
-    ran = {"variants": variants, "skipped_variants": skipped, "n_train": s.fairness_train_limit,
+    ran = {"variants": variants, "skipped_variants": skipped, "n_train": n_train, "n_val": n_val,
            "epochs": s.fairness_epochs, "seeds": list(s.fairness_seeds), "alpha": s.fairness_alpha,
            "threads": s.train_threads, "min_val_acc": float(df["val_acc"].min())}  # fmt: skip
     return Output({"fairness": df, "summary": summary}, notes, [fig], ran)
