@@ -13,11 +13,14 @@ and ``analysis.report_markdown`` / ``analysis.report_sections`` (REPORT.md), ``a
 
 An earlier report in the output folder is replaced as a whole; ``--resume`` keeps the results still valid for the
 zoo's checkpoints and settings and runs only what is missing. Training runs go to ``--work-dir`` (default: a
-temporary folder deleted at the end). ``--quick`` runs the same pipeline on small subsets, one seed and tiny
-training runs, and decides no claim. A failing experiment is recorded (status "failed") and the others still run;
-the exit status is 1 if any failed. Ctrl-C (or SIGTERM during a training step) stops the report: every finished
-experiment is already on disk, summary.json records the interruption, and the command exits 130; rerun it with
-``--resume`` to run only what is missing.
+temporary folder deleted at the end); in a kept ``--work-dir`` the colour-bias experiment loads the runs already
+finished there under the same settings and resumes a stopped one, so an interrupted experiment loses at most the
+steps since the last checkpoint (and several processes given different ``fairness_seeds`` can share the folder).
+``--quick`` runs the same pipeline on small subsets, one seed and tiny training runs, and decides no claim. A
+failing experiment is recorded (status "failed") and the others still run; the exit status is 1 if any failed.
+Ctrl-C (or SIGTERM during a training step) stops the report: every finished experiment is already on disk,
+summary.json records the interruption, and the command exits 130; rerun it with ``--resume`` to run only what is
+missing.
 """
 
 from __future__ import annotations

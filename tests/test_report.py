@@ -261,6 +261,30 @@ def test_resume_reuses_valid_results_and_reruns_what_a_new_checkpoint_invalidate
 
 
 @pytest.mark.timeout(1800)
+def test_a_kept_work_dir_lets_the_colour_bias_experiment_reuse_its_finished_runs(tiny_zoo, tmp_path):
+    """A second report sharing --work-dir trains only the runs it lacks: seed 0 is loaded, not retrained, and gives
+    the same row; so a stopped experiment (or one split by seeds over processes) ends with the same numbers."""
+    import pandas as pd
+
+    work, out = tmp_path / "work", tmp_path / "report"
+    sets = [a for s in TINY for a in ("--set", s)]
+    base = ["--zoo", str(tiny_zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1",
+            "--work-dir", str(work), "--only", "fairness", *sets]  # fmt: skip
+    assert main([*base, "--set", "fairness_seeds=0"]) == 0
+    first = pd.read_csv(out / "results" / "fairness.csv")
+    finished = sorted(work.glob("fairness/*/seed-0/model.pt"))
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    assert len(finished) == len(first) >= 2
+
+    assert main([*base, "--set", "fairness_seeds=0,1", "--resume"]) == 0
+    both = pd.read_csv(out / "results" / "fairness.csv")
+    assert [p.stat().st_mtime_ns for p in finished] == stamps  # seed 0 loaded, not retrained
+    assert sorted(both["seed"].unique()) == [0, 1] and len(list(work.glob("fairness/*/seed-1/model.pt"))) == len(first)
+    again = both[both["seed"] == 0].drop(columns="train_seconds").reset_index(drop=True)
+    pd.testing.assert_frame_equal(again, first.drop(columns="train_seconds"))
+
+
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("variants", [{"standard": "standard.pt", "C": "C.pt"},
                                       {"standard": "standard.pt", "mine": "C.pt", "ADV": "ADV.pt"}])  # fmt: skip
 def test_report_runs_what_applies_to_the_variants_present(tmp_path, variants):

@@ -68,7 +68,7 @@ class Settings:
     fairness_source: str = "fashion-mnist"
     fairness_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     fairness_epochs: float = 4.0
-    fairness_train_limit: int = 12000
+    fairness_train_limit: int = 41000  # 40,000 trained on + fairness_val_size held out; at 12,000 (4-5 epochs) ~89%
     fairness_test_limit: int | None = None
     fairness_width: int = 16
     fairness_pgd_steps: int = 3
@@ -76,9 +76,9 @@ class Settings:
     fairness_lr: float = 1e-3
     fairness_schedule: str = "cosine"  # of the lr after warm-up; "constant" stopped short of 90% validation accuracy
     fairness_val_size: int = 1000  # held out of the training images: the in-distribution check is +-2 points at 95%
-    # C's DS weight in the colour-bias runs: the paper's 1; on fashion-mnist-m the zoo's C needed 0.1 to stay within
-    # 2 points of standard, and at 1 C stays below 90% validation accuracy (choose it on the validation split)
-    fairness_alpha: float = 1.0
+    # C's DS weight in the colour-bias runs: the zoo's 0.1, chosen on the validation split of the same garments (alpha
+    # 1 cost C 5 points of validation accuracy there); at the paper's 1 the colour-bias C stayed near 83.5%
+    fairness_alpha: float = 0.1
     fairness_min_val_acc: float = 0.90  # runs below it are flagged in the report
     warmup_steps: int = 10  # of every short training run (the presets' 50-100 would never finish)
     train_threads: int = 1  # torch threads inside every training run: same command, seeds, threads -> same numbers
