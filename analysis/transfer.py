@@ -107,11 +107,12 @@ def run_training(
     With ``reuse``, ``cfg.out`` may already hold this very run (the same configuration, up to where it runs and on
     how many threads): a finished one is loaded instead of retrained, an interrupted one is resumed (bit-identical
     on the CPU). So an experiment stopped half-way, or split over several processes sharing one folder, finishes
-    with the numbers of one uninterrupted run. A folder holding any other run is trained over from scratch.
+    with the numbers of one uninterrupted run. A folder holding any other run is trained over from scratch. A run
+    with ``cfg.init`` is never reused: the configuration names the initial checkpoint's path, not its content.
     ``seconds`` is the training time over all the calls that made the run (NaN when not recorded).
     """
     out = Path(cfg.out)
-    if reuse:
+    if reuse and cfg.init is None:
         finished = _matching_checkpoint(out / FINAL_FILE, cfg, data)
         if finished is not None:
             model, _ = load_model(out / FINAL_FILE, pick_device(cfg.device))

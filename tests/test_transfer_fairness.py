@@ -152,6 +152,11 @@ def test_run_training_with_reuse_resumes_a_stopped_run_and_loads_a_finished_one(
     stamp = final.stat().st_mtime_ns
     run_training(dataclasses.replace(split, seed=1), data=data.subset(torch.arange(80)), reuse=True)  # other images
     assert final.stat().st_mtime_ns != stamp and calls[3:] == [False]
+    stamp = final.stat().st_mtime_ns
+    init = dataclasses.replace(split, seed=1, init=str(tmp_path / "whole" / FINAL_FILE))
+    run_training(init, data=data.subset(torch.arange(80)), reuse=True)
+    run_training(init, data=data.subset(torch.arange(80)), reuse=True)  # an --init run is never reused
+    assert calls[4:] == [False, False]
 
 
 def test_fairness_retrains_only_registered_variants_and_names_the_skipped():
