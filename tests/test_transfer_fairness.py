@@ -205,3 +205,9 @@ def test_the_colour_bias_experiment_trains_c_with_its_alpha_setting(monkeypatch,
     # what ran, as the table says it (not the requested limit): images trained on and held out
     assert (output.ran["n_train"], output.ran["n_val"]) == (300, 60) and "on 300 colour-bias" in output.notes[0]
     assert "every run reached 90% in-distribution validation accuracy (lowest 91.0%" in output.notes[-1]
+    monkeypatch.setattr(analysis.fairness, "fairness_table", lambda **kw: fake_table(**kw).assign(
+        val_acc=[0.95, 0.875, 0.91]))  # fmt: skip
+    assert (
+        "1 of 3 runs stayed below 90% in-distribution validation accuracy: C seed 0 (87.5%)"
+        in (run_fairness(ctx).notes[-1])
+    )

@@ -145,8 +145,9 @@ def run_fairness(ctx: Context) -> Output:
         notes.append("not retrained: " + "; ".join(f"{n} ({why})" for n, why in skipped.items())
                      + f"; trained: {', '.join(variants)}")  # fmt: skip
     if len(low):
+        which = ", ".join(f"{r.variant} seed {r.seed} ({100 * r.val_acc:.1f}%)" for r in low.itertuples())
         notes.append(f"{len(low)} of {len(df)} runs stayed below {100 * s.fairness_min_val_acc:.0f}% in-distribution "
-                     "validation accuracy: undertrained, their colour-bias numbers are weak evidence")  # fmt: skip
+                     f"validation accuracy: {which}; undertrained, their numbers are weak evidence")  # fmt: skip
     else:
         notes.append(f"every run reached {100 * s.fairness_min_val_acc:.0f}% in-distribution validation accuracy "
                      f"(lowest {100 * df['val_acc'].min():.1f}%, on {n_val} held-out training images)")  # fmt: skip
