@@ -32,6 +32,7 @@ from models.data import COLOUR_BIAS_COLOURS, DATASETS, ImageDataset
 from models.evaluation import predict_logits
 from models.objectives import VARIANTS
 from models.train import TrainConfig
+from models.train_setup import validation_count
 
 FAIRNESS_COLUMNS = [
     "variant", "seed", "test_acc", "test_acc_red", "test_acc_blue", "n_red", "n_blue", "val_acc", "n_train", "n_val",
@@ -123,7 +124,7 @@ def fairness_table(
     labels = test.labels.numpy()
     rows = []
     train_set = loader("train")
-    n_val = min(val_size, len(train_set) // 5) if val_size > 0 else 0  # models.train_setup's cap
+    n_val = validation_count(len(train_set), val_size)
     split = {"n_train": len(train_set) - n_val, "n_val": n_val}
     jobs = [(v, seed) for v in variants for seed in seeds]
     for done, (variant, seed) in enumerate(jobs, 1):

@@ -116,7 +116,7 @@ def run_training(
         finished = _matching_checkpoint(out / FINAL_FILE, cfg, data)
         if finished is not None:
             model, _ = load_model(out / FINAL_FILE, pick_device(cfg.device))
-            return dict(finished["metrics"]), model, _recorded_seconds(out)
+            return dict(finished["metrics"]), model, _recorded_seconds(out, missing=math.nan)
         cfg = dataclasses.replace(cfg, resume=_matching_checkpoint(out / RESUME_FILE, cfg, data) is not None)
     earlier = _recorded_seconds(out) if cfg.resume else 0.0
     t0 = time.perf_counter()
@@ -154,11 +154,12 @@ def _matching_checkpoint(path: Path, cfg: TrainConfig, data: ImageDataset | None
     return ckpt if same and ckpt.get("dataset") == train_set.describe() else None
 
 
-def _recorded_seconds(out: Path) -> float:
-    """Training seconds recorded in ``out`` by earlier calls of :func:`run_training` (0 for none; NaN if unreadable)."""
+def _recorded_seconds(out: Path, missing: float = 0.0) -> float:
+    """Training seconds recorded in ``out`` by earlier calls of :func:`run_training` (``missing`` when none were;
+    NaN if unreadable)."""
     path = out / TIMING_FILE
     if not path.is_file():
-        return 0.0
+        return missing
     try:
         return float(json.loads(path.read_text())["train_seconds"])
     except (ValueError, KeyError, TypeError):

@@ -90,13 +90,18 @@ def load_split(cfg: TrainConfig, split: str) -> Data:
                         image_size=cfg.image_size, **({"stream": True} if cfg.stream else {}))  # fmt: skip
 
 
+def validation_count(n: int, val_size: int) -> int:
+    """Images held out for validation from ``n`` training images: ``val_size``, at most a fifth (0: none)."""
+    return min(val_size, n // 5) if val_size > 0 else 0
+
+
 def training_data(cfg: TrainConfig, data: TrainData | None) -> tuple[Data, Data | None]:
     """(train, val): loaded by name, or given (one set to split, or a ready pair; in memory or streamed)."""
     if data is None or not isinstance(data, tuple):
         full = data if data is not None else load_split(cfg, "train")
         if cfg.train_limit:
             full = full.subset(torch.arange(min(cfg.train_limit, len(full))))
-        return split_train_val(full, min(cfg.val_size, len(full) // 5) if cfg.val_size else 0, cfg.seed)
+        return split_train_val(full, validation_count(len(full), cfg.val_size), cfg.seed)
     train_set, val_set = data
     if val_set is not None and val_set.classes != train_set.classes:
         raise SettingsError("data: the training and validation sets have different classes")
