@@ -47,11 +47,30 @@ def interval(effect: Any, low: Any, high: Any, unit: str = "points") -> str:
     return f"{fmt(effect)}{ci}" + (" points" if unit == "points" else "")
 
 
-def p_value(p: Any) -> str:
-    """``p = 0.012``, ``p < 0.001`` or ``p n/a``."""
+P_SCIENTIFIC_BELOW = 1e-3  # smaller p-values are written in scientific notation (1.1e-49), never rounded to 0
+
+
+def p_number(p: Any) -> str:
+    """A p-value as text: ``0.012`` at or above 0.001, ``1.1e-49`` below (never ``0.000``); ``n/a`` if missing.
+
+    The one rule for p-values in the report, claims.csv and the dashboard."""
     if not finite(p):
-        return "p n/a"
-    return "p < 0.001" if float(p) < 0.001 else f"p = {float(p):.3f}"
+        return "n/a"
+    p = float(p)
+    if p == 0.0:
+        return "0"
+    return f"{p:.2g}" if p >= 1.0 else (f"{p:.3f}" if p >= P_SCIENTIFIC_BELOW else f"{p:.1e}")
+
+
+def p_value(p: Any) -> str:
+    """``p = 0.012``, ``p = 1.1e-49`` or ``p n/a`` (:func:`p_number`)."""
+    return "p n/a" if not finite(p) else f"p = {p_number(p)}"
+
+
+def round_significant(x: Any, digits: int = 3) -> float:
+    """``x`` rounded to ``digits`` significant digits, as ``f"{x:.3g}"`` writes it (NaN when missing): tables and
+    cards then show the same number (11.37 -> 11.4 in both)."""
+    return float(f"{float(x):.{digits}g}") if finite(x) else float("nan")
 
 
 def md_table(df: pd.DataFrame) -> str:

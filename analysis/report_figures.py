@@ -1,4 +1,4 @@
-"""The report's figures (matplotlib, Agg): one colour per variant (``models.objectives.variant_colour``)."""
+"""The report's figures (matplotlib, Agg), in the dashboard's colours (``analysis.palette``: one per variant)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.claims import alpha_summary  # noqa: E402
-from models.objectives import variant_colour  # noqa: E402
+from analysis.palette import variant_colour  # noqa: E402
 
 
 def save(fig, path: Path) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.palette import CLASS_COLOURS
 from app.figures import KIND_COLOURS, kind_colour
 
 ANCHOR_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "pentagon", "hexagon", "star-triangle-up")
@@ -157,9 +158,7 @@ def whole_set_scatter(
     (true or predicted class, or correctness), and ``overlay`` (anchors and their perturbed copies, drawn like
     ``embedding_scatter``'s) on top. ``df`` columns: x, y, row, dataset_index, pred_name, true_name."""
     fig = go.Figure()
-    palette = [
-        "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF",
-    ]  # fmt: skip
+    palette = CLASS_COLOURS  # analysis.palette: never close to a variant's or a perturbation's colour
     groups = list(dict.fromkeys(df[colour_by])) if len(df) else []
     groups.sort(key=str)
     for i, g in enumerate(groups):

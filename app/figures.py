@@ -15,17 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.palette import KIND_COLOURS, kind_colour, variant_colour  # noqa: F401 (the one scheme, re-exported)
 from app.tables import column_label, is_accuracy
-from models.objectives import variant_colour  # the one colour of each variant (the report's figures use it too)
 
-KIND_COLOURS = {
-    "none": "#9AA0A6",
-    "brightness": "#F4B400",
-    "contrast": "#DB4437",
-    "saturation": "#0F9D58",
-    "hue": "#4285F4",
-}
-_KIND_FALLBACK = ["#8E24AA", "#00897B", "#6D4C41", "#C0CA33"]
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "gradcam": "GradCAM", "lime": "LIME"}
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
@@ -34,11 +26,8 @@ def _colour_map(variants: Sequence[str]) -> dict[str, str]:
     return {v: variant_colour(v, variants) for v in variants}
 
 
-def kind_colour(kind: str) -> str:
-    """A stable colour per perturbation kind (registered kinds beyond Table 1 get one by name)."""
-    if kind in KIND_COLOURS:
-        return KIND_COLOURS[kind]
-    return _KIND_FALLBACK[sum(map(ord, kind)) % len(_KIND_FALLBACK)]
+# Legends sit right of the plot area, outside it: never over the axes' titles or the data, however many series.
+SIDE_LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", font=dict(size=11))
 
 
 def method_label(method: str) -> str:
@@ -148,7 +137,7 @@ def ds_curves(df: pd.DataFrame, value: str = "ds_mean", error: str | None = "ds_
     fig.update_yaxes(title=column_label(value), row=1, col=1)
     if log_y:
         fig.update_yaxes(**log_ticks(df.loc[df[value] > 0, value]))
-    fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0), legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(height=340, margin=dict(l=0, r=0, t=30, b=0), legend=SIDE_LEGEND)
     return fig
 
 
@@ -166,7 +155,7 @@ def accuracy_bars(df: pd.DataFrame, columns: Mapping[str, str], percent: bool = 
     fig.update_layout(
         barmode="group", height=320, margin=dict(l=0, r=0, t=30 if title else 10, b=0), title=title or None,
         yaxis=dict(title="%" if percent else "", range=[0, 105] if percent else None),
-        legend=dict(orientation="h", y=-0.15),
+        legend=SIDE_LEGEND,
     )  # fmt: skip
     return fig
 
@@ -181,7 +170,10 @@ def grouped_bars(
     y_title: str | None = None,
     title: str = "",
 ) -> go.Figure:
-    """Bars of ``y`` grouped by ``x``, one colour per ``colour`` value, optional error bars (e.g. sd over seeds)."""
+    """Bars of ``y`` grouped by ``x``, one colour per ``colour`` value, optional error bars (e.g. sd over seeds).
+
+    Value labels sit above the bars, or inside at their base when there are error bars: a label above a bar
+    would be crossed by its error bar."""
     series = list(dict.fromkeys(df[colour]))
     colours = _colour_map(series)
     scale = 100.0 if percent else 1.0
@@ -189,16 +181,18 @@ def grouped_bars(
     for s in series:
         d = df[df[colour] == s]
         err = d[error] * scale if error and error in d and d[error].notna().any() else None
+        labels = dict(textposition="outside") if err is None else dict(textposition="inside", insidetextanchor="start",
+                                                                        textangle=0)  # fmt: skip
         fig.add_trace(
             go.Bar(x=d[x].astype(str), y=d[y] * scale, name=str(s), marker_color=colours[s],
                    error_y=dict(type="data", array=err, visible=True) if err is not None else None,
-                   text=[f"{v * scale:.1f}" for v in d[y]], textposition="outside")
+                   text=[f"{v * scale:.1f}" for v in d[y]], **labels)
         )  # fmt: skip
     fig.update_layout(
         barmode="group", height=340, margin=dict(l=0, r=0, t=30 if title else 10, b=0), title=title or None,
         yaxis=dict(title=y_title or column_label(y) + (" (%)" if percent and not is_accuracy(y) else ""),
                    range=[0, 105] if percent else None),
-        legend=dict(orientation="h", y=-0.15),
+        legend=SIDE_LEGEND, uniformtext=dict(minsize=9, mode="show"),
     )  # fmt: skip
     return fig
 
@@ -273,5 +267,13 @@ def line_panels(
                      col=1)  # fmt: skip
     if log_y:
         fig.update_yaxes(**log_ticks(df[y] * scale))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), legend=SIDE_LEGEND)
     return fig
+
+
+def stability_lines(stab: pd.DataFrame, value: str = "spearman_mean") -> go.Figure:
+    """Saliency stability (report's ``stability`` table): ρ with the clean map against the level, one panel per
+    kind; one colour per variant and one dash per attribution method, so that every (variant, method) series
+    is told apart (a colour per combined name ran out of colours)."""
+    return line_panels(stab, "level", value, panel="kind", colour="variant", dash="method",
+                       y_title="Spearman ρ with the clean map")  # fmt: skip

@@ -235,8 +235,6 @@ if quality is not None or stab is not None:
         )
         components.show_table(quality, name)
     if stab is not None:
-        st.plotly_chart(figures.line_panels(stab.assign(series=stab["variant"] + " " + stab["method"]), "level",
-                                            "spearman_mean", panel="kind", colour="series",
-                                            y_title="Spearman ρ with the clean map"), key="sal_stability")  # fmt: skip
+        st.plotly_chart(figures.stability_lines(stab), key="sal_stability")
         st.caption("How much each map changes when the input is perturbed (1 = not at all).")
     components.report_status(results, "attributions", "stability")
