@@ -28,6 +28,7 @@ from analysis import statistics as S
 from analysis.formatting import interval, num, p_value, pct
 from analysis.paper import FIGURE_SHORT, PAPER, PAPER_SOURCE  # noqa: F401 (re-exported)
 from analysis.statistics import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURED, PARTLY, QUICK_VERDICT
+from models.roles import paper_names
 
 VERDICTS = (HOLDS, PARTLY, FAILS, INCONCLUSIVE, NOT_MEASURED, QUICK_VERDICT)
 CLAIM_COLUMNS = ["key", "claim", "paper", "paper_figure", "ours", "effect_ci", "test", "p", "n", "verdict", "rule"]
@@ -275,7 +276,7 @@ def claim_robustness(
     results: Results, roles: Mapping[str, str], pair: tuple[str, str], strongest: bool = False
 ) -> Claim:
     """Table 2: ``pair`` (roles) under the paper's PGD-10 or, with ``strongest``, the per-image worst case."""
-    names = {R.ADVERSARIAL_CONSTRAINED: "ADV+C", R.ADVERSARIAL: "ADV", R.CONSTRAINED: "C", R.BASELINE: "standard"}
+    names = paper_names()
     a, b = names[pair[0]], names[pair[1]]
     attack = "worst case over PGD-10, APGD-CE and APGD-T" if strongest else "PGD-10 (eps 8/255, step 2/255)"
     key = "robustness_strongest" if strongest else f"robustness_{a}_vs_{b}"

@@ -15,17 +15,16 @@ from analysis.experiments.registry import EXPERIMENTS, Context
 from analysis.experiments.settings import estimate_cpu_s
 from analysis.formatting import md_table, pct
 from analysis.paper import PAPER
-from analysis.roles import ADVERSARIAL, ADVERSARIAL_CONSTRAINED, BASELINE, CONSTRAINED
-from models.checkpoints import git_commit
-from models.version import package_version
+from models.roles import OTHER
+from models.roles import paper_name as role_paper_name
+from models.version import git_commit, package_version
 
 Status = dict[str, Any]
-PAPER_NAME = {BASELINE: "standard", CONSTRAINED: "C", ADVERSARIAL: "ADV", ADVERSARIAL_CONSTRAINED: "ADV+C"}
 
 
 def paper_name(ctx: Context, variant: str) -> str | None:
     """The paper's name for the role ``variant`` plays (None for a control or another model)."""
-    return PAPER_NAME.get(ctx.roles.get(variant, "other"))
+    return role_paper_name(ctx.roles.get(variant, OTHER))
 
 
 def header(ctx: Context, status: Status) -> str:

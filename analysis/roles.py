@@ -1,7 +1,8 @@
-"""What each variant of a zoo is for in the paper's claims, and which pairs the claims compare.
+"""Which pairs of roles the paper's claims compare, and the roles of a zoo's variants.
 
-The role of a variant comes from ``models.objectives.VARIANT_REGISTRY`` (``other`` for a name it does not know),
-through ``zoo_roles``: the one place to switch to the zoo's own record (``Zoo.roles``) when a zoo carries it.
+The role vocabulary is ``models.roles`` (derived from ``models.objectives.VARIANT_REGISTRY``; ``other`` for a name
+it does not know); ``zoo_roles`` is the one place that switches to the zoo's own record (``Zoo.roles``) when a zoo
+carries it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from models.objectives import VARIANT_REGISTRY
-
-BASELINE, CONSTRAINED = "baseline", "constrained"
-ADVERSARIAL, ADVERSARIAL_CONSTRAINED = "adversarial", "adversarial+constrained"
-JITTER_CONTROL, MIXED_CONTROL = "baseline+jitter", "adversarial-mixed"
-OTHER = "other"
+from models.roles import (  # noqa: F401  (the vocabulary the claims name)
+    ADVERSARIAL,
+    ADVERSARIAL_CONSTRAINED,
+    BASELINE,
+    CONSTRAINED,
+    JITTER_CONTROL,
+    MIXED_CONTROL,
+    OTHER,
+)
+from models.roles import default_role as variant_role
 
 #: The paper's pairs (constrained, its unconstrained counterpart) and the controls that isolate the constraint.
 PAPER_PAIRS: tuple[tuple[str, str], ...] = ((CONSTRAINED, BASELINE), (ADVERSARIAL_CONSTRAINED, ADVERSARIAL))
-CONTROL_PAIRS: tuple[tuple[str, str], ...] = ((CONSTRAINED, JITTER_CONTROL), (ADVERSARIAL_CONSTRAINED, MIXED_CONTROL))
+#: (the role a control isolates a term of, the control's role), from the registry's ``control_of``.
+CONTROL_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (VARIANT_REGISTRY[v.control_of].role, v.role) for v in VARIANT_REGISTRY.values() if v.control_of
+)
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,6 @@ class Comparison:
     @property
     def label(self) -> str:
         return f"{self.a} vs {self.b}"
-
-
-def variant_role(name: str) -> str:
-    """The registered role of variant ``name``, ``other`` when the registry does not know it."""
-    known = VARIANT_REGISTRY.get(name)
-    return known.role if known is not None else OTHER
 
 
 def zoo_roles(zoo_or_names: object) -> dict[str, str]:

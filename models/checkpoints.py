@@ -9,7 +9,7 @@ A checkpoint is a plain dict of tensors and JSON-like values, loaded only with
     (optimiser, RNG, step) for resume.
 
 A *zoo* is a folder holding checkpoints and a ``zoo.json`` manifest naming each
-variant's file, its sha256, its role (see ``models.zoo.ROLES``) and its model card;
+variant's file, its sha256, its role (see ``models.roles.ROLES``) and its model card;
 loading verifies every hash and that all variants share data set, classes and input
 size. Build one from any checkpoints or run folders with ``python -m models.zoo``.
 
@@ -26,18 +26,19 @@ import json
 import os
 import pickle
 import re
-import subprocess
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import torch
 
 from models.errors import LabError, ZooError
 from models.networks import Classifier, network_from_spec, unwrap_model
-from models.version import package_version
+from models.safe_output import OutputError, remove_stale_temps
+from models.version import git_commit, package_version
 
 CHECKPOINT_FORMAT = "scl-checkpoint/1"
 ZOO_FORMAT = "scl-zoo/1"
@@ -94,32 +95,24 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
         ) from exc
 
 
-def git_commit(repo: Path | None = None) -> str:
-    """The current git commit of the code (with '-dirty' if modified), or 'unknown'."""
-    cwd = repo or Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
-        )
-        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """Write with ``torch.save`` to a temp file in the same folder, then rename over ``path``.
 
-    An interrupted write leaves the previous file intact.
+    An interrupted write leaves the previous file intact; a full disk is an OutputError (one line); temporary
+    files left by a killed process are removed on the next save.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path)  # left by a process killed mid-write (kill -9)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as exc:  # torch's writer reports a full disk as "[enforce fail at ...]"
+                raise OutputError(
+                    f"cannot write {path}: {str(exc).splitlines()[0]} (is the disk full or the folder read-only?)"
+                ) from exc
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -194,8 +187,31 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def build_model(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> Classifier:
-    """Rebuild the network a checkpoint describes and load its weights (eval mode)."""
+def non_finite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of ``state`` holding a NaN or an infinity."""
+    return [
+        k for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]  # fmt: skip
+
+
+def check_finite(ckpt: dict[str, Any], where: str | os.PathLike, allow_nan: bool = False) -> None:
+    """CheckpointError when the weights hold NaN or infinite values; with ``allow_nan`` a warning on stderr."""
+    bad = non_finite_tensors(ckpt.get("model") or {})
+    if not bad:
+        return
+    message = f"{where} holds non-finite weights (NaN or inf) in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}"
+    if not allow_nan:
+        raise CheckpointError(f"{message}; refused (pass --allow-nan to load it anyway)")
+    print(f"warning: {message}; loaded because of --allow-nan", file=sys.stderr)
+
+
+def build_model(
+    ckpt: dict[str, Any], device: str | torch.device = "cpu", allow_nan: bool = False, where: str = "checkpoint"
+) -> Classifier:
+    """Rebuild the network a checkpoint describes and load its weights (eval mode); non-finite weights are
+    refused unless ``allow_nan`` (see :func:`check_finite`)."""
+    check_finite(ckpt, where, allow_nan)
     spec = ckpt["network"]
     try:
         model = network_from_spec(spec)
@@ -208,10 +224,12 @@ def build_model(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> Cla
     return model.to(device).eval()
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Classifier, dict[str, Any]]:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", allow_nan: bool = False
+) -> tuple[Classifier, dict[str, Any]]:
     """Load a checkpoint file into a ready model; returns (model, checkpoint without weights)."""
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt, device)
+    model = build_model(ckpt, device, allow_nan, where=str(path))
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "training_state")}
     return model, meta
 
@@ -258,7 +276,7 @@ class Zoo:
 
     @property
     def roles(self) -> dict[str, str]:
-        """Variant name -> role (``models.zoo.ROLES``): the manifest's, else the default for the name."""
+        """Variant name -> role (``models.roles.ROLES``): the manifest's, else the default for the name."""
         return manifest_roles(self.manifest, self.variants)
 
     def __getitem__(self, variant: str) -> ZooEntry:
@@ -295,7 +313,7 @@ def check_same_data(signatures: dict[str, dict[str, Any]], where: str) -> None:
 
 def manifest_roles(manifest: dict[str, Any], variants: list[str] | None = None) -> dict[str, str]:
     """Variant -> role from a manifest; variants without one (older manifests) get the default for their name."""
-    from models.zoo import default_role
+    from models.roles import default_role
 
     items = manifest.get("variants", {})
     names = list(items) if variants is None else variants
@@ -312,23 +330,24 @@ def write_zoo_manifest(
 ) -> Path:
     """Write ``zoo.json`` for checkpoints already in ``folder``: ``files`` maps variant -> file name.
 
-    ``roles`` maps variant -> role (default: by name, see ``models.zoo.default_role``). Refuses
+    ``roles`` maps variant -> role (default: by name, see ``models.roles.default_role``). Refuses
     (ZooMismatchError) checkpoints that disagree on data set, classes or input size.
     """
-    from models.zoo import check_role, default_role
+    from models.roles import check_role, default_role
 
     folder = Path(folder)
     variants = {}
     dataset: dict[str, Any] = {}
     signatures = {}
     for variant, fname in files.items():
-        ckpt = load_checkpoint(folder / fname)
+        path = zoo_member(folder, fname, variant)
+        ckpt = load_checkpoint(path)
         signatures[variant] = data_signature(ckpt)
         dataset = dataset or ckpt["dataset"]
         role = check_role((roles or {}).get(variant) or default_role(variant))
         variants[variant] = {
             "file": fname,
-            "sha256": sha256_file(folder / fname),
+            "sha256": sha256_file(path),
             "role": role,
             "card": cards.get(variant, {}),
         }
@@ -345,6 +364,26 @@ def write_zoo_manifest(
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, folder / ZOO_MANIFEST)
     return folder / ZOO_MANIFEST
+
+
+def zoo_member(folder: str | os.PathLike, name: Any, variant: str) -> Path:
+    """The path of a file named in a zoo manifest, refused (CheckpointError) unless it lies inside ``folder``.
+
+    Checked without opening anything: no absolute path, no ``..``, no backslash, and no symbolic link leading out
+    of the folder (the real path must stay inside the folder's real path).
+    """
+    folder = Path(folder)
+    where = f"zoo {folder}: variant {variant}"
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise CheckpointError(f"{where} names no file in {ZOO_MANIFEST}")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or PureWindowsPath(name).drive or "\\" in name or ".." in rel.parts:
+        raise CheckpointError(f"{where}: file {name!r} is not a path inside the zoo folder; refused")
+    path = folder / rel
+    real_folder, real = Path(os.path.realpath(folder)), Path(os.path.realpath(path))
+    if real == real_folder or not real.is_relative_to(real_folder):
+        raise CheckpointError(f"{where}: file {name!r} leads outside the zoo folder (a symbolic link?); refused")
+    return path
 
 
 def read_zoo_manifest(folder: str | os.PathLike) -> dict[str, Any]:
@@ -365,25 +404,31 @@ def read_zoo_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def load_zoo(folder: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True) -> Zoo:
+def load_zoo(
+    folder: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True, allow_nan: bool = False
+) -> Zoo:
     """Load every variant of a zoo, verifying sha256 hashes against the manifest.
 
-    Raises CheckpointError for a missing or changed file, ZooMismatchError (also a ZooError)
-    when the variants, or the manifest's data set, disagree on data set, classes or input size.
+    Every file the manifest names must lie inside ``folder`` (checked for all before any is opened, see
+    :func:`zoo_member`). Raises CheckpointError for a path outside the folder, a missing or changed file (one
+    message for both, so it tells nothing about what exists) or non-finite weights (unless ``allow_nan``),
+    ZooMismatchError (also a ZooError) when the variants, or the manifest's data set, disagree on data set,
+    classes or input size.
     """
     folder = Path(folder)
     manifest = read_zoo_manifest(folder)
     zoo = Zoo(folder, manifest)
     signatures = {f"{ZOO_MANIFEST} data set": data_signature({"dataset": manifest.get("dataset") or {}})}
-    for variant, item in manifest["variants"].items():
-        path = folder / item["file"]
-        if not path.is_file():
-            raise CheckpointError(f"zoo {folder}: file {item['file']} of variant {variant} is missing")
-        if verify and sha256_file(path) != item.get("sha256"):
+    items = {v: item if isinstance(item, dict) else {} for v, item in manifest["variants"].items()}
+    paths = {v: zoo_member(folder, item.get("file"), v) for v, item in items.items()}  # all, before opening any
+    for variant, item in items.items():
+        path = paths[variant]
+        if not path.is_file() or (verify and sha256_file(path) != item.get("sha256")):
             raise CheckpointError(
-                f"zoo {folder}: sha256 of {item['file']} does not match {ZOO_MANIFEST} (file changed or corrupt)"
+                f"zoo {folder}: file {item['file']} of variant {variant} is missing or does not match its sha256 "
+                f"in {ZOO_MANIFEST}"
             )
-        model, meta = load_model(path, device)
+        model, meta = load_model(path, device, allow_nan=allow_nan)
         signatures[variant] = data_signature(meta)
         zoo.entries[variant] = ZooEntry(variant, model, meta, item.get("card", {}), path)
     check_same_data(signatures, f"zoo {folder}")

@@ -5,6 +5,7 @@ Checkpoints, zoo manifests, reports and the dashboard record :func:`version_stri
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -20,10 +21,23 @@ def package_version() -> str:
     return metadata.version(DISTRIBUTION)
 
 
+def git_commit(repo: Path | None = None) -> str:
+    """The current git commit of the code (with '-dirty' if modified), or 'unknown'."""
+    cwd = repo or Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def version_string() -> str:
     """``0.2.0``, with ``(commit 1a2b3c4d5e6f)`` appended when run from a git checkout."""
-    from models.checkpoints import git_commit
-
     commit = git_commit()
     return package_version() if commit == "unknown" else f"{package_version()} (commit {commit[:12]})"
 

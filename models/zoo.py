@@ -1,11 +1,11 @@
-"""Assemble a zoo folder from any checkpoints or training run folders, and the role vocabulary.
+"""Assemble a zoo folder from any checkpoints or training run folders.
 
     python -m models.zoo --out zoos/mine \\
         --variant standard=runs/standard --variant mine=imported/resnet18.pt --role mine=baseline
 
 Each ``--variant NAME=PATH`` names a lab checkpoint (``.pt``, e.g. one written by
 ``models.import_model``) or a run folder of ``models.train`` (its finished ``model.pt``).
-Names are free; each variant has a *role* (:data:`ROLES`) saying what it stands for in the
+Names are free; each variant has a *role* (``models.roles.ROLES``) saying what it stands for in the
 comparison, given with ``--role NAME=ROLE`` or by default from its name (the registered training
 variants know theirs: ``standard`` is the baseline, ``C`` constrained...; any other name is
 ``other``). All variants must share data set, classes and input size, else
@@ -18,57 +18,18 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from models.cli import make_parser, run_cli
 from models.errors import ZooError
+from models.roles import ROLES, check_role, default_role
+from models.safe_output import folder_lock, replacing
 
-#: role -> what a variant in that role stands for. The one list of roles: the zoo manifest, the
-#: training variants (``models.objectives.Variant.role``), the report and the dashboard use these.
-ROLES: dict[str, str] = {
-    "baseline": "plain cross-entropy training, the reference (the paper's `standard`)",
-    "constrained": "cross-entropy plus the continuity term on colour-jittered copies (the paper's `C`)",
-    "adversarial": "adversarial training, cross-entropy on PGD examples (the paper's `ADV`)",
-    "adversarial+constrained": "adversarial logit pairing: clean and PGD cross-entropy plus the continuity term "
-    "(the paper's `ADV+C`)",
-    "baseline+jitter": "control for `constrained`: cross-entropy on clean and colour-jittered copies, no continuity "
-    "term (`standard+jitter`)",
-    "adversarial-mixed": "control for `adversarial+constrained`: cross-entropy on clean and PGD images, no pairing "
-    "term (`ADV-mixed`)",
-    "other": "anything else: an imported model, a fine-tune, an experiment",
-}
-#: Default roles of the standard variant names, used when the training-variant registry is not at hand.
-DEFAULT_ROLES: dict[str, str] = {
-    "standard": "baseline",
-    "C": "constrained",
-    "ADV": "adversarial",
-    "ADV+C": "adversarial+constrained",
-    "standard+jitter": "baseline+jitter",
-    "ADV-mixed": "adversarial-mixed",
-}
 RUN_FINAL_FILE = "model.pt"  # what a finished models.train run folder holds (models.train.FINAL_FILE)
 RUN_RESUME_FILE = "checkpoint.pt"
-
-
-def check_role(role: str) -> str:
-    """``role`` if it is one of :data:`ROLES`, else ZooError listing them."""
-    if role not in ROLES:
-        raise ZooError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    return role
-
-
-def default_role(variant: str) -> str:
-    """The role of a variant called ``variant``: a registered training variant's, else by name, else ``other``."""
-    try:
-        from models.objectives import get_variant
-
-        registered = get_variant(variant)
-    except ImportError:  # pragma: no cover - objectives always ships with the lab
-        registered = None
-    role = getattr(registered, "role", None) or DEFAULT_ROLES.get(variant, "other")
-    return role if role in ROLES else "other"
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -131,8 +92,10 @@ def assemble_zoo(
     """Copy the checkpoints ``variants`` (name -> checkpoint or run folder) into ``out`` and write ``zoo.json``.
 
     Returns the manifest's path. Raises ZooError for an unknown role, a role for a variant not
-    given, an existing zoo in ``out`` (unless ``force``), or variants that disagree on data set,
-    classes or input size; CheckpointError for a file that is not a safe lab checkpoint.
+    given, an existing zoo in ``out`` (unless ``force``, which keeps it as ``<out>.old-<timestamp>``),
+    or variants that disagree on data set, classes or input size; CheckpointError for a file that is
+    not a safe lab checkpoint; OutputInUse while another process writes ``out``. The zoo is written
+    into a temporary sibling and swapped in only when complete (``models.safe_output``).
     """
     from models.checkpoints import ZOO_MANIFEST, check_same_data, data_signature, load_checkpoint, write_zoo_manifest
 
@@ -149,15 +112,16 @@ def assemble_zoo(
     ckpts = {v: load_checkpoint(p) for v, p in sources.items()}
     check_same_data({v: data_signature(c) for v, c in ckpts.items()}, f"zoo {out}")
     roles = {v: check_role(roles.get(v) or default_role(v)) for v in variants}
-    out.mkdir(parents=True, exist_ok=True)
-    files, cards, taken = {}, {}, set()
-    for variant, source in sources.items():
-        files[variant] = _file_name(variant, taken)
-        target = out / files[variant]
-        if source.resolve() != target.resolve():
-            shutil.copyfile(source, target)
-        cards[variant] = _card(variant, roles[variant], source, ckpts[variant])
-    return write_zoo_manifest(out, files, cards, name=name or out.name, roles=roles)
+    with folder_lock(out, "zoo writer"), replacing(out, folder=True) as staged:  # swapped in once complete
+        files, cards, taken = {}, {}, set()
+        for variant, source in sources.items():
+            files[variant] = _file_name(variant, taken)
+            shutil.copyfile(source, staged.path / files[variant])
+            cards[variant] = _card(variant, roles[variant], source, ckpts[variant])
+        write_zoo_manifest(staged.path, files, cards, name=name or out.name, roles=roles)
+    if staged.kept is not None:
+        print(f"kept the earlier {out} as {staged.kept} (nothing is deleted)", file=sys.stderr)
+    return out / ZOO_MANIFEST
 
 
 def _pairs(items: Sequence[str], flag: str) -> dict[str, str]:
@@ -188,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", action="append", default=[], metavar="NAME=ROLE", help=f"role of variant NAME (repeat). {roles}"
     )
     parser.add_argument("--name", help="the zoo's name (default: the folder name)")
-    parser.add_argument("--force", action="store_true", help="replace a zoo already in --out")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a zoo already in --out, keeping it as <out>.old-<timestamp>"
+    )
     return parser
 
 

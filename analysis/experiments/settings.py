@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models import roles as R
 from models.errors import SettingsError
 
 
@@ -161,8 +162,8 @@ def with_seeds(settings: Settings, n: int) -> Settings:
 
 
 #: Single-thread training throughput (images/s) by role, measured on this project's width-16 ResNet18 at 32x32.
-TRAIN_RATE = {"baseline": 200.0, "constrained": 75.0, "baseline+jitter": 110.0, "adversarial": 60.0,
-              "adversarial+constrained": 50.0, "adversarial-mixed": 55.0, "other": 75.0}  # fmt: skip
+TRAIN_RATE = {R.BASELINE: 200.0, R.CONSTRAINED: 75.0, R.JITTER_CONTROL: 110.0, R.ADVERSARIAL: 60.0,
+              R.ADVERSARIAL_CONSTRAINED: 50.0, R.MIXED_CONTROL: 55.0, R.OTHER: 75.0}  # fmt: skip
 INFER_RATE, ATTACK_STEP_RATE = 500.0, 310.0  # forwards/s; image x PGD-step/s (forward + backward)
 
 
@@ -170,15 +171,15 @@ def estimate_cpu_s(s: Settings, roles: Mapping[str, str], test_size: int = 10_00
     """Planned single-thread CPU seconds per experiment for ``s`` on a zoo with these variant roles (a rough
     estimate from measured unit costs: see TRAIN_RATE, INFER_RATE, ATTACK_STEP_RATE)."""
     v = len(roles)
-    adv = sum(r.startswith("adversarial") for r in roles.values())
+    adv = sum(r in (R.ADVERSARIAL, R.ADVERSARIAL_CONSTRAINED, R.MIXED_CONTROL) for r in roles.values())
     robust_share = 0.45  # images an adversarial variant keeps under PGD-10; others keep about none
     apgd = max(s.audit_steps) * s.audit_restarts * (1 + s.apgd_targets)
     candidates = test_size if s.rank_whole_test_split else s.n_images
-    alpha = len(s.alphas) * len(s.seeds) * (s.alpha_train_limit * s.alpha_epochs / TRAIN_RATE["constrained"] + 20)
+    alpha = len(s.alphas) * len(s.seeds) * (s.alpha_train_limit * s.alpha_epochs / TRAIN_RATE[R.CONSTRAINED] + 20)
     transfer_imgs = 1150 + s.domain_shift_train_limit  # digits' training split + the domain-shift subset
-    transfer = len(s.transfer_seeds) * v * transfer_imgs * s.transfer_epochs / TRAIN_RATE["baseline"]
-    fair_roles = [r for r in ("baseline", "constrained", "baseline+jitter") if r in roles.values()]
-    fair = sum(TRAIN_RATE[r] ** -1 for r in fair_roles or ("baseline", "constrained"))
+    transfer = len(s.transfer_seeds) * v * transfer_imgs * s.transfer_epochs / TRAIN_RATE[R.BASELINE]
+    fair_roles = [r for r in (R.BASELINE, R.CONSTRAINED, R.JITTER_CONTROL) if r in roles.values()]
+    fair = sum(TRAIN_RATE[r] ** -1 for r in fair_roles or (R.BASELINE, R.CONSTRAINED))
     return {
         "continuity": v * s.n_images * 17 / INFER_RATE,
         "alpha_sweep": alpha,
