@@ -262,12 +262,7 @@ def train(
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The ``python -m models.train`` / ``scl-train`` command."""
-    from models.train_cli import main as cli_main
+if __name__ == "__main__":  # python -m models.train; the command line (scl-train) is models.train_cli
+    from models.train_cli import main
 
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,7 @@ import dataclasses
 import os
 import sys
 
+from models import train as train_module
 from models.checkpoints import load_checkpoint
 from models.cli import EXIT_INTERRUPTED, add_threads_argument, make_parser, run_cli
 from models.errors import SettingsError
@@ -31,9 +32,7 @@ def _parse_bool(text: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """One --flag per TrainConfig field (underscores become dashes), each with help, default and choices."""
-    from models.train import __doc__ as doc
-
-    parser = make_parser("python -m models.train", (doc or "").split("\n")[0], allow_abbrev=False)
+    parser = make_parser("python -m models.train", (train_module.__doc__ or "").split("\n")[0], allow_abbrev=False)
     defaults = TrainConfig()
     casts = {"int": int, "float": float, "str": str, "bool": _parse_bool}
     for f in dataclasses.fields(TrainConfig):
@@ -87,15 +86,13 @@ def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, argpar
 
 
 def _main(argv: list[str] | None) -> int:
-    from models.train import train
-
     cfg, extra = config_from_args(argv)
     if int(os.environ.get("RANK", "0")) == 0:
         moved = claim_out(cfg.out, cfg.resume, extra.force)
         if moved is not None:
             print(f"--force: moved the earlier run in {cfg.out} aside to {moved}", file=sys.stderr)
     try:
-        result = train(cfg, progress=not extra.no_progress)
+        result = train_module.train(cfg, progress=not extra.no_progress)
     except KeyboardInterrupt:  # before the loop took over the signals: nothing was trained yet
         print("\ninterrupted before training started; nothing saved", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.datasets import ImageFolder
 
 from models.datasets.formats import _require_root
-from models.datasets.registry import DatasetError, ImageDataset, RawArrays, register_loader
+from models.datasets.registry import DatasetError, ImageDataset, RawArrays, register_loader, register_streamer
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 IMAGEFOLDER_DEFAULT_SIZE = 224
@@ -201,6 +201,7 @@ class StreamingImageFolder(Dataset):
                 f"num_classes={self.num_classes})")  # fmt: skip
 
 
+@register_streamer("imagefolder")
 def stream_imagefolder(
     root: str | os.PathLike | None, split: str = "train", image_size: int | None = None
 ) -> StreamingImageFolder:

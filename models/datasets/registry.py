@@ -139,6 +139,20 @@ def register_loader(name: str) -> Callable[[Callable[..., RawArrays]], Loader]:
     return decorate
 
 
+#: name -> streamer(root, split, image_size): data sets that can also be read lazily, batch by batch.
+STREAMERS: dict[str, Callable[..., Any]] = {}
+
+
+def register_streamer(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``streamer(root, split, image_size)`` for ``load_dataset(name, stream=True)``."""
+
+    def decorate(streamer: Callable[..., Any]) -> Callable[..., Any]:
+        STREAMERS[name] = streamer
+        return streamer
+
+    return decorate
+
+
 def dataset_names() -> list[str]:
     """Registered data set names, sorted."""
     return sorted(DATASETS)
@@ -170,11 +184,9 @@ def load_dataset(
         raise ValueError(f"unknown data set {name!r}; registered: {', '.join(dataset_names())}")
     _check_split(split)
     if stream:
-        if name != "imagefolder":
-            raise ValueError(f"only imagefolder can be streamed; {name!r} is loaded into memory")
-        from models.datasets.folders import stream_imagefolder
-
-        return stream_imagefolder(root, split, image_size)  # type: ignore[return-value]
+        if name not in STREAMERS:
+            raise ValueError(f"only {', '.join(sorted(STREAMERS))} can be streamed; {name!r} is loaded into memory")
+        return STREAMERS[name](root, split, image_size)
     return DATASETS[name](split, root, cache_dir=cache_dir, seed=seed, image_size=image_size)
 
 
