@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -199,3 +200,140 @@ def test_gradcam_runs_on_the_chosen_layer_and_warns_when_its_map_is_below_4x4(so
         warnings.simplefilter("error")  # 128 px: layer4 is 4x4, no warning
         maps, extras = gradcam(model, _probe(2, 128), targets)
     assert maps.shape == (2, 128, 128) and extras["raw"].shape == (2, 4, 4)
+
+
+# ----------------------------------------------------------------------------- checked against data
+
+
+def _write_cifar_folder(root: Path, n_train: int = 500, n_test: int = 400, seed: int = 0) -> None:
+    """A CIFAR-10-format folder (python pickles) of two classes that differ only in brightness: 'dark' images around
+    0.05, 'bright' ones around 0.25. The data's channel statistics (mean ~0.15, std ~0.1) put the classes at about -1
+    and +1; ImageNet's (mean ~0.45, std ~0.23) put both below -1, where a network trained on the data's sees 'dark'."""
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+
+    def batch(n: int) -> dict:
+        labels = rng.integers(0, 2, n)
+        pixels = np.where(labels == 1, 0.25, 0.05)[:, None] + rng.normal(0, 0.02, (n, 3072))
+        return {b"data": np.clip(pixels * 255, 0, 255).round().astype(np.uint8), b"labels": labels.tolist()}
+
+    (d / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"dark", b"bright"]}, protocol=2))
+    for name, n in [(f"data_batch_{i}", n_train // 5) for i in range(1, 6)] + [("test_batch", n_test)]:
+        (d / name).write_bytes(pickle.dumps(batch(n), protocol=2))
+
+
+@pytest.fixture(scope="module")
+def brightness(tmp_path_factory) -> dict:
+    """The CIFAR-format folder and a torchvision resnet18 (2 classes) trained a few steps on it with the data's own
+    normalisation, BatchNorm statistics set from the training images, saved as a state_dict."""
+    from models.data import load_dataset
+
+    folder = tmp_path_factory.mktemp("brightness")
+    _write_cifar_folder(folder / "cifar")
+    train = load_dataset("cifar10", "train", folder / "cifar")
+    x, y = train.images, train.labels
+    mean, std = x.mean((0, 2, 3)), x.std((0, 2, 3))
+    norm = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(15):
+        pick = torch.randint(0, len(y), (32,))
+        loss = torch.nn.functional.cross_entropy(net(norm[pick]), y[pick])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for module in net.modules():  # exact running statistics of the training images (not a few momentum steps)
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    with torch.no_grad():
+        net.train()(norm)
+    torch.set_num_threads(before)
+    torch.save(net.eval().state_dict(), folder / "bright.pth")
+    return {"folder": folder, "root": folder / "cifar", "mean": mean.tolist(), "std": std.tolist()}
+
+
+def import_bright(src: dict, out: Path, *extra: str) -> int:
+    return main([str(src["folder"] / "bright.pth"), "--arch", "torchvision:resnet18", "--dataset", "cifar10",
+                 "--data-root", str(src["root"]), "--input-size", "32", "--out", str(out), "--check-images", "300",
+                 "--num-threads", "1", *extra])  # fmt: skip
+
+
+def _percentages(text: str) -> list[float]:
+    import re
+
+    return [float(v) for v in re.findall(r"(\d+\.\d)%", text)]
+
+
+def test_a_wrong_default_normalisation_is_warned_about_with_both_accuracies(brightness, tmp_path, capsys):
+    """Without --mean/--std the import uses ImageNet's values; the logit check passes, but the accuracy on the test
+    split is far from the one with the data's own statistics: the import says so, with both numbers."""
+    out = tmp_path / "wrong.pt"
+    assert import_bright(brightness, out) == 0
+    captured = capsys.readouterr()
+    warnings_ = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings_) == 1, (captured.out, captured.err)
+    (warning,) = warnings_
+    default_acc, data_acc = _percentages(warning)
+    assert data_acc >= 90.0 and data_acc - default_acc > 3.0, warning
+    assert "--mean/--std" in warning and "300 test images" in warning
+    assert f"accuracy {default_acc:.1f}% on 300 test images of cifar10" in captured.out
+    check = load_checkpoint(out)["config"]["import"]["accuracy_check"]  # the card's record
+    assert check["images"] == 300 and not check["normalisation_given"]
+    assert round(100 * check["accuracy"], 1) == default_acc and round(100 * check["data_accuracy"], 1) == data_acc
+    assert check["data_mean"] == pytest.approx(brightness["mean"], abs=0.01)  # test split ~ training statistics
+
+    right = tmp_path / "right.pt"
+    stats = ["--mean", *map(str, brightness["mean"]), "--std", *map(str, brightness["std"])]
+    assert import_bright(brightness, right, *stats) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    (given_acc,) = _percentages(captured.out.split("accuracy ", 1)[1].splitlines()[0])
+    assert given_acc >= 90.0
+    assert load_checkpoint(right)["config"]["import"]["accuracy_check"]["normalisation_given"]
+
+
+def test_expect_accuracy_refuses_the_import_and_keeps_the_previous_out(brightness, tmp_path, capsys):
+    out = tmp_path / "mine.pt"
+    out.write_bytes(b"the previous checkpoint")
+    assert import_bright(brightness, out, "--expect-accuracy", "0.9") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the imported model's accuracy is ") and err.count("\n") == 1, err
+    assert "below --expect-accuracy 90.0%" in err and "--mean/--std" in err and "nothing written" in err
+    assert out.read_bytes() == b"the previous checkpoint"
+    stats = ["--mean", *map(str, brightness["mean"]), "--std", *map(str, brightness["std"])]
+    assert import_bright(brightness, out, *stats, "--expect-accuracy", "0.9") == 0
+    assert load_checkpoint(out)["config"]["import"]["accuracy_check"]["accuracy"] >= 0.9
+    assert import_bright(brightness, out, "--expect-accuracy", "90") == 2  # a fraction, not a percentage
+    assert "--expect-accuracy is a fraction in [0, 1]" in capsys.readouterr().err
+
+
+def test_the_zoo_card_records_the_measured_accuracy(brightness, tmp_path, capsys):
+    from models.checkpoints import read_zoo_manifest
+    from models.zoo import main as zoo_main
+
+    out = tmp_path / "mine.pt"
+    stats = ["--mean", *map(str, brightness["mean"]), "--std", *map(str, brightness["std"])]
+    assert import_bright(brightness, out, *stats) == 0
+    printed = capsys.readouterr().out
+    assert zoo_main(["--out", str(tmp_path / "zoo"), "--variant", f"mine={out}"]) == 0
+    card = read_zoo_manifest(tmp_path / "zoo")["variants"]["mine"]["card"]
+    accuracy = card["imported_from"]["accuracy_check"]["accuracy"]
+    assert f"accuracy {100 * accuracy:.1f}% on 300 test images" in printed
+
+
+def test_an_unloadable_test_split_is_one_error_line_naming_the_way_out(sources, tmp_path, capsys, one_thread):
+    out, empty = tmp_path / "o.pt", tmp_path / "empty"
+    empty.mkdir()  # a folder without the CIFAR files
+    args = [str(sources["folder"] / "tv.pth"), "--arch", "torchvision:resnet18", "--dataset", "cifar10",
+            "--input-size", "32", "--out", str(out), "--data-root", str(empty)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load the test split of 'cifar10'") and err.count("\n") == 1, err
+    assert "--check-images 0" in err and not out.exists()
+    assert main([*args, "--check-images", "0"]) == 0  # the check skipped on request
+    assert "accuracy_check" not in load_checkpoint(out)["config"]["import"]
