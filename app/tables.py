@@ -8,9 +8,11 @@ not, although its name contains "acc"). ``display_table`` applies both to a Data
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
+
+from analysis.formatting import finite, interval, p_number
 
 COLUMN_LABELS: dict[str, str] = {
     "variant": "Variant",
@@ -62,6 +64,19 @@ COLUMN_LABELS: dict[str, str] = {
     "paper_figure": "Paper's figure",
     "rule": "Rule",
     "key": "Key",
+    "effect_ci": "Effect [95% CI]",
+    "test": "Test",
+    "p": "p",
+    "p_holm": "Holm p",
+    "n_images": "Images",
+    "comparison": "Comparison",
+    "comparison_kind": "Paper pair or control",
+    "metric": "Metric",
+    "direction": "Direction",
+    "unit": "Unit",
+    "effect": "Effect",
+    "ci_low": "CI low",
+    "ci_high": "CI high",
 }
 _SUFFIXES = {"mean": "mean", "sd": "sd", "std": "sd", "median": "median"}
 _ACCURACY = re.compile(r"(^|_)(acc|accuracy)($|_)")
@@ -106,3 +121,71 @@ def display_table(df: pd.DataFrame, percent_columns: Iterable[str] | None = None
         label = column_label(c).removesuffix(" (%)") + (" (%)" if c in percent else "")
         labels[c] = label if label not in labels.values() else f"{label} [{c}]"  # names stay unique
     return shown.rename(columns=labels)
+
+
+# ----------------------------------------------------------------------------- the claims and their comparisons
+
+_COUNT = re.compile(r"(\d+)\s+(images?|seed)")
+
+
+def counts_of(n_text: object) -> tuple[int | None, int | None]:
+    """(images, seeds) named in a claims.csv ``n`` cell such as "1000 images" or "3 seed(s)" (the largest of
+    each when several comparisons are listed; None where the cell names none)."""
+    images = [int(k) for k, unit in _COUNT.findall(str(n_text)) if unit.startswith("image")]
+    seeds = [int(k) for k, unit in _COUNT.findall(str(n_text)) if unit == "seed"]
+    return (max(images) if images else None), (max(seeds) if seeds else None)
+
+
+def claim_p_text(tests: pd.DataFrame) -> str:
+    """One claim's p-values as text, per comparison: ``C vs standard: 2.0e-04 (Holm 8.0e-04)``."""
+    return "; ".join(f"{r.comparison}: {p_number(r.p)} (Holm {p_number(r.p_holm)})" for r in tests.itertuples())
+
+
+def claims_view(claims: pd.DataFrame, tests: pd.DataFrame | None = None) -> pd.DataFrame:
+    """claims.csv as the page's compact table: key, verdict, claim, our figures, effect and CI, p (from the
+    comparisons, in :func:`analysis.formatting.p_number`'s notation, when they are there), images and seeds as
+    numbers in their own columns, then the test, the paper's section and figure and the rule."""
+    df = claims.copy()
+    if tests is not None and {"key", "comparison", "p", "p_holm"} <= set(tests.columns) and "key" in df:
+        by_key = {k: claim_p_text(g) for k, g in tests.groupby("key", sort=False)}
+        df["p"] = [by_key.get(k, p) for k, p in zip(df["key"], df.get("p", [""] * len(df)), strict=True)]
+    if "n" in df:
+        counts = [counts_of(n) for n in df["n"]]
+        df["n_images"] = pd.array([c[0] for c in counts], dtype="Int64")
+        df["n_seeds"] = pd.array([c[1] for c in counts], dtype="Int64")
+        df = df.drop(columns="n")
+    first = ["key", "verdict", "claim", "ours", "effect_ci", "p", "n_images", "n_seeds", "test", "paper",
+             "paper_figure", "rule"]  # fmt: skip
+    return df[[c for c in first if c in df] + [c for c in df.columns if c not in first]]
+
+
+def comparisons_view(tests: pd.DataFrame) -> pd.DataFrame:
+    """claim_tests.csv as the page shows it: key, comparison, effect with its 95% CI as one text, p and Holm p
+    as text (:func:`analysis.formatting.p_number`), images and seeds as integers, verdict; then whether it is
+    one of the paper's pairs or a control, metric,
+    direction and test."""
+    df = tests.rename(columns={"kind": "comparison_kind"})  # "kind" is a perturbation's elsewhere
+    units = df["unit"] if "unit" in df else pd.Series("points", index=df.index)
+    if {"effect", "ci_low", "ci_high"} <= set(df.columns):
+        rows = zip(df["effect"], df["ci_low"], df["ci_high"], units, strict=True)
+        df["effect_ci"] = [interval(e, lo, hi, "points" if u == "points" else "value") for e, lo, hi, u in rows]
+    for col in ("p", "p_holm"):
+        if col in df:
+            df[col] = [p_number(v) for v in df[col]]
+    for col in ("n_images", "n_seeds"):
+        if col in df:
+            df[col] = pd.array([int(v) if finite(v) else None for v in df[col]], dtype="Int64")
+    first = ["key", "comparison", "effect_ci", "p", "p_holm", "n_images", "n_seeds", "verdict", "comparison_kind",
+             "metric", "direction", "test"]  # fmt: skip
+    return df[[c for c in first if c in df]]
+
+
+def filter_comparisons(view: pd.DataFrame, keys: Sequence[str] = (), text: str = "") -> pd.DataFrame:
+    """The comparisons of the chosen claims (``keys``; none = all) whose row contains ``text`` (any column,
+    case-insensitive; blank = all)."""
+    shown = view[view["key"].isin(list(keys))] if keys else view
+    needle = text.strip().lower()
+    if needle:
+        hit = [needle in " ".join(map(str, row)).lower() for row in shown.itertuples(index=False)]
+        shown = shown[pd.Series(hit, index=shown.index, dtype=bool)]
+    return shown

@@ -1,10 +1,13 @@
 """The paper's claims, and what this zoo's measurements say about each."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
+from analysis import report_bundle
 from app import components
-from app.tables import display_table
+from app.tables import claims_view, comparisons_view, display_table, filter_comparisons
 
 ctx = components.context()
 st.title("Claims")
@@ -24,8 +27,16 @@ VERDICT_BADGES = {"holds": ("HOLDS", "green"), "partly": ("PARTLY", "orange"),
                   "not decided at quick scale": ("NOT DECIDED AT QUICK SCALE", "gray"),
                   "true": ("HOLDS", "green"), "yes": ("HOLDS", "green"), "supported": ("HOLDS", "green"),
                   "false": ("DOES NOT HOLD", "red"), "no": ("DOES NOT HOLD", "red")}  # fmt: skip
-FIRST = ["verdict", "claim", "ours", "effect_ci", "test", "p", "n", "paper_figure", "paper", "rule", "key"]
 TESTS_FILE = "claim_tests"  # one row per comparison behind a verdict (effect, 95% CI, test, p, n)
+ROW_PX = 35  # st.dataframe's row height: tables sized to show every row without an inner scroll bar
+# Column widths (px) of the compact tables: the key (pinned) and every number fit a 1280 px screen; long text
+# columns are narrow and read in full by hovering or double-clicking a cell (and in the claim list above).
+TEXT_HELP = "Long text: hover over a cell, or double-click it, to read it in full."
+CLAIM_WIDTHS = {"Key": 190, "Claim": 240, "Images": 70, "Seeds": 60, "This zoo": 240, "Effect [95% CI]": 200,
+                "p": 170, "Test": 120, "Paper section": 90, "Paper's figure": 140, "Rule": 140}  # fmt: skip
+COMPARISON_WIDTHS = {"Key": 190, "Comparison": 160, "Effect [95% CI]": 180, "p": 75, "Holm p": 75, "Images": 70,
+                     "Seeds": 60, "Verdict": 120, "Paper pair or control": 90, "Metric": 200, "Direction": 80,
+                     "Test": 200}  # fmt: skip
 
 
 def badge(verdict: object) -> str:
@@ -34,13 +45,33 @@ def badge(verdict: object) -> str:
 
 
 def with_badges(df: pd.DataFrame) -> pd.DataFrame:
-    """Verdict first (as a text badge), then the claim, our figure and the paper's; human column names."""
-    df = df[[c for c in FIRST if c in df] + [c for c in df.columns if c not in FIRST]].copy()
+    """The verdict column as text badges, human column names."""
+    df = df.copy()
     for col in ("verdict", "holds", "supported", "status"):
         if col in df:
             df[col] = [badge(v) for v in df[col]]
             break
     return display_table(df, percent_columns=())
+
+
+def column_config(shown: pd.DataFrame, widths: dict[str, int]) -> dict:
+    """Pixel widths, the key pinned, counts as integers, long text columns with a tooltip on the header."""
+    config = {}
+    for label in shown.columns:
+        width = widths.get(label)
+        if label in ("Images", "Seeds"):
+            config[label] = st.column_config.NumberColumn(label, format="%d", width=width)
+        else:
+            long = width is not None and width <= 240 and label not in ("Key", "p", "Holm p", "Verdict", "Seeds")
+            config[label] = st.column_config.TextColumn(label, width=width, pinned=label == "Key" or None,
+                                                        help=TEXT_HELP if long else None)  # fmt: skip
+    return config
+
+
+def compact_table(shown: pd.DataFrame, widths: dict[str, int], key: str, index: bool = False) -> None:
+    """A st.dataframe tall enough for every row, the key column pinned."""
+    st.dataframe(shown, hide_index=not index, width="stretch", height=ROW_PX * (len(shown) + 1) + 3,
+                 column_config=column_config(shown, widths), key=key)  # fmt: skip
 
 
 def verdict_counts(df: pd.DataFrame) -> None:
@@ -67,11 +98,59 @@ def claim_list(df: pd.DataFrame) -> None:
     for _, r in df.iterrows():
         text, colour = VERDICT_BADGES.get(str(r["verdict"]).strip().lower(), (badge(r["verdict"]), "gray"))
         ours = f" — {r['ours']}" if "ours" in df and isinstance(r["ours"], str) else ""
-        lines.append(f"- :{colour}-badge[{text}] **{r['claim']}**{ours}")
+        key = f" (`{r['key']}`)" if "key" in df and isinstance(r["key"], str) else ""
+        lines.append(f"- :{colour}-badge[{text}] **{r['claim']}**{key}{ours}")
     st.markdown("\n".join(lines))
 
 
-tests_table = next((o for n, o in found.items() if TESTS_FILE in n and isinstance(o, pd.DataFrame)), None)
+def rules(df: pd.DataFrame) -> None:
+    """Each claim's rule and the paper's figure, in full."""
+    if "rule" not in df:
+        return
+    with st.expander("The rule behind each verdict, and what the paper's figure says"):
+        for _, r in df.iterrows():
+            figure = f"  \n*Paper:* {r['paper_figure']}" if isinstance(r.get("paper_figure"), str) else ""
+            st.markdown(f"**{r.get('key', r.get('claim', ''))}**: {r['rule']}{figure}")
+
+
+def comparisons(tests: pd.DataFrame) -> None:
+    """Every comparison behind the verdicts, filterable by claim and by text."""
+    view = comparisons_view(tests)
+    with st.expander(f"Every comparison behind the verdicts ({len(view)}): effect, 95% CI, p, Holm p, n",
+                     expanded=False):  # fmt: skip
+        c1, c2 = st.columns([2, 1])
+        keys = c1.multiselect("Claims", list(dict.fromkeys(view["key"])), key="claims_filter_keys",
+                              placeholder="every claim")  # fmt: skip
+        text = c2.text_input("Contains", key="claims_filter_text", placeholder="e.g. ADV-mixed, McNemar")
+        shown = filter_comparisons(view, keys, text)
+        st.caption(f"{len(shown)} of {len(view)} comparisons. p-values below 0.001 in scientific notation; Holm p: "
+                   "adjusted over the comparisons of one claim.")  # fmt: skip
+        compact_table(with_badges(shown), COMPARISON_WIDTHS, key="claims_comparisons")
+
+
+def report_document(folder: Path, text: str) -> None:
+    """REPORT.md with its figures in place, and the report to download: a zip with its figures, or one file
+    with the figures embedded."""
+    with st.expander("REPORT.md"):
+        d1, d2 = st.columns(2)
+        d1.download_button("Download the report (zip: REPORT.md, claims, figures/)", report_bundle.report_zip(folder),
+                           file_name=f"{folder.name}-report.zip", mime="application/zip",
+                           key="claims_download_zip")  # fmt: skip
+        d2.download_button("Download REPORT.md (figures embedded)", report_bundle.inline_figures(text, folder),
+                           file_name="REPORT.md", mime="text/markdown", key="claims_download_md")  # fmt: skip
+        for part in report_bundle.split_report(text):
+            if part.path is None:
+                st.markdown(part.text)
+                continue
+            file = report_bundle.figure_file(folder, part.path)
+            if file is None:
+                st.caption(f"Figure `{components.md_escape(part.path)}` is not in the results folder.")
+            else:
+                st.image(str(file), caption=part.alt or file.stem)
+
+
+tests_name, tests_table = next(((n, o) for n, o in found.items() if TESTS_FILE in n and isinstance(o, pd.DataFrame)),
+                               (None, None))  # fmt: skip
 found = {n: o for n, o in found.items() if TESTS_FILE not in n}
 if found:
     tables = {n: o for n, o in found.items() if isinstance(o, pd.DataFrame)}
@@ -84,13 +163,15 @@ if found:
         if table is not None:
             verdict_counts(table)
             claim_list(table)
-            st.caption("Verdicts follow each claim's rule (last column) applied to this zoo's measurements.")
-            shown = with_badges(table)
-            st.table(shown.set_index("Verdict") if "Verdict" in shown else shown)  # all rows and columns, wrapped
+            st.caption("Verdicts follow each claim's rule (below the table) applied to this zoo's measurements. "
+                       "Images and Seeds: how many test images, or training seeds, the tests compare.")  # fmt: skip
+            shown = with_badges(claims_view(table, tests_table))
+            compact_table(shown.set_index("Verdict") if "Verdict" in shown else shown, CLAIM_WIDTHS,
+                          key="claims_table", index="Verdict" in shown)  # fmt: skip
             st.caption(f"Source: `{name}`")
+            rules(table)
             if tests_table is not None:
-                with st.expander("Every comparison behind the verdicts: effect, 95% CI, test, p (Holm), n"):
-                    st.table(with_badges(tests_table))
+                comparisons(tests_table)
         else:
             st.json(obj, expanded=False)
 else:
@@ -126,7 +207,5 @@ if results.folder is not None:
         with st.expander("Experiments of the report"):
             st.dataframe(status, hide_index=True, width="stretch")
     if text:
-        with st.expander("REPORT.md"):
-            st.download_button("Download REPORT.md", text, file_name="REPORT.md", mime="text/markdown")
-            st.markdown(text)
-components.other_files(results, ("claim",), set(found))
+        report_document(Path(results.folder), text)
+components.other_files(results, ("claim",), set(found) | {tests_name})
