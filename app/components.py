@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +308,22 @@ def pick(results: backend.Results, quick: dict[str, pd.DataFrame] | None, quick_
     return None, None
 
 
+MASKING_GAP_POINTS = 0.5  # PGD-10 above the strongest attack by less than this: a fact to state, not a warning
+_GAP = re.compile(r"overestimates robust accuracy by (-?\d+(?:\.\d+)?) points")
+
+
+def note_is_warning(note: object) -> bool:
+    """Whether a report note deserves a warning box rather than a caption: it says WARNING, or it states that
+    PGD-10 overestimates robust accuracy by at least ``MASKING_GAP_POINTS`` points, or it speaks of masking
+    (and is not a "no sign of masking" or a passed check). "Overestimates ... by 0.0 points" is a caption."""
+    text = str(note)
+    gap = _GAP.search(text)
+    if gap is not None:
+        return "WARNING" in text or abs(float(gap.group(1))) >= MASKING_GAP_POINTS
+    lower = text.lower()
+    return "warning" in lower or ("masking" in lower and "no sign" not in lower and "passed" not in lower)
+
+
 def report_status(results: backend.Results, *experiments: str) -> None:
     """What the report says about these experiments: failures, notes (masking warnings stand out), settings."""
     if results.folder is None:
@@ -324,8 +341,7 @@ def report_status(results: backend.Results, *experiments: str) -> None:
             st.caption(f"The report skipped **{name}**.")
             continue
         for note in record.get("notes") or []:
-            text = str(note).lower()
-            if ("masking" in text or "robust accuracy" in text) and "no sign" not in text:
+            if note_is_warning(note):
                 st.warning(str(note), icon="⚠️")
             else:
                 st.caption(f"{name}: {note}")

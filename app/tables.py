@@ -37,6 +37,8 @@ COLUMN_LABELS: dict[str, str] = {
     "test_acc_blue": "Accuracy, blue background (test)",
     "clean_acc": "Clean accuracy",
     "robust_acc": "Robust accuracy",
+    "pgd_acc": "PGD-10 accuracy",
+    "below_pgd10": "Below PGD-10",
     "accuracy": "Accuracy",
     "ds_level1_sum": "DS level 1 (sum of kinds)",
     "ds_mean": "DS (mean)",

@@ -35,11 +35,16 @@ if audit is not None:
                     key="rob_audit")  # fmt: skip
     st.caption("Accuracy under PGD with more steps (x), per loss (panels); restarts are in the table.")
     if results.experiment("attack_audit").get("notes") is None:  # the report states its own warnings
-        warnings = backend.masking_warnings(audit)
-        for message in warnings:
-            st.warning(message, icon="⚠️")
+        messages = backend.masking_warnings(audit)
+        warnings = [m for m in messages if components.note_is_warning(m)]
+        for message in messages:
+            if message in warnings:
+                st.warning(message, icon="⚠️")
+            else:
+                st.caption(message)
         if not warnings:
-            st.success("No sign of gradient masking: stronger attacks do not beat PGD-10 by more than 2 points.")
+            st.success("No sign of gradient masking: no stronger attack beats PGD-10 by "
+                       f"{components.MASKING_GAP_POINTS:g} points or more.")  # fmt: skip
     components.report_status(results, "attack_audit")
     with st.expander("Audit table"):
         components.show_table(audit, name, percent_columns=("accuracy",))
@@ -81,12 +86,11 @@ if picked is not None and variants:
             diff = (res["adversarial"] - picked.image) * (0.5 / max(eps / 255, 1e-6)) + 0.5
             with col, st.container(border=True):
                 st.markdown(f"**{components.md_escape(variant)}**")
-                st.plotly_chart(
-                    map_figures.image_grid([picked.image, res["adversarial"], diff],
-                                       ["clean", "adversarial", "perturbation (amplified)"], cols=3,
-                                       panel_height=120),
-                    key=f"rob_adv_{variant}", config={"displayModeBar": False},
-                )  # fmt: skip
+                grid = map_figures.image_grid([picked.image, res["adversarial"], diff], None, cols=3,
+                                              panel_height=120)  # fmt: skip
+                grid.update_layout(annotations=[], margin=dict(l=0, r=0, t=0, b=0), height=120)  # named below
+                st.plotly_chart(grid, key=f"rob_adv_{variant}", config={"displayModeBar": False})
+                st.caption(f"clean · adversarial · perturbation ×{0.5 / max(eps / 255, 1e-6):.0f} (grey = unchanged)")
                 st.markdown(f"clean: **{cls(res['clean_pred'])}** ({100 * res['clean_conf']:.0f}%)  \n"
                             f"adversarial: **{cls(res['adv_pred'])}** ({100 * res['adv_conf']:.0f}%)  \n"
                             + outcome(res))  # fmt: skip
