@@ -391,9 +391,19 @@ def read_zoo_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     folder = Path(folder)
     mpath = folder / ZOO_MANIFEST
     if not mpath.is_file():
+        held = sorted(p.name for p in folder.glob("*.pt")) if folder.is_dir() else []
+        if held:  # e.g. a folder of imported weights: models.zoo assembles them, models.train_zoo would retrain
+            hint = (
+                f"it holds checkpoints ({', '.join(held[:3])}): assemble them into a zoo with "
+                f"`python -m models.zoo --out <zoo folder> --variant NAME={folder / held[0]} ...`"
+            )
+        else:
+            hint = (
+                "assemble checkpoints, imported ones too, with `python -m models.zoo --out <zoo folder> "
+                f"--variant NAME=FILE ...`, or train one with `python -m models.train_zoo --out {folder}`"
+            )
         raise CheckpointError(
-            f"no {ZOO_MANIFEST} in {folder}: a zoo is a folder of checkpoints with a manifest "
-            f"(make one with `python -m models.train_zoo --out {folder}`)"
+            f"no {ZOO_MANIFEST} in {folder}: a zoo is a folder of checkpoints with a manifest ({hint})"
         )
     try:
         manifest = json.loads(mpath.read_text())

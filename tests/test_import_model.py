@@ -194,7 +194,7 @@ def test_gradcam_runs_on_the_chosen_layer_and_warns_when_its_map_is_below_4x4(so
     model, _ = load_model(tmp_path / "tv.pt")
     targets = torch.tensor([0, 1])
     with pytest.warns(UserWarning, match="GradCAM map is only 1x1"):  # 32 px through resnet18: layer4 is 1x1
-        maps, extras = gradcam(model, _probe(2, 32), targets)
+        maps, extras = gradcam(model, _probe(2, 32), targets, layer="layer4")
     assert maps.shape == (2, 32, 32) and extras["raw"].shape == (2, 1, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 128 px: layer4 is 4x4, no warning
@@ -337,3 +337,17 @@ def test_an_unloadable_test_split_is_one_error_line_naming_the_way_out(sources, 
     assert "--check-images 0" in err and not out.exists()
     assert main([*args, "--check-images", "0"]) == 0  # the check skipped on request
     assert "accuracy_check" not in load_checkpoint(out)["config"]["import"]
+
+
+def test_a_folder_of_imported_weights_given_as_a_zoo_is_told_to_assemble_it(sources, tmp_path, capsys, one_thread):
+    """The report on a folder of imported checkpoints (no zoo.json): the error names models.zoo, the tool that
+    assembles them, not only models.train_zoo, which would train the lab's own networks."""
+    from analysis.report import main as report_main
+
+    folder = tmp_path / "imported"
+    assert import_tv(sources, folder / "tv.pt", "--check-images", "0") == 0
+    capsys.readouterr()
+    assert report_main(["--zoo", str(folder), "--out", str(tmp_path / "report"), "--quick", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no zoo.json in {folder}") and err.count("\n") == 1, err
+    assert f"python -m models.zoo --out <zoo folder> --variant NAME={folder / 'tv.pt'}" in err
