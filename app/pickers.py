@@ -91,6 +91,17 @@ def classes_statement(ctx: Context) -> str | None:
             f"{md_escape(', '.join(map(str, names)))}. Any other picture is still put into one of them.")  # fmt: skip
 
 
+def ood_verdict(res: dict[str, Any]) -> str:
+    """What the OOD check found, in words that agree with its verdict (``analysis.ood.assess``: flagged when at
+    least half of the models score the image below their threshold): "2 of 6 models (C, ADV) score it below
+    their threshold; flagged when at least half do"."""
+    below, total = list(res.get("below") or []), len(res.get("thresholds") or res.get("scores") or {})
+    if not below:
+        return f"all {total} models score it above their threshold" if total else "no model scored it"
+    who = f"{len(below)} of {total} model{'s' if total != 1 else ''} ({', '.join(below)})"
+    return f"{who} score{'s' if len(below) == 1 else ''} it below their threshold; flagged when at least half do"
+
+
 def ood_notice(ctx: Context, image: np.ndarray) -> dict[str, Any] | None:
     """A clear notice when an upload is unlike the zoo's test data (``analysis.ood``: energy score, threshold
     at the 5th percentile of the test split, computed once per zoo), with the classes the models know."""
@@ -104,16 +115,16 @@ def ood_notice(ctx: Context, image: np.ndarray) -> dict[str, Any] | None:
     except (backend.DatasetError, ValueError, OSError) as exc:
         st.caption(f"No out-of-distribution check: the test split could not be loaded ({md_escape(exc)}).")
         return None
-    below = ", ".join(res["below"]) or "none"
     if res["flagged"]:
         st.warning(
-            "**This image looks unlike the data the zoo was trained on** (out of distribution): its score is "
-            f"below the threshold for {md_escape(below)}. Predictions and maps below are the models' forced "
-            "answers, not evidence of what the picture shows.",
+            "**This image looks unlike the data the zoo was trained on** (out of distribution): "
+            f"{md_escape(ood_verdict(res))}. Predictions and maps below are the models' forced answers, not "
+            "evidence of what the picture shows.",
             icon="⚠️",
         )
     else:
-        st.caption(f"Out-of-distribution check: passed (below the threshold for: {md_escape(below)}).")
+        st.caption(f"Out-of-distribution check passed: {md_escape(ood_verdict(res))}. A passed check is no "
+                   "guarantee: confidence scores miss images a model is confidently wrong about.")  # fmt: skip
     scores = ", ".join(f"{md_escape(n)} {s:.3g}" for n, s in res["scores"].items())
     st.caption(f"{md_escape(res['description'])}. This image: {scores}." + (f" {statement}" if statement else ""))
     return res

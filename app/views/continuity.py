@@ -47,8 +47,8 @@ if rank_df is not None:
                                         y_title="Same-class images nearer (%)"), key="cont_rank")  # fmt: skip
     st.caption(
         "For seeded anchor images x_A: the share of other same-class images x_B with DS(x_A, x_B) < "
-        "DS(x_A, P(x_A)). 0 = the perturbed copy is the anchor's nearest neighbour (continuous); 1 = every other "
-        "image of the class is nearer."
+        "DS(x_A, P(x_A)). 0% = the perturbed copy is the anchor's nearest neighbour (continuous); 100% = every "
+        "other image of the class is nearer."
     )
     components.report_status(results, "neighbourhood_rank")
     with st.expander("Table"):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import streamlit as st
 
+from analysis.formatting import round_significant
 from app import backend, components, figures, map_figures
 from app.choices import only, variant_choice
 from models.objectives import get_variant
@@ -35,7 +36,7 @@ for col, (_, row) in zip(cols, metrics.iterrows(), strict=True):
         clean, pgd, ds = row["test_clean_acc"], row["test_pgd10_acc"], row["ds_level1_sum"]
         st.metric("Clean accuracy", "n/a" if np.isnan(clean) else f"{100 * clean:.1f}%")
         st.metric("PGD-10 accuracy", "n/a" if np.isnan(pgd) else f"{100 * pgd:.1f}%")
-        st.metric("DS, level 1 (sum of 4 kinds)", "n/a" if np.isnan(ds) else f"{ds:.3g}",
+        st.metric("DS, level 1 (sum of 4 kinds)", "n/a" if np.isnan(ds) else f"{round_significant(ds):g}",
                   help="Lower = more continuous.")  # fmt: skip
 
 left, right = st.columns(2)
@@ -53,8 +54,9 @@ with right:
                                             log_y=True), key="zoo_ds")  # fmt: skip
 
 kind_cols = [c for c in metrics.columns if c.startswith("ds_level1_") and c != "ds_level1_sum"]
-components.show_table(metrics)
-st.caption("Accuracies in %; DS level 1 per kind and summed over kinds.")
+ds_cols = [c for c in metrics.columns if c.startswith("ds_level1_")]
+components.show_table(metrics.assign(**{c: metrics[c].map(round_significant) for c in ds_cols}))
+st.caption("Accuracies in %; DS level 1 per kind and summed over kinds, to 3 significant digits as on the cards.")
 
 st.subheader("Cards in full")
 for variant in chosen:
