@@ -14,7 +14,8 @@ dashboard loop over everything registered. Drawing is not done here; the quality
 deletion / insertion, stability) are in :mod:`analysis.attribution_quality`.
 
 Methods (in :mod:`analysis.attribution_methods`, registered here): ``integrated_gradients``, ``gradcam``,
-``lime``.
+``lime``. Each chunks its work to a memory budget and reports progress / honours a stop request between
+chunks (options ``memory_budget``, ``progress``, ``should_stop``; see that module).
 
 Concurrency: captum attaches hooks to the model while it attributes (GradCAM's
 forward hook on ``gradcam_layer`` fires on *every* forward through that layer,
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from analysis.attribution_defaults import fitted_options
 from analysis.attribution_methods import (
     SEGMENTATIONS,
     _as_targets,
@@ -118,7 +120,9 @@ class Method:
     lock and eval mode. ``signed`` maps have evidence for and against the class (a diverging colour
     scale); unsigned ones are >= 0. ``settings`` maps an option name to the name of the report or
     dashboard setting that sets it (e.g. ``{"n_steps": "ig_steps"}``). ``slow`` methods are off by
-    default in interactive views.
+    default in interactive views (:func:`analysis.attribution_estimates.estimate` says whether a method is slow
+    at a given input size). ``defaults`` are the values at the lab's 32-px inputs; ``options(input_size=...)``
+    replaces the size-dependent ones by :func:`analysis.attribution_defaults.fitted_options`.
     """
 
     name: str
@@ -129,10 +133,16 @@ class Method:
     settings: Mapping[str, str] = field(default_factory=dict)
     slow: bool = False
 
-    def options(self, settings: Mapping[str, Any] | Any = None, **overrides: Any) -> dict[str, Any]:
-        """The method's options: defaults, then values read from ``settings`` (a mapping or an object with
-        attributes named as in ``self.settings``), then ``overrides``."""
+    def options(
+        self, settings: Mapping[str, Any] | Any = None, *, input_size: int | tuple[int, ...] | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The method's options: defaults (fitted to ``input_size``, a side or a (C, H, W) shape, when given), then
+        values read from ``settings`` (a mapping or an object with attributes named as in ``self.settings``), then
+        ``overrides``."""
         opts = dict(self.defaults)
+        if input_size is not None:
+            opts.update(fitted_options(self.name, input_size))
         for option, key in self.settings.items():
             value = settings.get(key) if isinstance(settings, Mapping) else getattr(settings, key, None)
             if value is not None:

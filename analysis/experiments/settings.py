@@ -167,9 +167,14 @@ TRAIN_RATE = {R.BASELINE: 200.0, R.CONSTRAINED: 75.0, R.JITTER_CONTROL: 110.0, R
 INFER_RATE, ATTACK_STEP_RATE = 500.0, 310.0  # forwards/s; image x PGD-step/s (forward + backward)
 
 
-def estimate_cpu_s(s: Settings, roles: Mapping[str, str], test_size: int = 10_000) -> dict[str, float]:
+def estimate_cpu_s(
+    s: Settings, roles: Mapping[str, str], test_size: int = 10_000, cost_scale: float = 1.0
+) -> dict[str, float]:
     """Planned single-thread CPU seconds per experiment for ``s`` on a zoo with these variant roles (a rough
-    estimate from measured unit costs: see TRAIN_RATE, INFER_RATE, ATTACK_STEP_RATE)."""
+    estimate from measured unit costs: see TRAIN_RATE, INFER_RATE, ATTACK_STEP_RATE). ``cost_scale``: the zoo's
+    networks' cost relative to the width-16 ResNet18 at 32x32 the rates were measured on
+    (``analysis.network_cost.cost_scale``: forward FLOPs at the zoo's input size); it scales every experiment that
+    runs the zoo's networks (not fairness, which trains its own width-16 networks)."""
     v = len(roles)
     adv = sum(r in (R.ADVERSARIAL, R.ADVERSARIAL_CONSTRAINED, R.MIXED_CONTROL) for r in roles.values())
     robust_share = 0.45  # images an adversarial variant keeps under PGD-10; others keep about none
@@ -180,7 +185,8 @@ def estimate_cpu_s(s: Settings, roles: Mapping[str, str], test_size: int = 10_00
     transfer = len(s.transfer_seeds) * v * transfer_imgs * s.transfer_epochs / TRAIN_RATE[R.BASELINE]
     fair_roles = [r for r in (R.BASELINE, R.CONSTRAINED, R.JITTER_CONTROL) if r in roles.values()]
     fair = sum(TRAIN_RATE[r] ** -1 for r in fair_roles or (R.BASELINE, R.CONSTRAINED))
-    return {
+    own = {"fairness": len(s.fairness_seeds) * s.fairness_train_limit * s.fairness_epochs * fair}
+    zoo = {
         "continuity": v * s.n_images * 17 / INFER_RATE,
         "alpha_sweep": alpha,
         "neighbourhood_rank": v * (candidates + s.rank_anchors * 16) / INFER_RATE,
@@ -192,5 +198,5 @@ def estimate_cpu_s(s: Settings, roles: Mapping[str, str], test_size: int = 10_00
         "stability": v * s.stability_images * 13 * len(s.stability_method_names) * 0.1,
         "embeddings": v * s.embed_anchors * (s.embed_same_class + 17) / INFER_RATE,
         "transfer": transfer,
-        "fairness": len(s.fairness_seeds) * s.fairness_train_limit * s.fairness_epochs * fair,
     }
+    return {**{k: x * cost_scale for k, x in zoo.items()}, **own}
