@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pandas as pd
 from analysis.claims import PROBE_FIGURES, alpha_summary
 from analysis.experiments.registry import Context
 from analysis.formatting import md_table, num, pct
+from analysis.gradcam_resolution import MIN_SIDE, GradcamResolution, zoo_gradcam_resolutions
 from analysis.paper import PAPER
 from models.perturbations import KIND_REGISTRY
 
@@ -147,3 +149,45 @@ def section_probes(ctx: Context, status: Status) -> str:
                 figure_md(status, "probes", fig + "_"), ""]  # fmt: skip
     out += [f"- {note}" for note in status["probes"].get("notes", [])] + [""]
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- GradCAM's resolution
+
+
+def coarse_gradcam(ctx: Context) -> dict[str, GradcamResolution]:
+    """The zoo's variants whose GradCAM map is below MIN_SIDE x MIN_SIDE at the test images' size."""
+    size = int(ctx.test.images.shape[-1])
+    return {v: r for v, r in zoo_gradcam_resolutions(ctx.models, size).items() if r.coarse}
+
+
+def mark_gradcam(table: pd.DataFrame, coarse: dict[str, GradcamResolution]) -> pd.DataFrame:
+    """``table`` (with ``variant`` and ``method`` columns) with the GradCAM rows of a coarse variant marked."""
+    if not coarse or not {"variant", "method"} <= set(table.columns):
+        return table
+    t = table.copy()
+    hit = (t["method"] == "gradcam") & t["variant"].isin(list(coarse))
+    t["method"] = t["method"].astype(object)
+    t.loc[hit, "method"] = [f"gradcam (**{coarse[v].size} map**)" for v in t.loc[hit, "variant"]]
+    return t
+
+
+def gradcam_notes(coarse: dict[str, GradcamResolution]) -> list[str]:
+    """One line per coarse variant: its map size and a finer layer; the GradCAM numbers above do not localise."""
+    if not coarse:
+        return []
+    lines = [f"**GradCAM resolution.** Rows marked with a map size read a map smaller than {MIN_SIDE}x{MIN_SIDE}: "
+             "too coarse to localise an object, so its mask share and AUCs say little about where the network "
+             "looks, and its stability is high by construction (a few numbers per image barely move).", ""]  # fmt: skip
+    lines += [f"- `{v}`: {r.caption()}" for v, r in coarse.items()]
+    return [*lines, ""]
+
+
+def gradcam_claims_note(ctx: Context, claims: Sequence[Any]) -> str:
+    """A line under the claims when a GradCAM claim rests on coarse maps ('' otherwise)."""
+    keys = [c.key for c in claims if "gradcam" in c.key and c.tests]  # measured GradCAM claims only
+    coarse = coarse_gradcam(ctx) if keys else {}
+    if not coarse:
+        return ""
+    which = ", ".join(f"`{v}` {r.size} (`{r.layer}`)" for v, r in coarse.items())
+    return (f"**GradCAM resolution:** {', '.join(f'`{k}`' for k in keys)} rests on GradCAM maps below "
+            f"{MIN_SIDE}x{MIN_SIDE}: {which}; see Section 4.5 for a finer layer.\n")  # fmt: skip
