@@ -66,11 +66,31 @@ def test_report_marks_every_coarse_gradcam_result_and_names_a_finer_layer(import
     assert all("gradcam (**2x2 map**)" in row for row in gradcam_rows), gradcam_rows
     assert "GradCAM reads `layer3`: a 2x2 map at 32 px" in section and "--gradcam-layer layer2" in section
     claims = text.split("## Claims", 1)[1].split("\n## ", 1)[0]
-    assert "**GradCAM resolution:** `interpretability_gradcam` rests on GradCAM maps below 4x4" in claims
+    assert "GradCAM resolution" not in claims  # one variant, no masks in digits: the GradCAM claim is not measured
 
     fine = _report(imported_zoos["fine"], tmp_path / "fine")  # the advised layer: nothing marked
     assert "gradcam |" in fine.split("## Section 4.5", 1)[1]
     assert "map**)" not in fine and "GradCAM resolution" not in fine
+
+
+def test_a_measured_gradcam_claim_on_coarse_maps_gets_a_line_under_the_claims(imported_zoos, one_thread):
+    from types import SimpleNamespace
+
+    from analysis.claims import Claim
+    from analysis.report_sections import gradcam_claims_note
+    from models.checkpoints import load_zoo
+
+    zoo = load_zoo(imported_zoos["coarse"])
+    ctx = SimpleNamespace(models=zoo.models, test=SimpleNamespace(images=torch.zeros(1, 3, 32, 32)))
+    measured = Claim("interpretability_gradcam", "maps on the object", "4.5", "-", "0.5", "inconclusive", "rule",
+                     tests=[{"comparison": "C - standard"}])  # fmt: skip
+    unmeasured = Claim("interpretability_gradcam", "maps on the object", "4.5", "-", "-", "not measured", "rule")
+    note = gradcam_claims_note(ctx, [measured])
+    assert note.startswith("**GradCAM resolution:** `interpretability_gradcam` rests on GradCAM maps below 4x4")
+    assert "`tv` 2x2 (`layer3`)" in note
+    assert gradcam_claims_note(ctx, [unmeasured]) == ""
+    fine = load_zoo(imported_zoos["fine"])
+    assert gradcam_claims_note(SimpleNamespace(models=fine.models, test=ctx.test), [measured]) == ""
 
 
 def test_checkpoint_advice_matches_the_import_flag(imported_zoos, one_thread):
