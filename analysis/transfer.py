@@ -44,6 +44,7 @@ from models.checkpoints import (
     load_checkpoint,
     load_model,
     read_zoo_manifest,
+    zoo_member,
 )
 from models.data import ImageDataset, load_dataset
 from models.evaluation import accuracy
@@ -73,7 +74,7 @@ def variant_paths(source: Zoo | Mapping[str, Any] | str | os.PathLike) -> dict[s
         return {v: Path(p.path if isinstance(p, ZooEntry) else p) for v, p in source.items()}
     folder = Path(source)
     if (folder / ZOO_MANIFEST).is_file():
-        return {v: folder / item["file"] for v, item in read_zoo_manifest(folder)["variants"].items()}
+        return {v: zoo_member(folder, item.get("file"), v) for v, item in read_zoo_manifest(folder)["variants"].items()}
     raise TypeError(f"expected a Zoo, a zoo folder or a mapping variant -> checkpoint path, got {source!r}")
 
 
@@ -133,7 +134,10 @@ def run_training(
 
 
 # configuration fields that do not change what a run computes (where it is written, threads, checkpoint cadence)
-_REUSE_MAY_DIFFER = {"out", "resume", "device", "num_threads", "num_workers", "checkpoint_every", "stop_after_steps"}
+_REUSE_MAY_DIFFER = {
+    "out", "resume", "device", "num_threads", "num_workers", "checkpoint_every", "stop_after_steps",
+    "channels_last",  # the memory layout, not what is trained
+}  # fmt: skip
 
 
 def _matching_checkpoint(path: Path, cfg: TrainConfig, data: ImageDataset | None) -> dict[str, Any] | None:

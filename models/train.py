@@ -35,9 +35,18 @@ from models.batches import (
 )
 from models.checkpoints import atomic_torch_save, make_checkpoint, network_spec
 from models.devices import DistInfo, init_distributed, pick_device
+from models.memory_format import memory_format
 from models.networks import unwrap_model
 from models.objectives import ADVERSARIAL_VARIANTS, LossOutput, get_objective
-from models.runs import CONFIG_FILE, FINAL_FILE, RESUME_FILE, TrainingInterrupted, _Stop, signals_deferred
+from models.runs import (
+    CONFIG_FILE,
+    FINAL_FILE,
+    RESUME_FILE,
+    TrainingInterrupted,
+    _Stop,
+    holds_run_lock,
+    signals_deferred,
+)
 from models.train_config import PRESETS, TrainConfig, lr_at, warmup_steps
 from models.train_setup import Run, TrainData, load_init_weights, load_split, restore, setup_run
 
@@ -75,8 +84,7 @@ def train_step(run: Run) -> LossOutput:
     x, y = next_batch(run)
     if cfg.augment:
         x = augment_batch(x, run.gen)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    x = x.to(run.device, non_blocking=True).contiguous(memory_format=memory_format)
+    x = x.to(run.device, non_blocking=True).contiguous(memory_format=memory_format(bool(cfg.channels_last)))
     y = y.to(run.device, non_blocking=True)
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(run.step, run.total_steps, cfg)
@@ -215,6 +223,7 @@ def finish(run: Run) -> dict[str, Any]:
     return metrics
 
 
+@holds_run_lock  # one process at a time writes cfg.out
 def train(
     cfg: TrainConfig, progress: bool = True, data: TrainData | None = None, raise_on_interrupt: bool = False
 ) -> dict[str, Any]:

@@ -76,7 +76,9 @@ class TrainConfig:
     seed: int = _opt(0, "seed of initialisation, data order, augmentation and attacks")
     device: str = _opt("auto", "auto (CUDA when present), cpu, cuda, cuda:N or mps")
     amp: bool = _opt(True, "bf16 autocast (CUDA only)")
-    channels_last: bool = _opt(True, "channels-last memory format")
+    channels_last: bool | None = _opt(
+        None, "channels-last memory format (default: where known safe and faster; see models.memory_format)"
+    )
     checkpoint_every: int = _opt(200, "steps between resume checkpoints (also written at each epoch end)")
     out: str = _opt("runs/default", "run folder (refused when it holds a run, unless --resume or --force)")
     init: str | None = _opt(None, "checkpoint to fine-tune from; its network is used (a head may be renewed)")
@@ -171,6 +173,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 _RESUME_MAY_DIFFER = {
+    "channels_last",  # the layout, not what is trained (a resume without the flag keeps the saved one)
     "resume",
     "init",
     "epochs",

@@ -23,6 +23,7 @@ from models.checkpoints import load_checkpoint
 from models.data import load_dataset
 from models.devices import DistInfo, init_distributed, pick_device
 from models.errors import SettingsError
+from models.memory_format import default_channels_last, memory_format
 from models.networks import create_network, unwrap_model
 from models.runs import RESUME_FILE, StopRequest
 from models.train_config import TrainConfig, check_resume_compatible, make_optimizer, small_set_batch_size
@@ -121,6 +122,8 @@ def _read_checkpoints(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | N
         if "min_epoch_steps" not in saved:  # a run from before --min-epoch-steps: its batch size never shrank
             cfg = dataclasses.replace(cfg, min_epoch_steps=0)
         check_resume_compatible(saved, dataclasses.replace(cfg, batch_size=saved.get("batch_size", cfg.batch_size)))
+        if cfg.channels_last is None and saved.get("channels_last") is not None:  # resume in the layout it ran in
+            cfg = dataclasses.replace(cfg, channels_last=saved["channels_last"])
     elif cfg.init:
         init_ckpt = load_checkpoint(cfg.init)
         spec = init_ckpt["network"]
@@ -164,8 +167,9 @@ def setup_run(cfg: TrainConfig, data: TrainData | None = None) -> tuple[Run, dic
         renewed = load_init_weights(model, init_ckpt)
         if renewed and dist_info.is_main:
             print(f"note: --init {cfg.init} has another class count; new head: {', '.join(renewed)}", file=sys.stderr)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format)
+    if cfg.channels_last is None:  # recorded in the run's config, so a resume and the checkpoints say what ran
+        cfg = dataclasses.replace(cfg, channels_last=default_channels_last(model, device))
+    model = model.to(device, memory_format=memory_format(cfg.channels_last))
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * dist_info.world_size))
     run = Run(
         cfg=cfg,
