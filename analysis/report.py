@@ -11,14 +11,16 @@ runners), ``analysis.results_store`` (the results folder: write, reuse, resume, 
 and ``analysis.report_markdown`` / ``analysis.report_sections`` (REPORT.md), ``analysis.claims`` and
 ``analysis.statistics`` (the verdicts). This module is the driver and the command line.
 
-An earlier report in the output folder is replaced as a whole; ``--resume`` keeps the results still valid for the
-zoo's checkpoints and settings and runs only what is missing. Training runs go to ``--work-dir`` (default: a
+An earlier report in the output folder is never deleted: a rerun without ``--resume`` moves it aside to
+``<out>.old-<timestamp>`` and writes a new one; ``--resume`` keeps the results still valid for the zoo's
+checkpoints and settings and runs only what is missing. One report at a time writes a folder.
+Training runs go to ``--work-dir`` (default: a
 temporary folder deleted at the end); in a kept ``--work-dir`` the colour-bias experiment loads the runs already
 finished there under the same settings and resumes a stopped one, so an interrupted experiment loses at most the
 steps since the last checkpoint (and several processes given different ``fairness_seeds`` can share the folder).
 ``--quick`` runs the same pipeline on small subsets, one seed and tiny training runs, and decides no claim. A
 failing experiment is recorded (status "failed") and the others still run; the exit status is 1 if any failed.
-Ctrl-C (or SIGTERM during a training step) stops the report: every finished experiment is already on disk,
+Ctrl-C or SIGTERM stops the report: every finished experiment is already on disk,
 summary.json records the interruption, and the command exits 130; rerun it with ``--resume`` to run only what is
 missing.
 """
@@ -26,9 +28,12 @@ missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
+import json
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -43,17 +48,20 @@ from tqdm import tqdm
 from analysis import claims as claims_mod
 from analysis.experiments import EXPERIMENTS, FULL, QUICK, Context, Settings, estimate_cpu_s, parse_overrides
 from analysis.experiments.settings import with_seeds
+from analysis.network_cost import zoo_cost_scale
 from analysis.paper import PAPER
 from analysis.report_markdown import write_report
 from analysis.results_store import FORMAT, clear_previous, dump_json, remove_experiment, reuse_experiment
 from analysis.results_store import write_experiment as _write_experiment
 from analysis.roles import zoo_roles
+from analysis.settings_check import check_settings
 from analysis.transfer import seeded_subset
 from models.checkpoints import CheckpointError, git_commit, load_zoo
 from models.cli import EXIT_INTERRUPTED
 from models.data import load_dataset
 from models.devices import pick_device
 from models.errors import LabError
+from models.safe_output import describe_os_error, folder_lock, move_aside
 from models.version import version_string
 
 __all__ = ["EXPERIMENTS", "FULL", "QUICK", "Context", "Settings", "clear_previous", "main", "parse_overrides",
@@ -64,10 +72,11 @@ Log = Callable[[str], None]
 def build_context(
     zoo_path: str | Path, out: str | Path, settings: Settings, work_dir: Path, device: str = "auto",
     data_root: str | None = None, roots: dict[str, str] | None = None, progress: bool = True,
+    allow_nan: bool = False,
 ) -> Context:  # fmt: skip
     """Load the zoo and its data set's test split; the evaluation subset is a seeded permutation's first n."""
     dev = pick_device(device)
-    zoo = load_zoo(zoo_path, device=dev)
+    zoo = load_zoo(zoo_path, device=dev, allow_nan=allow_nan)
     if not zoo.entries:
         raise ValueError(f"zoo {zoo_path} has no variants")
     config = next(iter(zoo.entries.values())).meta.get("config", {})
@@ -76,7 +85,6 @@ def build_context(
         raise ValueError(f"zoo {zoo_path} does not say which data set it was trained on")
     root = data_root or config.get("data_root")
     test = load_dataset(dataset, "test", root, image_size=config.get("image_size"))
-    Path(out).mkdir(parents=True, exist_ok=True)
     return Context(
         zoo,
         settings,
@@ -90,6 +98,22 @@ def build_context(
         dict(roots or {}),
         progress,
     )
+
+
+def keep_previous_report(out: Path, log: Log) -> Path | None:
+    """Move an earlier report in ``out`` (a folder whose summary.json says it is one) aside to
+    ``<out>.old-<timestamp>``, so that a rerun without ``--resume`` neither deletes it nor mixes with it; returns
+    where it went (None: there was no report)."""
+    summary = out / "summary.json"
+    try:
+        previous = json.loads(summary.read_text()) if summary.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        previous = None
+    if not isinstance(previous, dict) or previous.get("format") != FORMAT:
+        return None
+    kept = move_aside(out)
+    log(f"[report] the previous report in {out} is kept as {kept} (nothing is deleted; --resume would reuse it)")
+    return kept
 
 
 def _reuse(ctx: Context, selected: list[str], log: Log) -> tuple[dict[str, Any], list[str]]:
@@ -146,7 +170,7 @@ def write_summary(
                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
                "device": str(ctx.device), "torch_threads": torch.get_num_threads(), "host": platform.node(),
                "elapsed_s": round(total, 2), "cpu_s": round(cpu, 2), "roles": ctx.roles,
-               "estimate_cpu_s": estimate_cpu_s(ctx.settings, ctx.roles, len(ctx.test)),
+               "estimate_cpu_s": estimate_cpu_s(ctx.settings, ctx.roles, len(ctx.test), zoo_cost_scale(ctx.zoo)),
                "paths_relative_to": "this file's folder", "report": "REPORT.md",
                "claims": {"csv": "claims.csv", "json": "claims.json", "tests_csv": "claim_tests.csv"},
                "settings": dataclasses.asdict(ctx.settings), "experiments": status,
@@ -161,12 +185,14 @@ def run_report(
     zoo_path: str | Path, out: str | Path, settings: Settings = FULL, skip: Sequence[str] = (),
     only: Sequence[str] | None = None, work_dir: str | Path | None = None, device: str = "auto",
     data_root: str | None = None, roots: dict[str, str] | None = None, progress: bool = True,
-    log: Log | None = None, resume: bool = False,
+    log: Log | None = None, resume: bool = False, allow_nan: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the selected experiments, write every file, return the summary (also written to summary.json).
 
     With ``resume`` an earlier report in ``out`` is kept: every experiment whose stored result was computed from
     the same checkpoints, data set and settings is reused, and only the selected ones without such a result run.
+    Without it an earlier report is moved aside to ``<out>.old-<timestamp>`` (:func:`keep_previous_report`), never
+    deleted. One process at a time writes ``out`` (OutputInUse names the other one's pid).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     unknown = [n for n in [*skip, *(only or [])] if n not in EXPERIMENTS]
@@ -174,16 +200,21 @@ def run_report(
         raise ValueError(f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(EXPERIMENTS)}")
     selected = [n for n in EXPERIMENTS if n not in skip and (only is None or n in only)]
     t_start, c_start = time.perf_counter(), time.process_time()
-    tmp = tempfile.mkdtemp(prefix="scl-report-") if work_dir is None else None
+    tmp, ctx, summarised, status = None, None, False, {}
+    stack = contextlib.ExitStack()
     try:
-        ctx = build_context(zoo_path, out, settings, Path(work_dir or tmp), device, data_root, roots, progress)
-        status: dict[str, Any] = {n: {"status": "skipped"} for n in EXPERIMENTS if n not in selected}
+        stack.enter_context(folder_lock(out, "report"))  # one report at a time writes ``out``
+        tmp = tempfile.mkdtemp(prefix="scl-report-") if work_dir is None else None
+        ctx = build_context(zoo_path, out, settings, Path(work_dir or tmp), device, data_root, roots, progress,
+                            allow_nan)  # fmt: skip
+        status = {n: {"status": "skipped"} for n in EXPERIMENTS if n not in selected}
         if resume:
             reused, selected = _reuse(ctx, selected, log)
             status.update(reused)
         else:
-            clear_previous(ctx.out, log)
-        estimate = estimate_cpu_s(settings, zoo_roles(ctx.zoo), len(ctx.test))
+            keep_previous_report(ctx.out, log)
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        estimate = estimate_cpu_s(settings, zoo_roles(ctx.zoo), len(ctx.test), zoo_cost_scale(ctx.zoo))
         planned = sum(estimate[n] for n in selected if n in estimate)
         log(f"[report] zoo {ctx.zoo.path} ({', '.join(ctx.zoo.variants)}), data set {ctx.dataset}, mode "
             f"{settings.mode}, {len(selected)} experiment(s), {torch.get_num_threads()} torch thread(s); estimated "
@@ -199,6 +230,7 @@ def run_report(
                 status.update({n: {"status": "not run"} for n in selected[i:]})
                 write_summary(ctx, status, time.perf_counter() - t_start, time.process_time() - c_start,
                               interrupted=True)  # fmt: skip
+                summarised = True
                 log(f"[report] interrupted during {name}; the {i - 1} experiment(s) finished before it are saved")
                 raise
         claims = write_claims(ctx)
@@ -207,9 +239,14 @@ def run_report(
         summary = write_summary(ctx, status, total, time.process_time() - c_start)
         log(f"[report] wrote {ctx.out / 'REPORT.md'} and {ctx.out / 'summary.json'} in {total:.1f} s")
         return summary
+    except KeyboardInterrupt:  # outside an experiment (while loading, or writing claims): still say so on disk
+        if ctx is not None and not summarised and ctx.out.is_dir():
+            write_summary(ctx, status, time.perf_counter() - t_start, time.process_time() - c_start, interrupted=True)
+        raise
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        stack.close()
 
 
 def _names(text: str | None) -> list[str]:
@@ -241,9 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", action="append", default=[], metavar="NAME=PATH",
                         help="an on-disk transfer target, e.g. --root cifar10=/data/cifar (repeatable)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--allow-nan",
+        action="store_true",
+        help="load checkpoints holding NaN or infinite weights (with a warning) instead of refusing",
+    )
     parser.add_argument("--resume", action="store_true",
                         help="keep still-valid earlier results in --out; run only what is missing")  # fmt: skip
     return parser
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = QUICK if args.quick else FULL
         if args.seeds is not None:
             settings = with_seeds(settings, args.seeds)
-        settings = parse_overrides(settings, args.set)
+        settings = check_settings(parse_overrides(settings, args.set))
         roots = {}
         for item in args.root:
             name, sep, path = item.partition("=")
@@ -261,11 +307,19 @@ def main(argv: list[str] | None = None) -> int:
             roots[name.strip()] = path.strip()
         if args.threads:
             torch.set_num_threads(args.threads)
-        summary = run_report(args.zoo, args.out or f"reports/{Path(args.zoo).name}", settings, _names(args.skip),
-                             _names(args.only) or None, args.work_dir, args.device, args.data_root, roots,
-                             progress=not args.no_progress, resume=args.resume)  # fmt: skip
-    except (ValueError, FileNotFoundError, CheckpointError, LabError) as exc:
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops like Ctrl-C
+        try:
+            summary = run_report(args.zoo, args.out or f"reports/{Path(args.zoo).name}", settings,
+                                 _names(args.skip), _names(args.only) or None, args.work_dir, args.device,
+                                 args.data_root, roots, progress=not args.no_progress, resume=args.resume,
+                                 allow_nan=args.allow_nan)  # fmt: skip
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    except (ValueError, CheckpointError, LabError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only or missing folder
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the finished experiments are on disk; --resume runs only the rest
         print("\ninterrupted; rerun with --resume", file=sys.stderr)

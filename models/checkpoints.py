@@ -106,15 +106,14 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     remove_stale_temps(path)  # left by a process killed mid-write (kill -9)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            try:
+        try:
+            with os.fdopen(fd, "wb") as f:
                 torch.save(obj, f)
-            except RuntimeError as exc:  # torch's writer reports a full disk as "[enforce fail at ...]"
-                raise OutputError(
-                    f"cannot write {path}: {str(exc).splitlines()[0]} (is the disk full or the folder read-only?)"
-                ) from exc
-            f.flush()
-            os.fsync(f.fileno())
+                f.flush()
+                os.fsync(f.fileno())
+        except (RuntimeError, OSError) as exc:  # torch reports a full disk as "[enforce fail at ...]"
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise OutputError(f"cannot write {path}: {reason} (is the disk full or the folder read-only?)") from exc
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

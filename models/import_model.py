@@ -25,13 +25,18 @@ networks take pixels in [0, 1] and normalise inside (``normalize``), and split i
 
 Before it is kept, the written checkpoint is loaded back as the lab loads it and its logits are
 compared with the source model's (the source fed normalised pixels) on a seeded probe batch; any
-difference beyond float rounding deletes the file and fails.
+difference beyond float rounding fails, writing nothing. The checkpoint is written beside ``--out`` and moved
+there only once checked; a file already at ``--out`` is kept as ``<out>.old-<timestamp>``, never deleted.
+Before it is written, the model is also evaluated on a seeded sample of the data set's test split
+(``models.import_check``: the accuracy is printed and recorded; a default normalisation far from the data's own is
+warned about; ``--expect-accuracy`` refuses below).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +55,7 @@ from models.checkpoints import (
 )
 from models.cli import add_threads_argument, make_parser, run_cli
 from models.errors import LabError
+from models.import_check import DEFAULT_IMAGES, AccuracyCheck, check_accuracy
 from models.networks import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -59,6 +65,7 @@ from models.networks import (
     find_classifier,
     split_imported_name,
 )
+from models.safe_output import replacing
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
@@ -78,6 +85,8 @@ class ImportResult:
     renamed: dict[str, str]  # source key -> lab key, for the keys whose name changed beyond the body. prefix
     stripped_prefix: str | None
     max_logit_diff: float
+    accuracy: AccuracyCheck | None = None  # the check against the test split (None: --check-images 0)
+    kept: Path | None = None  # where the file that was at --out before went (<out>.old-<timestamp>)
 
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -190,14 +199,19 @@ def import_model(
     gradcam_layer: str | None = None,
     data_root: str | None = None,
     variant: str | None = None,
+    check_images: int = DEFAULT_IMAGES,
+    expect_accuracy: float | None = None,
 ) -> ImportResult:
     """Import ``weights`` of architecture ``arch`` (``"torchvision:<name>"`` / ``"timm:<name>"``) to ``out``.
 
     ``dataset`` names the lab data set it was trained on (analysis and the dashboard load its
     test split). Unset options default to: ``num_classes`` from ``classes`` or the weights,
     ``classes`` "0".."n-1", ``input_size``/``mean``/``std`` timm's declared ones or ImageNet's
-    (224), ``gradcam_layer`` the last module with a 4D output. Raises ModelImportError.
+    (224), ``gradcam_layer`` the last module with a 4D output. Before writing, the model is evaluated on
+    ``check_images`` seeded test images (0: not checked; see ``models.import_check``). Raises ModelImportError.
     """
+    normalisation_given = mean is not None and std is not None
+    data_root = _checked_inputs(input_size, num_classes, data_root)
     try:
         split_imported_name(arch)
     except ValueError as exc:
@@ -231,10 +245,31 @@ def import_model(
               "import": record}  # fmt: skip
     description = {"name": dataset, "split": "train", "num_classes": num_classes, "classes": classes,
                    "image_shape": [3, size, size]}  # fmt: skip
+    checked = None
+    if check_images or expect_accuracy is not None:  # measured before anything is written, recorded on the card
+        checked = check_accuracy(lab, dataset, data_root, image_size=size, normalisation_given=normalisation_given,
+                                 images=check_images or DEFAULT_IMAGES, expect=expect_accuracy)  # fmt: skip
+        record["accuracy_check"] = checked.record()
     out = Path(out).expanduser()
-    atomic_torch_save(make_checkpoint(lab, variant=name, network=spec, config=config, dataset=description), out)
-    diff = _verify_written(out, source, lab, size)
-    return ImportResult(out, spec, head_keys, stripped, diff)
+    with replacing(out, folder=False) as staged:  # written beside --out; an earlier --out is kept aside, not lost
+        ckpt = make_checkpoint(lab, variant=name, network=spec, config=config, dataset=description)
+        atomic_torch_save(ckpt, staged.path)
+        diff = _verify_written(staged.path, source, lab, size)
+    return ImportResult(out, spec, head_keys, stripped, diff, checked, kept=staged.kept)
+
+
+def _checked_inputs(input_size: int | None, num_classes: int | None, data_root: str | None) -> str | None:
+    """Refuse non-positive sizes and a --data-root that is not a folder; returns the root made absolute (so the
+    checkpoint works from any folder)."""
+    for flag, value in (("--input-size", input_size), ("--num-classes", num_classes)):
+        if value is not None and value <= 0:
+            raise ModelImportError(f"{flag} {value}: must be a positive number")
+    if data_root is None:
+        return None
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise ModelImportError(f"--data-root {data_root}: no such folder")
+    return str(root.resolve())
 
 
 def _import_record(
@@ -255,7 +290,8 @@ def _import_record(
 def _verify_written(out: Path, source: torch.nn.Module, lab: ImportedNetwork, size: int) -> float:
     """Reload ``out`` and compare its logits with ``source``'s on a seeded probe batch; returns the largest difference.
 
-    Deletes ``out`` and raises ModelImportError beyond the tolerance (and deletes it on any other error, too).
+    Deletes ``out`` (the temporary file being checked) and raises ModelImportError beyond the tolerance (and
+    deletes it on any other error, too).
     """
     try:
         reloaded, _ = load_model(out)
@@ -299,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--std", type=float, nargs=3, help="normalisation std it was trained with (same defaults)")
     parser.add_argument("--gradcam-layer", help="module name for GradCAM (default: last module with a 4D output)")
     parser.add_argument("--variant", help="variant name stored in the checkpoint (default: the file's stem)")
+    parser.add_argument("--check-images", type=int, default=DEFAULT_IMAGES, help="seeded test images the imported "
+                        "model is evaluated on before it is written (0: no check)")  # fmt: skip
+    parser.add_argument("--expect-accuracy", type=float, help="refuse the import below this test accuracy (0-1)")
     add_threads_argument(parser)
     return parser
 
@@ -317,8 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.weights, args.arch, args.out, dataset=args.dataset, num_classes=args.num_classes,
             classes=_class_names(args), input_size=args.input_size, mean=args.mean, std=args.std,
             gradcam_layer=args.gradcam_layer, data_root=args.data_root, variant=args.variant,
+            check_images=args.check_images, expect_accuracy=args.expect_accuracy,
         )  # fmt: skip
         spec = result.network
+        if result.kept is not None:
+            print(f"kept the earlier {result.path} as {result.kept}")
         print(f"wrote {result.path}: {spec['name']}, {spec['num_classes']} classes, input {spec['input_size']}px")
         print(f"  normalisation mean {spec['mean']} std {spec['std']}; GradCAM layer {spec['gradcam_layer']}")
         renames = ", ".join(f"{a} -> {b}" for a, b in result.renamed.items())
@@ -326,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result.stripped_prefix:
             print(f"  stripped prefix {result.stripped_prefix!r} from every key")
         print(f"  logits equal the source model's on a seeded probe batch (max |diff| {result.max_logit_diff:.3g})")
+        if result.accuracy is not None:
+            print(f"  {result.accuracy.summary()}")
+            if result.accuracy.warning:
+                print(f"warning: {result.accuracy.warning}", file=sys.stderr)
         return 0
 
     return run_cli(body)

@@ -3,21 +3,27 @@
 A training run lives in one folder (``--out``): ``config.json``, the resume checkpoint ``checkpoint.pt`` (weights,
 optimiser, generators, step, data order) and, once finished, ``model.pt``. SIGINT and SIGTERM never interrupt a
 step: :class:`StopRequest` records them, and the loop saves and exits at the next step boundary, so a resumed run
-passes through exactly the states of an uninterrupted one.
+passes through exactly the states of an uninterrupted one. One process at a time writes a run folder
+(:func:`holds_run_lock`, a lock from ``models.safe_output``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
+import functools
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
 from models.errors import SettingsError
+from models.safe_output import folder_lock, move_aside
+
+T = TypeVar("T")
+RUN_LOCK_WHAT = "training run"
 
 RESUME_FILE = "checkpoint.pt"  # latest state, with optimiser and RNG, for --resume
 FINAL_FILE = "model.pt"  # weights + card only, written when training completes
@@ -110,23 +116,12 @@ def run_files(out: str | os.PathLike) -> list[str]:
     return [name for name in (RESUME_FILE, FINAL_FILE) if (Path(out) / name).is_file()]
 
 
-def move_aside(path: str | os.PathLike) -> Path:
-    """Rename ``path`` to ``<path>.old-<UTC timestamp>`` (never deletes); returns the new path."""
-    path = Path(path)
-    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    dest, n = path.with_name(f"{path.name}.old-{stamp}"), 1
-    while dest.exists():
-        n += 1
-        dest = path.with_name(f"{path.name}.old-{stamp}-{n}")
-    os.replace(path, dest)
-    return dest
-
-
 def claim_out(out: str | os.PathLike, resume: bool, force: bool) -> Path | None:
     """Make ``out`` ready for a new run without losing an earlier one.
 
     With ``resume`` nothing changes. A folder that holds a run is refused (SettingsError) unless ``force``, which
-    moves it aside to ``<out>.old-<timestamp>``; returns that new path, or None when nothing was moved.
+    moves it aside to ``<out>.old-<timestamp>`` (refused while another process trains there); returns that new
+    path, or None when nothing was moved.
     """
     out = Path(out)
     found = run_files(out)
@@ -137,4 +132,20 @@ def claim_out(out: str | os.PathLike, resume: bool, force: bool) -> Path | None:
             f"--out {out} already holds a training run ({', '.join(found)}); continue it with --resume, or pass "
             f"--force to move it aside to {out}.old-<timestamp> (nothing is deleted)"
         )
-    return move_aside(out)
+    with folder_lock(out, RUN_LOCK_WHAT):  # never move a live run's folder from under it
+        return move_aside(out)
+
+
+def holds_run_lock(train: Callable[..., T]) -> Callable[..., T]:
+    """Decorate ``train(cfg, ...)`` so that it holds the lock of ``cfg.out`` for the whole run (rank 0 only, the
+    one that writes): a second run, ``--resume`` or ``--force`` into a folder in use is refused (OutputInUse, one
+    line naming the holder's pid); the lock of a process that died is taken over."""
+
+    @functools.wraps(train)
+    def locked(cfg: Any, *args: Any, **kwargs: Any) -> T:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return train(cfg, *args, **kwargs)
+        with folder_lock(cfg.out, RUN_LOCK_WHAT):
+            return train(cfg, *args, **kwargs)
+
+    return locked

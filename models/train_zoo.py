@@ -5,8 +5,9 @@ trains ``standard`` from scratch and fine-tunes C, ADV and ADV+C from it; the
 ``paper-*`` recipes use the paper's networks and hyper-parameters for a GPU.
 Each finished variant is evaluated on the full test split (clean accuracy,
 PGD-10 accuracy, level-1 DS per perturbation kind), copied into the zoo folder
-with its model card (``models.zoo_cards``), and the manifest is rewritten. Rerunning the same command
-after an interruption resumes where it stopped.
+with its model card (``models.zoo_cards``). The zoo folder changes once, when every variant is done: it is
+built in a temporary sibling and swapped in, and an earlier zoo there is kept as ``<out>.old-<timestamp>``
+(``models.safe_output``). Rerunning the same command after an interruption resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.checkpoints import load_model, read_zoo_manifest, sha256_file, write_zoo_manifest
+from models.checkpoints import ZOO_MANIFEST, load_model, read_zoo_manifest, sha256_file, write_zoo_manifest
 from models.cli import EXIT_INTERRUPTED, add_threads_argument, make_parser, run_cli
 from models.devices import pick_device
 from models.errors import SettingsError, ZooError
 from models.objectives import PAPER_VARIANTS, VARIANTS
 from models.recipes import RECIPES, build_configs
-from models.runs import FINAL_FILE, RESUME_FILE, move_aside
+from models.runs import FINAL_FILE, RESUME_FILE
+from models.safe_output import folder_lock, move_aside, replacing, temp_sibling
 from models.train import CHANCE_MARGIN, TrainConfig, train
 from models.zoo_cards import (
     build_card,
@@ -40,18 +42,17 @@ from models.zoo_cards import (
     summary_table,
 )
 
-
-def _atomic_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` through a temporary file, so an interruption never leaves half a file."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+CARD_CACHE = "zoo_card.json"  # in a run folder: the card evaluated for its model.pt (reused while it is unchanged)
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` through a temporary sibling, so an interruption never leaves half a file."""
+    tmp = temp_sibling(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _up_to_date(out: Path, variant: str, run_dir: Path, card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
@@ -103,6 +104,33 @@ def recipe_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if v is not None and k not in EXECUTION_SETTINGS}
 
 
+def _cached_card(run_dir: Path, recipe: str, pgd: int) -> dict[str, Any] | None:
+    """The card evaluated earlier for this run's ``model.pt`` under the same recipe and PGD request, or None."""
+    try:
+        doc = json.loads((run_dir / CARD_CACHE).read_text())
+    except (OSError, ValueError):
+        return None
+    same = (doc.get("model_sha256"), doc.get("recipe"), doc.get("pgd_eval_request"))
+    return doc.get("card") if same == (sha256_file(run_dir / FINAL_FILE), recipe, pgd) else None
+
+
+def _publish(out: Path, updates: dict[str, tuple[Path, dict[str, Any]]], extra: dict[str, Any]) -> Path | None:
+    """Write the zoo ``out`` anew (its earlier variants plus ``updates``: variant -> (run folder, card)) into a
+    temporary sibling and swap it in once its manifest is written; returns where the earlier zoo was kept."""
+    with replacing(out, folder=True) as staged:
+        if out.is_dir():
+            shutil.copytree(out, staged.path, symlinks=True, dirs_exist_ok=True)
+        (staged.path / "cards").mkdir(exist_ok=True)
+        cards = cards_on_disk(staged.path / ZOO_MANIFEST)
+        for variant, (run_dir, card) in updates.items():
+            shutil.copyfile(run_dir / FINAL_FILE, staged.path / f"{variant}.pt")
+            (staged.path / "cards" / f"{variant}.md").write_text(card_markdown(variant, card))
+            cards[variant] = card
+        files = {v: f"{v}.pt" for v in VARIANTS if (staged.path / f"{v}.pt").is_file()}
+        write_zoo_manifest(staged.path, files, cards, name=out.name, extra=extra)
+    return staged.kept
+
+
 def train_zoo(
     recipe: str,
     out: str | Path,
@@ -115,43 +143,54 @@ def train_zoo(
 ) -> dict[str, Any]:
     """Train (or resume) each variant, evaluate it, and write the zoo folder. Returns the cards.
 
-    Nothing is lost on an interruption: training stops at a step boundary (see models.train), and every zoo file
-    is written atomically, so rerunning the same command continues. ``fresh`` moves earlier runs aside.
+    Nothing is lost: training stops at a step boundary (see models.train) and each evaluation is kept in its run
+    folder (``zoo_card.json``), so rerunning the same command continues. The zoo folder is never written in place:
+    once every variant is done, the new zoo (the earlier one's other variants included) is built in a temporary
+    sibling and swapped in, the earlier zoo kept as ``<out>.old-<timestamp>``; a failure leaves ``out`` as it was.
+    One process at a time writes ``out``. ``fresh`` moves earlier runs aside.
     """
     out, work_dir = Path(out), Path(work_dir)
     configs, wanted = _checked_configs(recipe, work_dir, variants, overrides)
-    (out / "cards").mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "zoo.json"
-    cards = cards_on_disk(manifest_path)
-    for variant in wanted:
-        cfg, run_dir = configs[variant], Path(configs[variant].out)
-        if fresh and run_dir.exists():
-            print(f"[zoo] {variant}: --fresh: earlier run moved aside to {move_aside(run_dir)}", file=sys.stderr)
-        t0, trained_here = time.perf_counter(), False
-        if not (run_dir / FINAL_FILE).is_file():
-            resume = (run_dir / RESUME_FILE).is_file()
-            print(f"[zoo] {variant}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
-            train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)
-            trained_here = True
-        elif _up_to_date(out, variant, run_dir, cards.get(variant), recipe, pgd_size or 0):
-            print(f"[zoo] {variant}: already in {out}", file=sys.stderr)
-            continue
-        train_seconds = time.perf_counter() - t0
-        model, _ = load_model(run_dir / FINAL_FILE)
-        print(f"[zoo] {variant}: evaluating on the test split", file=sys.stderr)
-        metrics = evaluate_variant(model, cfg, pgd_size)
-        prior = cards.get(variant, {})
-        # a run finished before this command (only evaluated here) has no training time of its own to report
-        seconds = train_seconds if trained_here else prior.get("train_seconds")
-        card = {**build_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
-        _flag_near_chance(variant, card, metrics)
-        _atomic_copy(run_dir / FINAL_FILE, out / f"{variant}.pt")
-        _atomic_write(out / "cards" / f"{variant}.md", card_markdown(variant, card))
-        cards = {**cards_on_disk(manifest_path), variant: card}  # another run may have written meanwhile
-        files = {v: f"{v}.pt" for v in VARIANTS if (out / f"{v}.pt").is_file()}
-        extra = {"recipe": recipe, "overrides": recipe_overrides(overrides)}
-        write_zoo_manifest(out, files, cards, name=out.name, extra=extra)
-        print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
+    with folder_lock(out, "zoo build"):
+        cards = cards_on_disk(out / ZOO_MANIFEST)
+        updates: dict[str, tuple[Path, dict[str, Any]]] = {}
+        for variant in wanted:
+            cfg, run_dir = configs[variant], Path(configs[variant].out)
+            if fresh and run_dir.exists():
+                with folder_lock(run_dir, "training run"):  # never from under a live run
+                    moved = move_aside(run_dir)
+                print(f"[zoo] {variant}: --fresh: earlier run moved aside to {moved}", file=sys.stderr)
+            t0, trained_here = time.perf_counter(), False
+            if not (run_dir / FINAL_FILE).is_file():
+                resume = (run_dir / RESUME_FILE).is_file()
+                print(f"[zoo] {variant}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
+                train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)
+                trained_here = True
+            elif _up_to_date(out, variant, run_dir, cards.get(variant), recipe, pgd_size or 0):
+                print(f"[zoo] {variant}: already in {out}", file=sys.stderr)
+                continue
+            card = None if trained_here else _cached_card(run_dir, recipe, pgd_size or 0)
+            if card is None:
+                train_seconds = time.perf_counter() - t0
+                model, _ = load_model(run_dir / FINAL_FILE)
+                print(f"[zoo] {variant}: evaluating on the test split", file=sys.stderr)
+                metrics = evaluate_variant(model, cfg, pgd_size)
+                # a run finished before this command (only evaluated here) has no training time of its own
+                seconds = train_seconds if trained_here else cards.get(variant, {}).get("train_seconds")
+                card = {**build_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
+                _flag_near_chance(variant, card, metrics)
+                cached = {"model_sha256": sha256_file(run_dir / FINAL_FILE), "recipe": recipe,
+                          "pgd_eval_request": pgd_size or 0, "card": card}  # fmt: skip
+                _atomic_write(run_dir / CARD_CACHE, json.dumps(cached, indent=2) + "\n")
+                print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
+            else:
+                print(f"[zoo] {variant}: evaluated earlier ({run_dir / CARD_CACHE})", file=sys.stderr)
+            updates[variant] = (run_dir, card)
+        if updates:
+            kept = _publish(out, updates, {"recipe": recipe, "overrides": recipe_overrides(overrides)})
+            if kept is not None:
+                print(f"[zoo] the earlier zoo in {out} is kept as {kept} (nothing is deleted)", file=sys.stderr)
+            cards = cards_on_disk(out / ZOO_MANIFEST)
     return cards
 
 
