@@ -6,15 +6,18 @@ says where each perturbed copy falls among the original's neighbours (by DS, ran
 
 The dashboard's view: ``embed`` (logits or penultimate ``features``), ``shared_projection`` (one map for all variants:
 fitted on their union, or aligned by Procrustes), ``anchored_set`` / ``anchored_ranks`` (several anchors at once),
-``nearest_neighbours``, and the whole test set (``whole_set_representations`` cached on disk by ``whole_set_key``,
-``whole_set_map``: in :mod:`analysis.embeddings_whole_set`, re-exported here).
+``nearest_neighbours``, and :func:`anchor_views` (the embeddings page's whole neighbourhood view: one shared map,
+ranks, predictions and DS to each point's anchor). The whole test set is :mod:`analysis.embeddings_whole_set`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,16 +25,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-# The whole-test-set map lives in analysis.embeddings_whole_set; re-exported for the dashboard's importers.
-from analysis.embeddings_whole_set import (  # noqa: F401
-    WHOLE_SET_FORMAT,
-    load_arrays,
-    place_by_neighbours,
-    save_arrays,
-    whole_set_key,
-    whole_set_map,
-    whole_set_representations,
-)
 from models.evaluation import predict_logits
 from models.objectives import distance_score
 from models.perturbations import KINDS, perturb
@@ -370,3 +363,103 @@ def nearest_neighbours(representation: np.ndarray, row: int, k: int = 6) -> tupl
     d[int(row)] = np.inf
     order = np.argsort(d, kind="stable")[: max(0, min(k, len(z) - 1))]
     return order, d[order]
+
+
+# ----------------------------------------------------------------------------- the embeddings page's anchor view
+
+
+@dataclass
+class Anchor:
+    """One anchor of a neighbourhood view: a test image (``index`` >= 0) or an upload (``index`` -1, ``true`` None;
+    its neighbourhood ``label`` is the class a variant predicts for it)."""
+
+    name: str
+    image: np.ndarray  # float32 (3, H, W) in [0, 1]
+    label: int
+    index: int = -1
+    true: int | None = None
+
+
+def thumbnails(images: torch.Tensor, max_side: int = 64) -> np.ndarray:
+    """(N, 3, H, W) float images -> (N, h, w, 3) uint8, shrunk to at most ``max_side`` pixels a side."""
+    x = images.detach().float().cpu()
+    if max(x.shape[-2:]) > max_side:
+        scale = max_side / max(x.shape[-2:])
+        size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
+        x = torch.nn.functional.interpolate(x, size=size, mode="area")
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def anchor_views(
+    models: dict[str, nn.Module],
+    dataset_images: torch.Tensor,
+    labels: torch.Tensor,
+    anchors: Sequence[Anchor],
+    representation: str = "logits",
+    method: str = "pca",
+    n_same_class: int = 200,
+    kinds: Sequence[str] = KINDS,
+    seed: int = 0,
+    class_name: Callable[[int], str] = str,
+    locked: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> dict[str, Any]:
+    """Several anchors, their perturbations and same-class images in one 2-D map shared by ``models`` (logits:
+    fitted on their union; features: Procrustes-aligned). Forward passes run inside ``locked()``.
+
+    Returns points (variant, x, y, row, role, kind, level, dataset_index, anchor, label, pred, pred_name,
+    true_name, ds, ds_to), ranks (variant, anchor, kind, level, rank, n_candidates; by DS on logits), reps
+    (variant -> (N, D) shown representation), thumbs ((N, h, w, 3) uint8 by row) and align.
+    """
+    images, meta = anchored_set(dataset_images, labels, [(a.name, torch.from_numpy(np.asarray(a.image)), a.label,
+                                                          a.index) for a in anchors],
+                                n_same_class=n_same_class, kinds=list(kinds), seed=seed)  # fmt: skip
+    with locked():
+        logits = embed(models, images, "logits")
+        reps = logits if representation == "logits" else embed(models, images, representation)
+    align = "union" if representation == "logits" else "procrustes"
+    xy = shared_projection(reps, method, seed, align)
+    true_idx, ds_to, origin = _anchor_targets(meta, anchors, torch.as_tensor(labels).cpu().numpy())
+    ref = np.array([origin.get(a, i) for i, a in enumerate(ds_to)])
+    points, ranks = [], []
+    for variant in models:
+        z = logits[variant]
+        frame = meta.reset_index(drop=True).copy()
+        frame.insert(0, "row", np.arange(len(frame)))
+        frame.insert(0, "y", xy[variant][:, 1])
+        frame.insert(0, "x", xy[variant][:, 0])
+        frame.insert(0, "variant", variant)
+        frame["pred"] = z.argmax(1)
+        frame["pred_name"] = [class_name(int(p)) for p in frame["pred"]]
+        frame["true_name"] = ["unknown (upload)" if t is None else class_name(int(t)) for t in true_idx]
+        frame["ds"] = distance_score(torch.as_tensor(z), torch.as_tensor(z[ref])).numpy()
+        frame["ds_to"] = ds_to
+        points.append(frame)
+        r = anchored_ranks(z, meta)
+        r.insert(0, "variant", variant)
+        ranks.append(r)
+    return {
+        "points": pd.concat(points, ignore_index=True),
+        "ranks": pd.concat(ranks, ignore_index=True),
+        "reps": {v: np.asarray(reps[v], dtype=np.float32) for v in models},
+        "thumbs": thumbnails(images),
+        "align": align,
+    }
+
+
+def _anchor_targets(
+    meta: pd.DataFrame, anchors: Sequence[Anchor], labels: np.ndarray
+) -> tuple[list[int | None], list[str], dict[str, int]]:
+    """Per point of ``meta``: its true class (None for an upload) and the anchor its DS is measured to (its own, or
+    for a same-class image the first anchor of its class); and the row of each anchor's original."""
+    true = {a.name: a.true for a in anchors}
+    true_idx = [
+        (int(labels[i]) if role == "same_class" else true.get(a)) for role, a, i in
+        zip(meta["role"], meta["anchor"], meta["dataset_index"], strict=True)
+    ]  # fmt: skip
+    first_of_class: dict[int, str] = {}
+    for a in anchors:
+        first_of_class.setdefault(int(a.label), a.name)
+    ds_to = [a if a else first_of_class.get(int(lbl), "") for a, lbl in zip(meta["anchor"], meta["label"], strict=True)]
+    origin = {a: int(i) for i, a in zip(np.flatnonzero(meta["role"] == "original"),
+                                        meta.loc[meta["role"] == "original", "anchor"], strict=True)}  # fmt: skip
+    return true_idx, ds_to, origin

@@ -3,7 +3,7 @@
 ``whole_set_representations`` computes every variant's representation and predictions, ``whole_set_key`` names
 its cache file (``save_arrays`` / ``load_arrays``, atomic .npz), and ``whole_set_map`` draws the shared map, placing
 extra points (e.g. perturbed anchors) by their nearest test images (``place_by_neighbours``) where the
-projection has no transform. Also importable from :mod:`analysis.embeddings`.
+projection has no transform; ``whole_set_tables`` turns them into the page's per-variant point tables.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from analysis.embeddings import predict_features, shared_projection
 from models.evaluation import predict_logits
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "whole_set_key",
     "whole_set_map",
     "whole_set_representations",
+    "whole_set_tables",
 ]
 
 
@@ -54,8 +57,6 @@ def whole_set_representations(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per variant: ``rep`` (N, D) float32 in ``representation`` and ``pred`` (N,) predicted classes, with
     ``progress(fraction, text)`` called per variant (10,000 images: ~8 s per variant on two CPU cores)."""
-    from analysis.embeddings import predict_features  # here: analysis.embeddings re-exports this module
-
     out = {}
     names = list(models)
     for i, (variant, model) in enumerate(models.items()):
@@ -121,8 +122,6 @@ def whole_set_map(
     ``shared_projection(..., align="procrustes")``) and place the extras by their nearest test images
     (``place_by_neighbours``). Returns (test-set xy per variant, extras' xy per variant).
     """
-    from analysis.embeddings import shared_projection  # here: analysis.embeddings re-exports this module
-
     names = list(data)
     extras = extras or {}
     if method == "pca":
@@ -136,3 +135,48 @@ def whole_set_map(
         raise ValueError(f"{method} of the whole set must be precomputed (fitted=...)")
     placed = {v: place_by_neighbours(extras[v], data[v]["rep"], fitted[v]) for v in names if v in extras}
     return {v: fitted[v] for v in names}, placed
+
+
+def whole_set_tables(
+    data: dict[str, dict[str, np.ndarray]],
+    labels: np.ndarray,
+    method: str = "pca",
+    representation: str = "logits",
+    fitted: dict[str, np.ndarray] | None = None,
+    overlay_points: pd.DataFrame | None = None,
+    overlay_reps: dict[str, np.ndarray] | None = None,
+    class_name: Callable[[int], str] = str,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """The whole-set map as one table of points per variant (x, y, row, dataset_index, pred_name, true_name,
+    correct), and the anchors' points of ``overlay_points`` (an ``analysis.embeddings.anchor_views`` points table;
+    same-class images left out) placed on it, their rows numbered after the test set's.
+
+    ``overlay_reps`` are the anchor view's representations (variant -> (M, D), by the view's row)."""
+    names = list(data)
+    n = len(labels)
+    overlay_meta, extras = None, {}
+    if overlay_points is not None and overlay_reps is not None and names:
+        keep = overlay_points["role"] != "same_class"
+        overlay_meta = overlay_points[(overlay_points["variant"] == names[0]) & keep].drop(
+            columns=["variant", "x", "y"]
+        )
+        extras = {v: overlay_reps[v][overlay_meta["row"].to_numpy()] for v in names}
+    align = "union" if representation == "logits" else "procrustes"
+    xy, extra_xy = whole_set_map(data, method, 0, align, extras or None, fitted)
+    frames, overlays = {}, {}
+    true_names = [class_name(int(t)) for t in labels]
+    for v in names:
+        pred = data[v]["pred"]
+        frame = pd.DataFrame({"x": xy[v][:, 0], "y": xy[v][:, 1], "row": np.arange(n), "dataset_index": np.arange(n),
+                              "pred_name": [class_name(int(p)) for p in pred], "true_name": true_names})  # fmt: skip
+        frame["correct"] = np.where(pred == labels, "correct", "wrong")
+        frames[v] = frame
+        if overlay_meta is not None and overlay_points is not None:
+            o = overlay_meta.copy()
+            own = overlay_points[overlay_points["variant"] == v].set_index("row")
+            o["x"], o["y"] = extra_xy[v][:, 0], extra_xy[v][:, 1]
+            o["pred_name"] = own.loc[o["row"], "pred_name"].to_numpy()
+            o["ds"] = own.loc[o["row"], "ds"].to_numpy()
+            o["row"] = n + o["row"].to_numpy()
+            overlays[v] = o
+    return frames, overlays

@@ -8,6 +8,10 @@ together, so moving a level slider afterwards is a lookup.
 * :func:`level_predictions`: logits, probabilities, top-k classes and DS = ||F(x') - F(x)||² per level.
 * :func:`level_maps`: one attribution method's maps of every level, for one fixed target class.
 * :func:`map_similarity`: Spearman rank correlation of two maps (``analysis.attributions``' own).
+* :func:`perturbed_image`: one image at one level of a Table 1 kind.
+* :func:`adversarial_example`: a white-box PGD example of one image and its DS (the robustness page).
+* :func:`probe_examples` / :func:`probe_predictions`: every probe level of one image and each variant's
+  prediction on it (the probes page).
 
 Forward passes hold the model's lock (``analysis.attributions.model_lock``): one shared model serialises
 its callers, so concurrent users never read each other's activations.
@@ -15,20 +19,23 @@ its callers, so concurrent users never read each other's activations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from analysis.attribution_quality import _spearman
-from analysis.attributions import explain, get_method, model_lock
+from analysis.attributions import METHOD_REGISTRY, explain, get_method, model_lock
 from models.evaluation import predict_logits
 from models.objectives import distance_score
 from models.perturbations import MAX_LEVEL, perturb
 
-__all__ = ["ALL_LEVELS", "level_batch", "level_maps", "level_predictions", "logits_of", "map_similarity", "softmax"]
+__all__ = ["ALL_LEVELS", "METHOD_REGISTRY", "adversarial_example", "level_batch", "level_maps", "level_predictions",
+           "logits_of", "map_similarity", "model_lock", "perturbed_image", "probe_examples", "probe_predictions",
+           "softmax"]  # fmt: skip
 
 ALL_LEVELS: tuple[int, ...] = tuple(range(MAX_LEVEL + 1))  # 0 = the original image
 
@@ -118,3 +125,77 @@ def level_maps(
         "maps": np.asarray(ex.maps, dtype=np.float32),
         "extras": [_scalar_extras(ex.extras, i) for i in range(len(levels))],
     }
+
+
+def perturbed_image(image: np.ndarray, kind: str, level: int) -> np.ndarray:
+    """The Table 1 perturbation of one (3,H,W) image, as (3,H,W) float32 (level 0: the image itself)."""
+    return level_batch(image, kind, (int(level),))[0].numpy()
+
+
+def adversarial_example(
+    model: nn.Module,
+    image: np.ndarray,
+    label: int | None,
+    eps_255: float = 8.0,
+    steps: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A white-box PGD example of one image against ``model`` (``label`` None: attack the clean prediction), with
+    step size eps/4 (the paper's 2/255 at 8/255; at least 0.5/255) and its DS against the clean image.
+
+    Returns adversarial (3,H,W), label, clean_pred, clean_conf, adv_pred, adv_conf, linf_255 and ds."""
+    from analysis.robustness import adversarial_examples
+
+    x = as_batch(image)
+    with model_lock(model):
+        if label is None:
+            label = int(predict_logits(model, x).argmax(1)[0])
+        step = max(eps_255 / 4, 0.5) / 255
+        adv, table = adversarial_examples(model, x, torch.tensor([int(label)]), eps=eps_255 / 255, step_size=step,
+                                          steps=int(steps), seed=seed)  # fmt: skip
+        ds = float(distance_score(predict_logits(model, x), predict_logits(model, adv))[0])
+    row = table.iloc[0]
+    return {
+        "adversarial": adv[0].numpy(),
+        "label": int(label),
+        "clean_pred": int(row["clean_pred"]),
+        "clean_conf": float(row["clean_conf"]),
+        "adv_pred": int(row["adv_pred"]),
+        "adv_conf": float(row["adv_conf"]),
+        "linf_255": float(row["linf"]) * 255,
+        "ds": ds,
+    }
+
+
+def probe_examples(image: np.ndarray, seed: int = 0) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Every probe of ``analysis.probes`` at every level applied to one image: probe -> [(label, image)].
+
+    The image is treated as image 0 of a batch (probes that draw per image, as the sliding puzzle does, seed
+    each image by its index)."""
+    from analysis.probes import PROBES
+
+    x = as_batch(image)
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for name, probe in PROBES.items():
+        levels = zip(probe.levels, probe.labels, strict=True)
+        out[name] = [("clean", x[0].numpy())] + [(label, probe.apply(x, level, seed, 0)[0].numpy())
+                                                 for level, label in levels]  # fmt: skip
+    return out
+
+
+def probe_predictions(
+    models: Mapping[str, nn.Module],
+    image: np.ndarray,
+    seed: int = 0,
+    class_name: Callable[[int], str] = str,
+) -> pd.DataFrame:
+    """Each variant's prediction on each probe level of one image: variant, probe, level_label, pred, class, conf."""
+    examples = probe_examples(image, seed)
+    rows = []
+    for variant, model in models.items():
+        for probe, items in examples.items():
+            probs = softmax(logits_of(model, torch.from_numpy(np.stack([im for _, im in items]))))
+            for (label, _), p in zip(items, probs, strict=True):
+                rows.append({"variant": variant, "probe": probe, "level_label": label, "pred": int(p.argmax()),
+                             "class": class_name(int(p.argmax())), "conf": float(p.max())})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,5 +1,7 @@
 """The report's results folder: writing each experiment (CSV + JSON), reusing still-valid results (``--resume``),
-clearing an earlier report, and reading a folder back (``read_results``: what the dashboard can use).
+clearing an earlier report, and reading a folder back (``read_results``; ``read_folder``: every table and document
+of a folder as :class:`Results`, what the dashboard reads). ``run_quick`` runs a group of the registry's experiments
+with its ``QUICK`` settings on a loaded zoo (the dashboard's quick results).
 
 Layout::
 
@@ -12,19 +14,26 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
+from analysis.experiments import EXPERIMENTS, QUICK, Settings
 from analysis.experiments.registry import Context, Experiment, Output
 from analysis.roles import zoo_roles
+from models.checkpoints import Zoo
+from models.data import ImageDataset
 
 FORMAT = "scl-report/1"
 REPORT_FILES = ("REPORT.md", "claims.csv", "claims.json", "claim_tests.csv", "summary.json")
@@ -161,3 +170,151 @@ def read_results(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[str
         if entry.get("status") == "ok":
             results[name] = _read_parts(folder, entry.get("files", {}))
     return summary, results
+
+
+# ----------------------------------------------------------------------------- any results folder, read back
+
+
+@dataclass
+class Results:
+    """Tables (CSV) and documents (JSON) found in a results folder.
+
+    The layout written by ``python -m analysis.report``: ``summary.json`` (status, settings and files of
+    every experiment), ``claims.csv``/``claims.json``, ``REPORT.md``, ``results/<experiment>.csv`` (plus
+    ``results/<experiment>_<part>.csv``) and ``results/<experiment>.json`` (settings, notes, tables).
+    Tables are found by their columns, so other layouts with the same tidy tables work too.
+    """
+
+    folder: Path | None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    documents: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        doc = self.documents.get("summary.json")
+        return doc if isinstance(doc, dict) else {}
+
+    def experiment(self, name: str) -> dict[str, Any]:
+        """The report's record of one experiment: status (ok / failed / skipped), notes, settings, elapsed time."""
+        record = dict((self.summary.get("experiments") or {}).get(name) or {})
+        doc = self.documents.get(f"results/{name}.json") or self.documents.get(f"{name}.json")
+        if isinstance(doc, dict):
+            for key in ("notes", "settings", "title", "paper", "mode", "elapsed_s"):
+                if key in doc:
+                    record.setdefault(key, doc[key])
+        return record
+
+    @property
+    def report_markdown(self) -> str | None:
+        path = self.folder / "REPORT.md" if self.folder else None
+        try:
+            return path.read_text() if path and path.is_file() else None
+        except OSError:
+            return None
+
+    def find(self, columns: set[str], name_hint: str | None = None) -> tuple[str, pd.DataFrame] | tuple[None, None]:
+        """The first table having all ``columns`` (preferring names containing ``name_hint``)."""
+        matches = [(n, df) for n, df in self.tables.items() if columns <= set(df.columns)]
+        if name_hint:
+            matches.sort(key=lambda item: name_hint not in item[0])
+        return matches[0] if matches else (None, None)
+
+    def named(self, *hints: str) -> dict[str, Any]:
+        """Tables (and JSON documents that are not tables) whose file name contains one of ``hints``.
+
+        A JSON file beside a CSV of the same name (the report writes both) and the report's
+        per-experiment metadata are left out: they repeat the CSV.
+        """
+        found: dict[str, Any] = {}
+        stems = {n.rsplit(".", 1)[0] for n in self.tables if n.endswith(".csv")}
+        for n, obj in {**self.tables, **self.documents}.items():
+            if n.endswith(".json") and (n.rsplit(".", 1)[0] in stems or n == "summary.json"):
+                continue
+            if any(h in Path(n).name.lower() for h in hints):
+                found.setdefault(n, obj)
+        return found
+
+
+def folder_stamp(folder: str | Path) -> tuple:
+    """(name, mtime) of every CSV and JSON file under ``folder``: changes whenever a result file does."""
+    files = [p for p in Path(folder).rglob("*") if p.suffix in (".csv", ".json")]
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in files))
+
+
+def has_results(folder: str | Path) -> bool:
+    """Whether ``folder`` is a folder holding at least one CSV or JSON file."""
+    folder = Path(folder)
+    return folder.is_dir() and any(p.suffix in (".csv", ".json") for p in folder.rglob("*"))
+
+
+def read_folder(folder: str | Path) -> Results:
+    """Every CSV and JSON file under ``folder`` (a JSON list of records is also a table); a broken file is listed
+    in ``problems``, never raised."""
+    res = Results(Path(folder))
+    for path in sorted(Path(folder).rglob("*")):
+        name = str(path.relative_to(folder))
+        try:
+            if path.suffix == ".csv":
+                res.tables[name] = pd.read_csv(path)
+            elif path.suffix == ".json":
+                doc = json.loads(path.read_text())
+                res.documents[name] = doc
+                if isinstance(doc, list) and doc and all(isinstance(r, dict) for r in doc):
+                    res.tables[name] = pd.DataFrame(doc)
+        except Exception as exc:  # a broken file is reported on the page, not raised
+            res.problems.append(f"{name}: {type(exc).__name__}: {exc}")
+    return res
+
+
+# ----------------------------------------------------------------------------- quick results: the registry, QUICK
+
+#: The dashboard's quick groups: one button runs these registry experiments with the QUICK settings.
+QUICK_GROUPS: dict[str, tuple[str, ...]] = {
+    "continuity": ("continuity", "neighbourhood_rank"),
+    "probes": ("probes",),
+    "robustness": ("robustness", "eps_sweep", "attack_audit"),
+}
+
+
+def quick_size(group: str, settings: Settings = QUICK) -> int:
+    """How many test images a quick group's experiments read under ``settings``."""
+    if group not in QUICK_GROUPS:
+        raise ValueError(f"no quick version of {group!r}; known: {', '.join(QUICK_GROUPS)}")
+    if group == "robustness":
+        return max(settings.pgd_images, settings.eps_images, settings.audit_images)
+    return settings.n_images
+
+
+def run_quick(
+    zoo: Zoo,
+    test: ImageDataset,
+    dataset: str,
+    group: str,
+    *,
+    settings: Settings = QUICK,
+    data_root: str | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Run a quick group's registry experiments on the first ``settings.n_images`` test images (figures go to a
+    temporary folder): part -> table, each experiment's first table under its own name, the others as
+    ``<experiment>_<part>`` (the report's CSV names)."""
+    names = QUICK_GROUPS.get(group)
+    if names is None:
+        raise ValueError(f"no quick version of {group!r}; known: {', '.join(QUICK_GROUPS)}")
+    n = min(quick_size(group, settings), len(test))
+    settings = dataclasses.replace(settings, n_images=min(settings.n_images, n), rank_whole_test_split=False)
+    progress = progress or (lambda fraction, text: None)
+    device = next((p.device for m in zoo.models.values() for p in m.parameters()), torch.device("cpu"))
+    out: dict[str, pd.DataFrame] = {}
+    with tempfile.TemporaryDirectory(prefix="scl-quick-") as tmp:
+        ctx = Context(zoo, settings, Path(tmp), Path(tmp) / "work", device, dataset, data_root, test,
+                      test.subset(torch.arange(n)), progress=False)  # fmt: skip
+        for i, name in enumerate(names):
+            progress(i / len(names), f"{group}: {name} ({i + 1}/{len(names)})")
+            output = EXPERIMENTS[name].run(ctx)
+            ctx.results[name] = output.tables
+            for j, (part, table) in enumerate(output.tables.items()):
+                out[csv_name(name, part, j == 0)] = table
+    progress(1.0, f"{group}: done")
+    return out

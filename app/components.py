@@ -15,7 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import backend, long_lived
+from analysis.results_store import Results
+from app import long_lived, results_store, zoo_cache
+from models.checkpoints import CheckpointError
+from models.data import DatasetError
 from models.objectives import VARIANT_REGISTRY
 from models.registry import FieldView
 
@@ -106,22 +109,22 @@ class Context:
 
     zoo_path: str
     device: str
-    handle: backend.ZooHandle | None
+    handle: zoo_cache.ZooHandle | None
     zoo_error: str | None
     dataset_name: str | None
     data_root: str | None
 
     @property
     def dataset_args(self) -> tuple:
-        """Arguments of ``backend.get_dataset`` (also a cache key)."""
+        """Arguments of ``zoo_cache.get_dataset`` (also a cache key)."""
         size = self.handle.image_size if self.handle else None
         return (self.dataset_name, "test", self.data_root or None, size)
 
 
-def _load_handle(path: str, device: str) -> tuple[backend.ZooHandle | None, str | None]:
+def _load_handle(path: str, device: str) -> tuple[zoo_cache.ZooHandle | None, str | None]:
     try:
-        return backend.get_zoo(path, device), None
-    except backend.CheckpointError as exc:
+        return zoo_cache.get_zoo(path, device), None
+    except CheckpointError as exc:
         return None, str(exc)
     except Exception as exc:  # anything else about a bad folder: a message, not a traceback
         return None, f"could not load the zoo at {path}: {type(exc).__name__}: {exc}"
@@ -131,8 +134,8 @@ def sidebar() -> Context:
     """Zoo folder, data set and device, in the sidebar; remembered in the session."""
     state = st.session_state
     if "scl_zoo_path" not in state:
-        state["scl_zoo_path"] = backend.initial_zoo_path()
-    device = backend.device_name()
+        state["scl_zoo_path"] = zoo_cache.initial_zoo_path()
+    device = zoo_cache.device_name()
     with st.sidebar:
         st.markdown("### Model zoo")
         locked = os.environ.get("SCL_ZOO_LOCKED", "").lower() in ("1", "true", "yes")
@@ -191,7 +194,7 @@ def context() -> Context:
     return ctx if ctx is not None else sidebar()
 
 
-def require_zoo(ctx: Context) -> backend.ZooHandle:
+def require_zoo(ctx: Context) -> zoo_cache.ZooHandle:
     """The loaded zoo, or an explanation and stop."""
     if ctx.handle is None:
         st.error(f"**No model zoo could be loaded.** {ctx.zoo_error}")
@@ -212,8 +215,8 @@ def load_dataset(ctx: Context, stop: bool = True):
             st.stop()
         return None
     try:
-        return backend.get_dataset(*ctx.dataset_args)
-    except (backend.DatasetError, ValueError, OSError) as exc:
+        return zoo_cache.get_dataset(*ctx.dataset_args)
+    except (DatasetError, ValueError, OSError) as exc:
         st.error(f"**The data set {ctx.dataset_name!r} could not be loaded.** {exc}")
         if stop:
             st.stop()
@@ -257,39 +260,39 @@ def results_or_quick(
     ctx: Context,
     experiment: str | None,
     title: str,
-) -> tuple[backend.Results, dict[str, pd.DataFrame] | None]:
+) -> tuple[Results, dict[str, pd.DataFrame] | None]:
     """Precomputed results of the zoo, and quick results computed in this server if asked for.
 
     When the results folder is missing, say how to compute it and offer a button that runs a
     quick version now (``experiment`` None: no quick version exists, only the command).
     """
     handle = require_zoo(ctx)
-    results = backend.load_results(handle)
+    results = results_store.load_results(handle)
     for problem in results.problems:
         st.warning(f"Unreadable result file: {problem}")
     quick = None
     if experiment is not None and ctx.dataset_name and results.folder is None:  # the report's results win
-        n = backend.QUICK_SIZES[experiment]
-        quick = backend.quick_results(handle, ctx.dataset_args, experiment, n)
+        n = results_store.QUICK_SIZES[experiment]
+        quick = results_store.quick_results(handle, ctx.dataset_args, experiment, n)
     if results.folder is None:
-        where = " or ".join(f"`{p}`" for p in backend.results_folders(handle))
+        where = " or ".join(f"`{p}`" for p in results_store.results_folders(handle))
         st.info(
             f"**No precomputed results for zoo {handle.name!r}** (looked in {where}). Compute them with\n\n"
-            f"```\n{backend.report_command(handle)}\n```"
+            f"```\n{results_store.report_command(handle)}\n```"
         )
     else:
         st.caption(f"Results read from `{results.folder}`.")
     if experiment is not None and quick is None and ctx.dataset_name and results.folder is None:
-        n = backend.QUICK_SIZES[experiment]
+        n = results_store.QUICK_SIZES[experiment]
         label = f"Compute a quick version now ({n} test images)"
         if st.button(label, key=f"quick_{experiment}", type="primary"):
             bar = st.progress(0.0, text=f"{title}: starting")
             with st.spinner(f"Computing {title.lower()} on {n} images..."):
-                quick = backend.run_quick(handle, ctx.dataset_args, experiment, n,
+                quick = results_store.run_quick(handle, ctx.dataset_args, experiment, n,
                                           progress=lambda f, text: bar.progress(min(1.0, f), text=text))  # fmt: skip
             bar.empty()
     if quick is not None:
-        n = backend.QUICK_SIZES[experiment]
+        n = results_store.QUICK_SIZES[experiment]
         st.caption(
             f"⚡ Quick results on the first {n} test images, computed in this server (not saved); "
             "the report command gives the full version."
@@ -297,7 +300,7 @@ def results_or_quick(
     return results, quick
 
 
-def pick(results: backend.Results, quick: dict[str, pd.DataFrame] | None, quick_name: str, columns: set[str],
+def pick(results: Results, quick: dict[str, pd.DataFrame] | None, quick_name: str, columns: set[str],
          hint: str | None = None) -> tuple[str | None, pd.DataFrame | None]:  # fmt: skip
     """A table from the results folder with these columns, else the quick one."""
     name, df = results.find(columns, hint)
@@ -324,7 +327,7 @@ def note_is_warning(note: object) -> bool:
     return "warning" in lower or ("masking" in lower and "no sign" not in lower and "passed" not in lower)
 
 
-def report_status(results: backend.Results, *experiments: str) -> None:
+def report_status(results: Results, *experiments: str) -> None:
     """What the report says about these experiments: failures, notes (masking warnings stand out), settings."""
     if results.folder is None:
         return
@@ -370,7 +373,7 @@ def show_table(df: pd.DataFrame, name: str | None = None, percent_columns: tuple
         st.caption(f"Source: `{name}`")
 
 
-def other_files(results: backend.Results, hints: tuple[str, ...], shown: set[str]) -> None:
+def other_files(results: Results, hints: tuple[str, ...], shown: set[str]) -> None:
     """Any further table or document whose name matches the page, in an expander."""
     rest = {n: obj for n, obj in results.named(*hints).items() if n not in shown}
     if not rest:

@@ -1,5 +1,5 @@
-"""Image helpers of the dashboard: content hashes (the cache keys), batches, Table 1 perturbations, and the test
-images of a data set (by index, by class, one example per class). Re-exported by :mod:`app.backend`."""
+"""Image helpers of the dashboard: content hashes (the cache keys), batches, and the test images of a data set (by
+index, by class, one example per class). Perturbed images come from ``analysis.per_image.perturbed_image``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from models.data import ImageDataset
-from models.perturbations import perturb
 
 
 def image_key(image: np.ndarray) -> str:
@@ -24,11 +23,6 @@ def as_batch(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(3,H,W) -> float32 tensor (1,3,H,W) on the CPU."""
     x = torch.as_tensor(np.asarray(image, dtype=np.float32))
     return x.unsqueeze(0) if x.ndim == 3 else x
-
-
-def perturbed_image(image: np.ndarray, kind: str, level: int) -> np.ndarray:
-    """The Table 1 perturbation of one (3,H,W) image, as (3,H,W) float32."""
-    return perturb(as_batch(image), kind, int(level))[0].numpy()
 
 
 def dataset_image(ds: ImageDataset, index: int) -> tuple[np.ndarray, int]:

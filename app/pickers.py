@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from app import backend
+from app import images, page_labels, saliency_cache, zoo_cache
 from app.components import Context, backend_preview, class_name, class_names, load_dataset, md_escape
 from app.uploads import ALLOWED_FORMATS, MAX_BYTES, MAX_PIXELS, UploadError, validate_image_bytes
+from models.data import DatasetError
 
 
 @dataclass
@@ -30,7 +31,7 @@ def gallery_picker(ctx: Context, ds, key: str, names: list[str] | None) -> Picke
     with c1:
         chosen = st.selectbox("Class", choices, key=f"{key}_class")
     label = None if chosen == "any class" else choices.index(chosen) - 1
-    idx = backend.gallery_indices(ds, label)
+    idx = images.gallery_indices(ds, label)
     if len(idx) == 0:
         st.warning("No test image of this class.")
         st.stop()
@@ -38,7 +39,7 @@ def gallery_picker(ctx: Context, ds, key: str, names: list[str] | None) -> Picke
         pos = st.slider("Example", 0, max(0, len(idx) - 1), 0, key=f"{key}_example",
                         help="Position among the test images of the chosen class.")  # fmt: skip
     index = int(idx[min(pos, len(idx) - 1)])
-    image, y = backend.dataset_image(ds, index)
+    image, y = images.dataset_image(ds, index)
     strip = idx[pos : pos + 8]
     st.image([backend_preview(ds.images[i].numpy()) for i in strip],
              caption=[f"#{i}" + (" ◀" if i == index else "") for i in strip], width=56)  # fmt: skip
@@ -111,8 +112,8 @@ def ood_notice(ctx: Context, image: np.ndarray) -> dict[str, Any] | None:
             st.caption(statement)
         return None
     try:
-        res = backend.ood_assessment(ctx.handle, ctx.dataset_args, image)
-    except (backend.DatasetError, ValueError, OSError) as exc:
+        res = saliency_cache.ood_assessment(ctx.handle, ctx.dataset_args, image)
+    except (DatasetError, ValueError, OSError) as exc:
         st.caption(f"No out-of-distribution check: the test split could not be loaded ({md_escape(exc)}).")
         return None
     if res["flagged"]:
@@ -130,9 +131,9 @@ def ood_notice(ctx: Context, image: np.ndarray) -> dict[str, Any] | None:
     return res
 
 
-def variant_picker(handle: backend.ZooHandle, key: str) -> list[str]:
+def variant_picker(handle: zoo_cache.ZooHandle, key: str) -> list[str]:
     """The variants to show: the paper's four by default, any other variant of the zoo on request."""
-    default = backend.default_variants(handle.variants)
+    default = page_labels.default_variants(handle.variants)
     if list(default) == list(handle.variants):
         return list(default)
     chosen = st.multiselect(

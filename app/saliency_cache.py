@@ -1,6 +1,5 @@
 """The saliency page's per-image computations, cached: ``analysis.per_image`` for every level of a kind in one
-batched pass (a level slider is then a lookup) and ``analysis.ood``'s calibrated out-of-distribution check.
-Re-exported by :mod:`app.backend`."""
+batched pass (a level slider is then a lookup) and ``analysis.ood``'s calibrated out-of-distribution check."""
 
 from __future__ import annotations
 
@@ -85,7 +84,7 @@ def saliency_row(
     Maps explain the class the variant predicts on the *original* image, so the explained class stays
     fixed while the level moves. Fast methods are computed for all levels in one batched pass.
     """
-    from app.backend import image_key  # the one content hash of the dashboard (backend imports this module)
+    from app.images import image_key  # the one content hash of the dashboard
 
     per_image = per_image_module()
     image = np.ascontiguousarray(image, dtype=np.float32)
@@ -134,7 +133,8 @@ def saliency_grid(
 ) -> dict[str, dict[str, Any]]:
     """:func:`saliency_row` for each variant (default: the paper's four in the zoo). ``with_original`` keeps
     the original image's maps in ``original_maps`` (else None). ``cache=True`` goes through ``st.cache_data``."""
-    from app.backend import default_variants, image_key
+    from app.images import image_key
+    from app.page_labels import default_variants
 
     options = {"lime": {"num_samples": int(lime_samples), "seed": int(seed)}}
     key = image_key(np.ascontiguousarray(image, dtype=np.float32))

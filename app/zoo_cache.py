@@ -107,7 +107,8 @@ class ZooHandle:
 
 
 def model_lock(model: torch.nn.Module) -> threading.RLock:
-    """The per-model lock shared with ``analysis.attributions`` (imported lazily: captum is slow to import)."""
+    """The per-model lock of ``analysis.attributions`` (through :func:`attributions_module`: captum is slow to
+    import)."""
     return attributions_module().model_lock(model)
 
 
@@ -171,10 +172,11 @@ def get_dataset(name: str, split: str = "test", root: str | None = None, image_s
 
 @st.cache_resource(show_spinner="Importing captum and lime (once per server)...")
 def attributions_module():
-    """``analysis.attributions`` (imports captum, lime and scikit-image: seconds, so once)."""
-    import analysis.attributions as attributions
+    """``analysis.per_image``, the attribution entry point of the pages (it imports captum, lime and scikit-image
+    through ``analysis.attributions``: seconds, so once). It carries ``METHOD_REGISTRY`` and ``model_lock``."""
+    import analysis.per_image as per_image
 
-    return long_lived.freeze(attributions)
+    return long_lived.freeze(per_image)
 
 
 @st.cache_resource(show_spinner="Compiling UMAP (once per server, about 10 s)...")

@@ -102,13 +102,13 @@ def backend_times(zoo: Path, n_images: int) -> dict[str, list[float]]:
     import torch
 
     from analysis.per_image import level_maps, level_predictions
-    from app import backend
+    from app import page_labels, zoo_cache
     from models.data import load_dataset
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads())
-    handle = backend.open_zoo(zoo, "cpu")
+    handle = zoo_cache.open_zoo(zoo, "cpu")
     ds = load_dataset(handle.dataset_name, "test")
-    variants = backend.default_variants(handle.variants)
+    variants = page_labels.default_variants(handle.variants)
     out: dict[str, list[float]] = {"all levels, 4 variants": [], "one level, 4 variants (old path)": []}
     for i in range(n_images):
         image = ds.images[i].numpy()

@@ -31,17 +31,18 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 def app_env(tiny_zoo, monkeypatch, tmp_path, cache_dir):
     """SCL_ZOO at the tiny zoo; results looked up in an empty temporary folder; caches (OOD calibrations) in the
     session's temporary cache."""
-    from app import backend, results_store
+    import dataclasses
+
+    from analysis import results_store as stored
+    from app import results_store
 
     monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
-    for module in (backend, results_store):  # backend re-exports results_store's settings
-        monkeypatch.setattr(module, "RESULTS_ROOT", tmp_path / "results")
-        monkeypatch.setattr(module, "QUICK_SIZES", {"continuity": 24, "probes": 24, "robustness": 8})
-        monkeypatch.setattr(module, "QUICK_SETTINGS", {
-            "neighbourhood_rank": {"n_anchors": 8},
-            "eps_sweep": {"eps_values": (0.0, 8 / 255), "steps": 3},
-            "attack_audit": {"steps_list": (2, 4), "restarts": 2, "losses": ("ce", "margin")},
-        })  # fmt: skip
+    monkeypatch.setattr(results_store, "RESULTS_ROOT", tmp_path / "results")
+    # The quick buttons run the registry's experiments with its QUICK settings, shrunk here for the tiny zoo.
+    small = dataclasses.replace(stored.QUICK, n_images=24, rank_anchors=8, pgd_images=8, eps_images=8,
+                                eps_values_255=(0, 8), audit_images=8, audit_steps=(4,), audit_restarts=1)  # fmt: skip
+    monkeypatch.setattr(stored, "QUICK", small)
+    monkeypatch.setattr(results_store, "QUICK_SIZES", {g: stored.quick_size(g, small) for g in stored.QUICK_GROUPS})
     return tiny_zoo
 
 
@@ -311,16 +312,16 @@ def test_saliency_variant_multiselect_offers_the_controls(app_env):
 
 
 def test_saliency_true_class_top3_and_wrong_predictions(app_env):
-    from app import backend
+    from app import saliency_cache, zoo_cache
     from models.data import load_dataset
 
     at = open_app("saliency")
     assert any("true class **" in m.value for m in at.markdown)
     assert sum(c.value.startswith("top-3 (perturbed): ") for c in at.caption) == 4
     ds = load_dataset("digits", "test")
-    handle = backend.open_zoo(app_env, "cpu")
+    handle = zoo_cache.open_zoo(app_env, "cpu")
     image, label = ds.images[0].numpy(), int(ds.labels[0])
-    wrong = sum(int(backend.logits_of(handle.model(v), torch_batch(image)).argmax()) != label for v in VARIANTS)
+    wrong = sum(int(saliency_cache.logits_of(handle.model(v), torch_batch(image)).argmax()) != label for v in VARIANTS)
     marked = [m.value for m in at.markdown if m.value.startswith("original: ")]
     assert len(marked) == 4 and sum("original: " in m and "wrong" in m.split("\n")[0] for m in marked) == wrong
 
@@ -548,10 +549,9 @@ def report_folder(tiny_zoo, tmp_path_factory):
 
 
 def test_experiment_pages_read_the_reports_results(app_env, report_folder, monkeypatch):
-    from app import backend, results_store
+    from app import results_store
 
-    for module in (backend, results_store):  # backend re-exports results_store's setting
-        monkeypatch.setattr(module, "RESULTS_ROOT", report_folder.parent)
+    monkeypatch.setattr(results_store, "RESULTS_ROOT", report_folder.parent)
     expectations = {
         "continuity": ("cont_ds", "cont_rank"),
         "probes": ("probe_curves",),
@@ -604,14 +604,14 @@ def test_robustness_adversarial_examples(app_env):
 
 def test_robustness_already_wrong_and_variant_choice(app_env):
     """A clean prediction that already misses the true class is 'already wrong', never 'fooled'."""
-    from app import backend
+    from app import saliency_cache, zoo_cache
     from models.data import load_dataset
 
     at = open_app("robustness")
     ds = load_dataset("digits", "test")
-    handle = backend.open_zoo(app_env, "cpu")
+    handle = zoo_cache.open_zoo(app_env, "cpu")
     image, label = ds.images[0].numpy(), int(ds.labels[0])
-    wrong = [int(backend.logits_of(handle.model(v), torch_batch(image)).argmax()) != label for v in VARIANTS]
+    wrong = [int(saliency_cache.logits_of(handle.model(v), torch_batch(image)).argmax()) != label for v in VARIANTS]
     outcomes = [m.value for m in at.markdown if m.value.startswith("clean: ")]
     assert len(outcomes) == 4
     for is_wrong, text in zip(wrong, outcomes, strict=True):
@@ -637,27 +637,29 @@ def test_probe_examples_on_an_upload(app_env):
 
 
 def test_initial_zoo_path_precedence():
-    from app import backend
+    from app import zoo_cache
 
-    assert backend.initial_zoo_path(["--zoo", "/a"], {"SCL_ZOO": "/b"}) == "/a"
-    assert backend.initial_zoo_path([], {"SCL_ZOO": "/b"}) == "/b"
-    assert backend.initial_zoo_path(["-q", "tests"], {}) == str(backend.DEFAULT_ZOO)
-    assert backend.initial_zoo_path(["--zoo"], {}) == str(backend.DEFAULT_ZOO)  # malformed: no crash
+    assert zoo_cache.initial_zoo_path(["--zoo", "/a"], {"SCL_ZOO": "/b"}) == "/a"
+    assert zoo_cache.initial_zoo_path([], {"SCL_ZOO": "/b"}) == "/b"
+    assert zoo_cache.initial_zoo_path(["-q", "tests"], {}) == str(zoo_cache.DEFAULT_ZOO)
+    assert zoo_cache.initial_zoo_path(["--zoo"], {}) == str(zoo_cache.DEFAULT_ZOO)  # malformed: no crash
 
 
 def test_saliency_concurrent_threads_equal_serial(tiny_zoo):
     """8 threads explain 8 different images through one shared zoo: results equal a serial run exactly."""
-    from app import backend
+    from app import saliency_cache, zoo_cache
     from models.data import load_dataset
 
-    handle = backend.open_zoo(tiny_zoo, "cpu")
+    handle = zoo_cache.open_zoo(tiny_zoo, "cpu")
     images = load_dataset("digits", "test").images[:8].numpy()
     settings = [("brightness", 1), ("contrast", 2), ("saturation", 3), ("hue", 4)] * 2
     methods = ("integrated_gradients", "gradcam", "lime")
 
     def compute(i: int) -> dict:
         kind, level = settings[i]
-        return backend.saliency_grid(handle, images[i], kind, level, methods, lime_samples=50, with_original=i < 2)
+        return saliency_cache.saliency_grid(
+            handle, images[i], kind, level, methods, lime_samples=50, with_original=i < 2
+        )
 
     serial = [compute(i) for i in range(8)]
     results: list[dict | None] = [None] * 8
@@ -697,15 +699,15 @@ def test_saliency_concurrent_threads_equal_serial(tiny_zoo):
 
 def test_saliency_cache_makes_revisits_free(tiny_zoo):
     """The cached path (what the page uses) returns the same numbers and answers a revisit from the cache."""
-    from app import backend
+    from app import saliency_cache, zoo_cache
     from models.data import load_dataset
 
-    handle = backend.get_zoo(tiny_zoo, "cpu")
+    handle = zoo_cache.get_zoo(tiny_zoo, "cpu")
     image = load_dataset("digits", "test").images[5].numpy()
-    fresh = backend.saliency_grid(handle, image, "contrast", 2, cache=False)
-    first = backend.saliency_grid(handle, image, "contrast", 2, cache=True)
+    fresh = saliency_cache.saliency_grid(handle, image, "contrast", 2, cache=False)
+    first = saliency_cache.saliency_grid(handle, image, "contrast", 2, cache=True)
     t0 = time.perf_counter()
-    again = backend.saliency_grid(handle, image, "contrast", 2, cache=True)
+    again = saliency_cache.saliency_grid(handle, image, "contrast", 2, cache=True)
     assert time.perf_counter() - t0 < 0.5
     for v in VARIANTS:
         ig = "integrated_gradients"
@@ -824,10 +826,9 @@ def test_selected_rows_come_from_the_figure_not_the_browser():
 
 def test_result_pages_read_right(app_env, report_folder, monkeypatch):
     """Human column names, % only for accuracies, the paper's four by default, α on a categorical axis."""
-    from app import backend, results_store
+    from app import results_store
 
-    for module in (backend, results_store):  # backend re-exports results_store's setting
-        monkeypatch.setattr(module, "RESULTS_ROOT", report_folder.parent)
+    monkeypatch.setattr(results_store, "RESULTS_ROOT", report_folder.parent)
     alpha = pd.DataFrame({"alpha": [0.0, 0.0, 0.1, 1.0], "seed": [0, 1, 0, 0], "test_clean_acc": [0.9, 0.88, 0.85, 0.7],
                           "ds_level1_sum": [12.0, 11.0, 5.0, 0.5]})  # fmt: skip
     alpha.to_csv(report_folder / "results" / "alpha_sweep.csv", index=False)

@@ -172,12 +172,11 @@ def test_report_quick_and_dashboard_run_on_an_assembled_zoo(imported, tmp_path, 
 
     from streamlit.testing.v1 import AppTest
 
-    from app import backend, results_store
+    from app import results_store
     from tests.test_app import ENTRY, PAGES
 
     monkeypatch.setenv("SCL_ZOO", str(out))
-    for module in (backend, results_store):  # backend re-exports results_store's setting
-        monkeypatch.setattr(module, "RESULTS_ROOT", tmp_path / "results")
+    monkeypatch.setattr(results_store, "RESULTS_ROOT", tmp_path / "results")
     for page in PAGES:
         at = AppTest.from_file(str(ENTRY), default_timeout=300)
         at.run()

@@ -18,7 +18,7 @@ results, quick = components.results_or_quick(ctx, "continuity", "Continuity curv
 shown = set()
 
 st.subheader("Distance score against level")
-name, ds_df = components.pick(results, quick, "ds", {"variant", "kind", "level", "ds_mean"}, "continuity")
+name, ds_df = components.pick(results, quick, "continuity", {"variant", "kind", "level", "ds_mean"}, "continuity")
 name_r, rank_df = components.pick(results, quick, "neighbourhood_rank",
                                   {"variant", "kind", "level", "share_closer_mean"}, "rank")  # fmt: skip
 chosen = variant_choice([*(ds_df["variant"] if ds_df is not None else []),

@@ -1,12 +1,23 @@
 """Neighbourhood embeddings: where images' perturbed copies land among images of their class (paper Fig. 2), in
 one 2-D map shared by the variants, and the whole test set in WebGL."""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from app import backend, components, embedding_figures, figures, pickers
+from analysis.embeddings import Anchor
+from analysis.embeddings_whole_set import whole_set_tables
+from app import (
+    components,
+    embedding_figures,
+    embeddings_cache,
+    figures,
+    images,
+    page_labels,
+    pickers,
+    results_store,
+    zoo_cache,
+)
 from app.uploads import ACCEPTED_EXTENSIONS, UploadError, validate_image_bytes
+from models.perturbations import KINDS
 
 PROJECTIONS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 REPRESENTATIONS = {"logits": "Logits (the paper's)", "features": "Penultimate features"}
@@ -29,7 +40,7 @@ names = components.class_names(ctx, ds)
 variants = st.multiselect(
     "Variants",
     handle.variants,
-    default=backend.default_variants(handle.variants),
+    default=page_labels.default_variants(handle.variants),
     key="emb_variants",
     help="The paper's four by default; controls and other variants of the zoo can be added.",
 )
@@ -52,7 +63,7 @@ with c2:
         help="PCA is instant; t-SNE and UMAP take seconds (UMAP compiles once per server).",
     )
 with c3:
-    kinds = st.multiselect("Perturbations", list(backend.KINDS), default=list(backend.KINDS), key="emb_kinds")
+    kinds = st.multiselect("Perturbations", list(KINDS), default=list(KINDS), key="emb_kinds")
 if not variants:
     st.info("Choose at least one variant.")
     st.stop()
@@ -77,7 +88,7 @@ def show_point(col, view: dict, variant: str, row: int, key: str) -> None:
     with col:
         st.image(view["thumbs"][row], caption=what, width=96)
         st.caption(f"predicted **{r['pred_name']}** · true **{r['true_name']}** · DS to {r['ds_to']}: {r['ds']:.3g}")
-        rows, dist = backend.embeddings_module(False).nearest_neighbours(view["reps"][variant], row, k=6)
+        rows, dist = zoo_cache.embeddings_module(False).nearest_neighbours(view["reps"][variant], row, k=6)
         st.markdown("**Nearest neighbours**")
         labels = {int(x["row"]): x for _, x in pts[pts["variant"] == variant].iterrows()}
         st.image(
@@ -124,10 +135,10 @@ with tab_anchor:
             key="emb_n",
             help="How many other test images of each anchor's class form the neighbourhood.",
         )
-    anchors: list[backend.Anchor] = []
+    anchors: list[Anchor] = []
     if picked is not None and picked.index is not None:
         anchors.append(
-            backend.Anchor(f"#{picked.index}", picked.image, int(picked.label), int(picked.index), int(picked.label))
+            Anchor(f"#{picked.index}", picked.image, int(picked.label), int(picked.index), int(picked.label))
         )
     for token in (more or "").replace(";", ",").split(","):
         token = token.strip().lstrip("#")
@@ -136,26 +147,26 @@ with tab_anchor:
         if not token.isdigit() or not 0 <= int(token) < len(ds):
             st.warning(f"{token!r} is not a test image number (0 to {len(ds) - 1}).")
             continue
-        image, label = backend.dataset_image(ds, int(token))
+        image, label = images.dataset_image(ds, int(token))
         if all(a.index != int(token) for a in anchors):
-            anchors.append(backend.Anchor(f"#{int(token)}", image, label, int(token), label))
+            anchors.append(Anchor(f"#{int(token)}", image, label, int(token), label))
     for file in uploads or []:
         try:
             up = validate_image_bytes(file.getvalue(), handle.image_size)
         except UploadError as exc:
             st.error(f"**{file.name} was not accepted.** {exc}")
             continue
-        anchors.append(backend.upload_anchor(handle, file.name, up.pixels, variants[0]))
+        anchors.append(embeddings_cache.upload_anchor(handle, file.name, up.pixels, variants[0]))
     if not anchors or not kinds:
         st.info("Choose an anchor and at least one perturbation kind.")
     else:
         with st.spinner(f"Embedding {len(anchors)} anchor(s) with {len(variants)} variants..."):
             if method == "umap":
-                backend.embeddings_module(True)  # compile once per server, with its own spinner
-            view = backend.cached_anchor_views(
+                zoo_cache.embeddings_module(True)  # compile once per server, with its own spinner
+            view = embeddings_cache.cached_anchor_views(
                 handle.key,
                 ctx.dataset_args,
-                tuple(a.key for a in anchors),
+                tuple(embeddings_cache.anchor_key(a) for a in anchors),
                 anchors,
                 tuple(variants),
                 representation,
@@ -244,7 +255,7 @@ with tab_whole:
         )
     with w2:
         overlay_on = st.toggle("Show the anchors' perturbed copies", value=True, key="emb_whole_overlay")
-    ready = backend.whole_set_ready(handle, ctx.dataset_args, n, representation, variants, method)
+    ready = embeddings_cache.whole_set_ready(handle, ctx.dataset_args, n, representation, variants, method)
     if not ready:
         cost = "about 8 s per variant for 10,000 images on two CPU cores" + (
             "" if method == "pca" else f", then {PROJECTIONS[method]} about 40 s per variant"
@@ -255,7 +266,7 @@ with tab_whole:
         go_on = True
     if go_on:
         bar = st.progress(0.0, text="whole test set: starting") if not ready else None
-        data, fitted = backend.whole_set(
+        data, fitted = embeddings_cache.whole_set(
             handle,
             ds,
             ctx.dataset_args,
@@ -266,39 +277,11 @@ with tab_whole:
         )
         if bar is not None:
             bar.empty()
-        emb = backend.embeddings_module(False)
-        extras, overlay_meta = {}, None
-        if overlay_on and anchors and kinds:
-            ov = view["points"]
-            keep = ov["role"] != "same_class"
-            overlay_meta = ov[(ov["variant"] == variants[0]) & keep].drop(columns=["variant", "x", "y"])
-            extras = {v: view["reps"][v][overlay_meta["row"].to_numpy()] for v in variants}
-        align = "union" if representation == "logits" else "procrustes"
-        xy, extra_xy = emb.whole_set_map(data, method, 0, align, extras or None, fitted)
-        labels = ds.labels.numpy()
-        frames, overlays = {}, {}
-        for v in variants:
-            pred = data[v]["pred"]
-            f = pd.DataFrame(
-                {
-                    "x": xy[v][:, 0],
-                    "y": xy[v][:, 1],
-                    "row": np.arange(n),
-                    "dataset_index": np.arange(n),
-                    "pred_name": [handle.class_name(int(p)) for p in pred],
-                    "true_name": [handle.class_name(int(t)) for t in labels],
-                }
-            )
-            f["correct"] = np.where(pred == labels, "correct", "wrong")
-            frames[v] = f
-            if overlay_meta is not None:
-                o = overlay_meta.copy()
-                ov_v = view["points"][view["points"]["variant"] == v].set_index("row")
-                o["x"], o["y"] = extra_xy[v][:, 0], extra_xy[v][:, 1]
-                o["pred_name"] = ov_v.loc[o["row"], "pred_name"].to_numpy()
-                o["ds"] = ov_v.loc[o["row"], "ds"].to_numpy()
-                o["row"] = n + o["row"].to_numpy()
-                overlays[v] = o
+        emb = zoo_cache.embeddings_module(False)
+        overlay = overlay_on and anchors and kinds
+        frames, overlays = whole_set_tables(data, ds.labels.numpy(), method, representation, fitted,
+                                            view["points"] if overlay else None, view["reps"] if overlay else None,
+                                            class_name=handle.class_name)  # fmt: skip
         ranges = embedding_figures.shared_ranges(list(frames.values()) + list(overlays.values()))
         if method != "pca" and overlays:
             st.caption(
@@ -334,7 +317,7 @@ with tab_whole:
                     elif rows:
                         show_point(st.container(), view, variant, rows[0] - n, key)
 
-results = backend.load_results(handle)
+results = results_store.load_results(handle)
 name, report_ranks = results.find({"variant", "anchor", "kind", "level", "rank"}, "embeddings")
 if report_ranks is not None:
     with st.expander("Neighbour ranks over several anchors (from the report)"):

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import backend, components, figures, map_figures, pickers
+from app import components, compute, figures, map_figures, pickers
 from app.choices import only, variant_choice
 
 ctx = components.context()
@@ -35,8 +35,8 @@ else:
 st.subheader("What the probes do to one image")
 picked = pickers.image_picker(ctx, key="probe")
 if picked is not None:
-    examples = backend.probe_examples(picked.image)
-    preds = only(backend.probe_predictions(handle, picked.image), chosen)
+    probed = compute.probes(handle, picked.image)
+    examples, preds = probed.examples, only(probed.predictions, chosen)
     for probe, items in examples.items():
         st.markdown(f"**{probe.replace('_', ' ')}**")
         st.plotly_chart(map_figures.image_grid([im for _, im in items], [lbl for lbl, _ in items], cols=len(items),

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import backend, components, figures, map_figures, pickers
+from app import components, compute, figures, images, map_figures, pickers
 
 ctx = components.context()
 st.title("Robustness")
@@ -35,7 +35,7 @@ if audit is not None:
                     key="rob_audit")  # fmt: skip
     st.caption("Accuracy under PGD with more steps (x), per loss (panels); restarts are in the table.")
     if results.experiment("attack_audit").get("notes") is None:  # the report states its own warnings
-        messages = backend.masking_warnings(audit)
+        messages = compute.masking_warnings(audit)
         warnings = [m for m in messages if components.note_is_warning(m)]
         for message in messages:
             if message in warnings:
@@ -77,11 +77,11 @@ if picked is not None and variants:
             return ":orange[already wrong]"
         return ":red[fooled]" if res["adv_pred"] != res["label"] else ":green[held]"
 
-    key = backend.image_key(picked.image)
+    key = images.image_key(picked.image)
     cols = st.columns(len(variants))
     with st.spinner("Attacking..."):
         for col, variant in zip(cols, variants, strict=True):
-            res = backend.cached_adversarial(handle.key, variant, key, picked.image, picked.label, float(eps),
+            res = compute.cached_adversarial(handle.key, variant, key, picked.image, picked.label, float(eps),
                                              int(steps))  # fmt: skip
             diff = (res["adversarial"] - picked.image) * (0.5 / max(eps / 255, 1e-6)) + 0.5
             with col, st.container(border=True):

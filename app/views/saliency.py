@@ -11,7 +11,9 @@ import time
 
 import streamlit as st
 
-from app import backend, components, figures, map_figures, map_html, pickers
+from analysis.per_image import perturbed_image
+from app import components, figures, images, map_figures, map_html, page_labels, pickers, results_store, saliency_cache
+from models.perturbations import KINDS, MAX_LEVEL
 
 ctx = components.context()
 st.title("Saliency, side by side")
@@ -24,10 +26,10 @@ handle = components.require_zoo(ctx)
 components.zoo_header(ctx)
 
 picked = pickers.image_picker(ctx, key="sal")
-methods_info = backend.method_info()
+methods_info = saliency_cache.method_info()
 c1, c2 = st.columns([1.2, 3.0])
 with c1:
-    kind = st.selectbox("Perturbation", list(backend.KINDS), key="sal_kind",
+    kind = st.selectbox("Perturbation", list(KINDS), key="sal_kind",
                         help="Non-semantic colour perturbations (paper Table 1 and any registered kind).")  # fmt: skip
 with c2:
     variants = pickers.variant_picker(handle, key="sal")
@@ -61,7 +63,7 @@ names = handle.classes or components.class_names(ctx, components.load_dataset(ct
 true_text = (f" · true class **{components.md_escape(components.class_name(names, picked.label))}**"
              if picked.label is not None else " · no true class (an upload)")  # fmt: skip
 st.markdown(f"**Image:** {components.md_escape(picked.title)}{true_text}")
-image_key = backend.image_key(picked.image)
+image_key = images.image_key(picked.image)
 
 
 def _class(index: int) -> str:
@@ -89,9 +91,9 @@ def _display_controls() -> tuple[int, bool, bool, bool, float, bool]:
     """The level and display controls: (level, overlay, raw, shared colour scale, opacity, interactive)."""
     d1, d2, d3, d4 = st.columns([2.0, 1.3, 1.5, 1.2])
     with d1:
-        level = st.slider("Level", 0, backend.MAX_LEVEL, 1, key="sal_level",
+        level = st.slider("Level", 0, MAX_LEVEL, 1, key="sal_level",
                           help="0 = the original image; 1-4 = Table 1 levels.")  # fmt: skip
-        st.caption(f"Applied: **{components.md_escape(backend.level_label(kind, level))}**")
+        st.caption(f"Applied: **{components.md_escape(page_labels.level_label(kind, level))}**")
     with d2:
         overlay = st.toggle("Overlay on greyscale", value=True, key="sal_overlay",
                             help="Each map drawn over a greyscale copy of the image it explains.")  # fmt: skip
@@ -116,7 +118,7 @@ def _row_header(variant: str, row: dict):
         info, score = st.columns([5.0, 1.3], vertical_alignment="top")
         with info:
             st.markdown(f"### {components.md_escape(variant)}")
-            st.caption(components.md_escape(backend.variant_help(variant)))
+            st.caption(components.md_escape(page_labels.variant_help(variant)))
             st.markdown(_prediction_text(row))
             st.caption(_top3(row))
         with score:
@@ -157,10 +159,11 @@ def saliency_rows() -> None:
     fast = [m for m in methods if not methods_info[m].slow]
     slow = [m for m in methods if methods_info[m].slow]
     with st.spinner("Explaining every level of the chosen perturbation..."):
-        rows = {v: backend.saliency_row(handle, v, picked.image, kind, level, fast, method_options=method_options,
-                                        cache=True, img_key=image_key) for v in variants}  # fmt: skip
-    perturbed = backend.perturbed_image(picked.image, kind, level)
-    applied = f"perturbed: {backend.level_label(kind, level)}" if level else "level 0 (= original)"
+        rows = {v: saliency_cache.saliency_row(handle, v, picked.image, kind, level, fast,
+                                               method_options=method_options, cache=True, img_key=image_key)
+                for v in variants}  # fmt: skip
+    perturbed = perturbed_image(picked.image, kind, level)
+    applied = f"perturbed: {page_labels.level_label(kind, level)}" if level else "level 0 (= original)"
     draws = {"n": 0}
 
     def scales_of(variant: str, which: str) -> dict[str, float]:
@@ -201,7 +204,7 @@ def saliency_rows() -> None:
         if not slow:
             break
         with st.spinner(f"{', '.join(methods_info[m].label for m in slow)}: {variant} ({i + 1}/{len(variants)})..."):
-            more = backend.saliency_row(handle, variant, picked.image, kind, level, slow,
+            more = saliency_cache.saliency_row(handle, variant, picked.image, kind, level, slow,
                                         method_options=method_options, cache=True, img_key=image_key)  # fmt: skip
         for part in ("maps", "original_maps", "extras", "similarity"):
             rows[variant][part].update(more[part])
@@ -222,7 +225,7 @@ def saliency_rows() -> None:
 
 saliency_rows()
 
-results = backend.load_results(handle)
+results = results_store.load_results(handle)
 name, quality = results.find({"variant", "method", "mask_share", "deletion_auc", "insertion_auc"}, "attribution")
 sname, stab = results.find({"variant", "method", "kind", "level", "spearman_mean"}, "stability")
 if quality is not None or stab is not None:

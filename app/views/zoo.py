@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from analysis.formatting import round_significant
-from app import backend, components, figures, map_figures
+from app import cards, components, figures, images, map_figures
 from app.choices import only, variant_choice
 from models.objectives import get_variant
 
@@ -21,7 +21,7 @@ handle = components.require_zoo(ctx)
 components.zoo_header(ctx)
 
 chosen = variant_choice(handle.variants, key="zoo_variants")
-metrics = only(backend.card_metrics(handle), chosen).reset_index(drop=True)
+metrics = only(cards.card_metrics(handle), chosen).reset_index(drop=True)
 st.subheader("Model cards")
 st.caption(
     "Measured on the test split when the zoo was trained. PGD-10: white-box L∞ attack, ε = 8/255, step 2/255. "
@@ -61,7 +61,7 @@ st.caption("Accuracies in %; DS level 1 per kind and summed over kinds, to 3 sig
 st.subheader("Cards in full")
 for variant in chosen:
     with st.expander(f"{variant}: card and checkpoint"):
-        text = backend.card_markdown(handle, variant)
+        text = cards.card_markdown(handle, variant)
         if text:
             st.markdown(text)
         card = handle.card(variant)
@@ -86,5 +86,7 @@ if ds is not None:
     )
     counts = np.bincount(ds.labels.numpy(), minlength=len(ds.classes))
     st.caption("Classes: " + ", ".join(f"{n} ({c})" for n, c in zip(ds.classes, counts, strict=True)))
-    images, titles = backend.class_examples(ds, per_class=1)
-    st.plotly_chart(map_figures.image_grid(images, titles, cols=min(10, len(images)), panel_height=120), key="zoo_grid")
+    examples, titles = images.class_examples(ds, per_class=1)
+    st.plotly_chart(
+        map_figures.image_grid(examples, titles, cols=min(10, len(examples)), panel_height=120), key="zoo_grid"
+    )

@@ -1,0 +1,55 @@
+"""The dashboard's one door to computation: :func:`service` is the zoo's ``analysis.service_api.ComputeService``
+(in this process: ``LocalComputeService``), and the wrappers below cache its answers with ``st.cache_data``.
+
+Pages call these (or the saliency and embeddings caches, which call ``analysis/`` the same way); nothing in
+``app/`` computes attributions, perturbations, attacks or distance scores itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analysis.service_api import AdversarialRequest, ComputeService, LocalComputeService, ProbesRequest, ProbesResult
+from app.zoo_cache import ZooHandle, _cached_zoo, get_dataset
+
+__all__ = ["cached_adversarial", "masking_warnings", "probes", "service"]
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _service(zoo_key: tuple) -> ComputeService:
+    handle = _cached_zoo(*zoo_key)
+    return LocalComputeService(handle.zoo, get_dataset, handle.class_name, handle.data_root)
+
+
+def service(handle: ZooHandle) -> ComputeService:
+    """The compute service of ``handle``'s zoo (one per loaded zoo and server process)."""
+    return _service(handle.key)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def cached_adversarial(zoo_key: tuple, variant: str, img_key: str, _image: np.ndarray, label: int | None,
+                       eps_255: float, steps: int, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """A PGD example of one image (``analysis.per_image.adversarial_example``) as a dict, cached by the image's
+    content hash ``img_key``."""
+    request = AdversarialRequest(variant, _image, label, float(eps_255), int(steps), int(seed))
+    return vars(_service(zoo_key).adversarial(request))
+
+
+def probes(handle: ZooHandle, image: np.ndarray, seed: int = 0) -> ProbesResult:
+    """Every probe level of one image (``examples``: probe -> [(label, image)]) and each variant's prediction on
+    them (``predictions``: variant, probe, level_label, pred, class, conf)."""
+    return service(handle).probes(ProbesRequest(image, tuple(handle.variants), seed))
+
+
+def masking_warnings(audit: pd.DataFrame) -> list[str]:
+    """Signs of gradient masking in an attack-audit table (``analysis.robustness.masking_warnings``)."""
+    from analysis.robustness import masking_warnings as _warnings
+
+    try:
+        return _warnings(audit)
+    except (KeyError, ValueError) as exc:  # a table from an older report: say so instead of failing
+        return [f"could not check the audit table for gradient masking ({type(exc).__name__}: {exc})"]
