@@ -6,10 +6,21 @@
 
 Page configuration, the shared sidebar (zoo folder, data set, device) and the navigation
 (``st.navigation`` over the files in app/views/, one per page, widgets and layout only).
+
+Never a blank page: the first thing a run draws is a message saying what is loading, written before the slow
+imports (torch, plotly, pandas) and the zoo; it is cleared just before the page itself runs.
 """
 
 from __future__ import annotations
 
-from app import components
+import streamlit as st
 
-components.entry().run()
+loading = st.empty()
+loading.info("Loading the Semantic Continuity Lab: importing the libraries (a few seconds after a server start)...")
+
+from app import components  # noqa: E402  (slow: imported after the message is on the page)
+
+loading.info("Loading the Semantic Continuity Lab: the model zoo and the data set...")
+page = components.entry()
+loading.empty()
+page.run()
