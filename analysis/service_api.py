@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -159,6 +159,7 @@ class QuickResult:
 Progress = Callable[[float, str], None]
 
 
+@runtime_checkable
 class ComputeService(Protocol):
     """Everything the dashboard computes, one method per request."""
 
@@ -178,18 +179,26 @@ class ComputeService(Protocol):
 # ----------------------------------------------------------------------------- in this process
 
 
+def _load_dataset(name: str, split: str = "test", root: str | None = None, image_size: int | None = None):
+    from models.data import load_dataset
+
+    return load_dataset(name, split, root, image_size=image_size)
+
+
 class LocalComputeService:
-    """:class:`ComputeService` on a loaded zoo in this process. ``load_dataset`` turns a :data:`DatasetSpec` into
-    the data set (the dashboard passes its cached loader); ``class_name`` names class indices in tables."""
+    """:class:`ComputeService` on a loaded zoo in this process. ``load_dataset(name, split, root, image_size)`` turns
+    a :data:`DatasetSpec` into the data set (default ``models.data.load_dataset``; the dashboard passes its cached
+    loader); ``class_name`` names class indices in tables."""
 
     def __init__(
         self,
         zoo: Zoo,
-        load_dataset: Callable[..., ImageDataset],
+        load_dataset: Callable[..., ImageDataset] | None = None,
         class_name: Callable[[int], str] = str,
         data_root: str | None = None,
     ) -> None:
-        self.zoo, self.load_dataset, self.class_name, self.data_root = zoo, load_dataset, class_name, data_root
+        self.zoo, self.class_name, self.data_root = zoo, class_name, data_root
+        self.load_dataset = load_dataset or _load_dataset
 
     def _model(self, variant: str) -> nn.Module:
         if variant not in self.zoo.entries:
