@@ -19,11 +19,11 @@ from models.evaluation import accuracy, mean_distance_score, pgd_accuracy
 from models.objectives import get_variant
 from models.perturbations import KINDS, perturb
 from models.recipes import RECIPES
+from models.roles import ADVERSARIAL_CONSTRAINED, CONSTRAINED, default_role
 from models.runs import FINAL_FILE
 from models.train_config import TrainConfig
 
 __all__ = [
-    "OBJECTIVES",
     "evaluate_variant",
     "build_card",
     "card_markdown",
@@ -99,14 +99,6 @@ def card_markdown(variant: str, card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-OBJECTIVES = {
-    "standard": "cross-entropy",
-    "C": "CE + alpha * DS(x, colour-jitter(x))",
-    "ADV": "CE on PGD adversarial examples",
-    "ADV+C": "adversarial logit pairing: (CE(x) + CE(x_adv))/2 + alpha * DS(x, x_adv)",
-}
-
-
 def _training_time(card: dict[str, Any]) -> str:
     seconds = card.get("train_seconds")
     if seconds is None:
@@ -123,7 +115,7 @@ def build_card(
     width = cfg.get("width")
     return {
         "variant": variant,
-        "objective": OBJECTIVES.get(variant) or getattr(get_variant(variant), "objective", variant),
+        "objective": getattr(get_variant(variant), "objective", variant),  # the registry's one statement of it
         "recipe": recipe,
         "network": f"{cfg['network']} (width {width})" if width else cfg["network"],
         "dataset": ckpt["dataset"],
@@ -154,7 +146,8 @@ def summary_table(manifest: dict[str, Any]) -> str:
     for variant, item in manifest["variants"].items():
         m, cfg = item["card"]["metrics"], item["card"]["config"]
         epochs = item["card"].get("epochs_run") or cfg["epochs"]
-        how = f"{cfg['preset']}, {epochs:g} epochs" + (f", alpha {cfg['alpha']:g}" if "C" in variant else "")
+        continuity = item.get("role", default_role(variant)) in (CONSTRAINED, ADVERSARIAL_CONSTRAINED)
+        how = f"{cfg['preset']}, {epochs:g} epochs" + (f", alpha {cfg['alpha']:g}" if continuity else "")
         n_pgd = m["pgd_eval"]["images"]
         pgd_on = "" if n_pgd == m.get("test_size") else f" (first {n_pgd})"
         rows.append(

@@ -58,3 +58,17 @@ def test_no_module_restates_the_role_vocabulary():
                     found.setdefault(str(path.relative_to(root)), set()).add(node.value)
     copies = {path: sorted(names) for path, names in found.items() if len(names) > 1}
     assert not copies, f"role names restated outside models/roles.py: {copies}"
+
+
+def test_the_zoo_summary_names_alpha_for_the_roles_with_a_continuity_term():
+    """The shipped zoo's summary table shows alpha exactly for the constrained roles (by role, not by name)."""
+    import json
+    from pathlib import Path
+
+    from models.zoo_cards import summary_table
+
+    manifest = json.loads((Path(__file__).resolve().parent.parent / "assets/zoo/default/zoo.json").read_text())
+    rows = {line.split("|")[1].strip(): line for line in summary_table(manifest).splitlines()[2:]}
+    for variant in manifest["variants"]:
+        role = MR.default_role(variant)
+        assert ("alpha" in rows[variant]) == (role in (MR.CONSTRAINED, MR.ADVERSARIAL_CONSTRAINED)), variant
