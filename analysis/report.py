@@ -62,7 +62,6 @@ from models.data import load_dataset
 from models.devices import pick_device
 from models.errors import LabError
 from models.safe_output import describe_os_error, folder_lock, move_aside
-from models.version import version_string
 
 __all__ = ["EXPERIMENTS", "FULL", "QUICK", "Context", "Settings", "clear_previous", "main", "parse_overrides",
            "run_report"]  # fmt: skip
@@ -241,6 +240,7 @@ def run_report(
         return summary
     except KeyboardInterrupt:  # outside an experiment (while loading, or writing claims): still say so on disk
         if ctx is not None and not summarised and ctx.out.is_dir():
+            status.update({n: {"status": "not run"} for n in selected if n not in status})
             write_summary(ctx, status, time.perf_counter() - t_start, time.process_time() - c_start, interrupted=True)
         raise
     finally:
@@ -254,11 +254,12 @@ def _names(text: str | None) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="experiments: " + ", ".join(EXPERIMENTS))  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version_string()}")
-    parser.add_argument("--zoo", default="assets/zoo/default", help="zoo folder (with zoo.json)")
+    from models.assets import default_zoo
+    from models.cli import make_parser
+
+    parser = make_parser("python -m analysis.report", __doc__.split("\n")[0],
+                         epilog="experiments: " + ", ".join(EXPERIMENTS))  # fmt: skip
+    parser.add_argument("--zoo", default=str(default_zoo()), help="zoo folder (with zoo.json; the shipped zoo)")
     parser.add_argument("--out", default=None, help="output folder (default reports/<zoo name>)")
     parser.add_argument(
         "--quick",
