@@ -14,7 +14,9 @@ dashboard loop over everything registered. Drawing is not done here; the quality
 deletion / insertion, stability) are in :mod:`analysis.attribution_quality`.
 
 Methods (in :mod:`analysis.attribution_methods`, registered here): ``integrated_gradients``, ``gradcam``,
-``lime``. Each chunks its work to a memory budget and reports progress / honours a stop request between
+``lime``; from :mod:`analysis.attribution_methods_field` (``in_report=False``: offered, not in the report) captum's
+Saliency, SmoothGrad, GradientSHAP, Occlusion and pytorch-grad-cam's GradCAM++, HiResCAM, LayerCAM, ScoreCAM.
+Each chunks its work to a memory budget and reports progress / honours a stop request between
 chunks (options ``memory_budget``, ``progress``, ``should_stop``; see that module).
 
 Concurrency: captum attaches hooks to the model while it attributes (GradCAM's
@@ -56,6 +58,7 @@ from analysis.attribution_methods import (
     integrated_gradients,
     lime,
 )
+from analysis.attribution_methods_field import FIELD_METHODS
 from models.networks import unwrap_model
 from models.perturbations import eval_mode
 from models.registry import FieldView, register
@@ -123,6 +126,8 @@ class Method:
     default in interactive views (:func:`analysis.attribution_estimates.estimate` says whether a method is slow
     at a given input size). ``defaults`` are the values at the lab's 32-px inputs; ``options(input_size=...)``
     replaces the size-dependent ones by :func:`analysis.attribution_defaults.fitted_options`.
+    ``in_report`` methods are measured by the report and its claims; ``default_on`` ones are ticked on the saliency
+    page (:attr:`selected_by_default`); ``cost`` says what an image costs.
     """
 
     name: str
@@ -132,6 +137,14 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)
     slow: bool = False
+    in_report: bool = True  # measured by the report's experiments and claims (False: offered in the dashboard only)
+    default_on: bool = True  # ticked by default on the saliency page (slow methods never are)
+    cost: str = ""  # what one image costs, in forwards and backwards (shown beside the method)
+
+    @property
+    def selected_by_default(self) -> bool:
+        """Whether interactive views compute this method without being asked: ``default_on`` and not ``slow``."""
+        return self.default_on and not self.slow
 
     def options(
         self, settings: Mapping[str, Any] | Any = None, *, input_size: int | tuple[int, ...] | None = None,
@@ -176,6 +189,9 @@ register_method(
     Method("lime", lime, "LIME", signed=True, defaults={"num_samples": 1000, "seed": 0},
            settings={"num_samples": "lime_samples", "seed": "seed"}, slow=True)
 )  # fmt: skip
+# captum's and pytorch-grad-cam's (analysis.attribution_methods_field): offered, not in the report
+for _spec in FIELD_METHODS:
+    register_method(Method(**_spec))
 
 
 def explain(

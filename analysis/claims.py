@@ -348,7 +348,8 @@ def evaluate_claims(results: Results, roles: Mapping[str, str], decided: bool = 
               claim_robustness(results, roles, (R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL)),
               claim_robustness(results, roles, (R.CONSTRAINED, R.BASELINE)),
               claim_robustness(results, roles, (R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL), strongest=True),
-              *[claim_mask_share(results, roles, m.name, m.label) for m in METHOD_REGISTRY.values()]]  # fmt: skip
+              *[claim_mask_share(results, roles, m.name, m.label)
+                for m in METHOD_REGISTRY.values() if m.in_report]]  # fmt: skip
     transfer = part(results, "transfer")
     targets = list(dict.fromkeys(transfer["target"])) if transfer is not None else [None]
     claims += [claim_transfer(results, roles, t) for t in targets]

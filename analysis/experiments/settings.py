@@ -86,21 +86,23 @@ class Settings:
 
     @property
     def attr_method_names(self) -> tuple[str, ...]:
-        """The attribution methods to measure: ``attr_methods``, or every registered one (read at run time, so a
-        method registered after import is measured too)."""
+        """The attribution methods to measure: ``attr_methods``, or every registered one marked ``in_report`` (read
+        at run time, so a method registered after import is measured too)."""
         from analysis.attributions import METHOD_REGISTRY
 
-        return tuple(METHOD_REGISTRY) if self.attr_methods is None else tuple(self.attr_methods)
+        if self.attr_methods is None:
+            return tuple(name for name, method in METHOD_REGISTRY.items() if method.in_report)
+        return tuple(self.attr_methods)
 
     @property
     def stability_method_names(self) -> tuple[str, ...]:
-        """The methods of the stability experiment: ``stability_methods``, or every registered method not marked
-        slow."""
+        """The methods of the stability experiment: ``stability_methods``, or every registered ``in_report`` method
+        not marked slow."""
         from analysis.attributions import METHOD_REGISTRY
 
         if self.stability_methods is not None:
             return tuple(self.stability_methods)
-        return tuple(name for name, method in METHOD_REGISTRY.items() if not method.slow)
+        return tuple(name for name, method in METHOD_REGISTRY.items() if method.in_report and not method.slow)
 
 
 FULL = Settings()
