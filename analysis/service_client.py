@@ -1,0 +1,113 @@
+"""``RemoteComputeService``: the compute service of a zoo served by ``analysis.backend_service`` over HTTP.
+
+It implements ``analysis.service_api.ComputeService``, so the dashboard uses it exactly as the in-process
+default. A backend that cannot be reached (down, restarting, overloaded) raises :class:`BackendUnavailable`,
+whose message names the backend's URL and says the page retries; the next request simply tries again, so the
+dashboard picks the backend up when it is back. A request the backend refuses raises :class:`BackendError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from analysis import service_api as api
+from analysis import service_wire as wire
+from analysis.public_mode import ENV_TOKEN
+
+ENV_BACKEND = "SCL_BACKEND"
+DEFAULT_TIMEOUT_S = 600.0  # a whole-set map or a LIME job may take minutes on a CPU backend
+
+
+class BackendUnavailable(ConnectionError):
+    """The backend did not answer (connection refused, timed out, 502/503/504)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(f"The compute backend at {url} is not reachable ({reason}); retrying on the next request: "
+                         "reload the page or change a setting once it is back.")  # fmt: skip
+
+
+class BackendError(ValueError):
+    """The backend answered with an error for this request (its message, paths already redacted)."""
+
+
+def zoo_list(url: str, token: str | None = None, timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+    """The zoos a backend serves: name -> {"variants": [...], "sha256": {variant: hash}, ...}."""
+    return _call(url.rstrip("/") + "/zoos", None, token, timeout, url)
+
+
+def _call(endpoint: str, body: bytes | None, token: str | None, timeout: float, url: str) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        if body is None:
+            resp = requests.get(endpoint, headers=headers, timeout=timeout)
+        else:
+            resp = requests.post(endpoint, data=body, headers=headers, timeout=timeout)
+    except requests.Timeout:
+        raise BackendUnavailable(url, f"no answer within {timeout:g} s") from None
+    except requests.ConnectionError:
+        raise BackendUnavailable(url, "connection refused or lost") from None
+    if resp.status_code in (502, 503, 504):
+        raise BackendUnavailable(url, f"HTTP {resp.status_code}")
+    try:
+        payload = wire.loads(resp.content)
+    except wire.WireError:
+        raise BackendError(f"the backend at {url} answered HTTP {resp.status_code} without a result") from None
+    if resp.status_code != 200:
+        message = payload.get("error") if isinstance(payload, dict) else None
+        raise BackendError(str(message or f"the backend at {url} answered HTTP {resp.status_code}"))
+    return payload
+
+
+class RemoteComputeService:
+    """:class:`analysis.service_api.ComputeService` of zoo ``zoo`` on the backend at ``url`` (http://host:port)."""
+
+    def __init__(self, url: str, zoo: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.url, self.zoo, self.token, self.timeout = url.rstrip("/"), zoo, token, timeout
+
+    @classmethod
+    def for_hashes(cls, url: str, hashes: Mapping[str, str], environ: Mapping[str, str] | None = None,
+                   ) -> RemoteComputeService:  # fmt: skip
+        """The backend's zoo whose checkpoints are ``hashes`` (variant -> sha256): the dashboard's loaded zoo
+        served remotely. BackendError when the backend serves no such zoo."""
+        environ = os.environ if environ is None else environ
+        token = environ.get(ENV_TOKEN) or None
+        served = zoo_list(url, token)
+        wanted = {v: h for v, h in hashes.items() if h}
+        for name, info in served.items():
+            have = dict(info.get("sha256") or {})
+            if wanted and all(have.get(v) == h for v, h in wanted.items()):
+                return cls(url, name, token)
+        raise BackendError(f"the backend at {url.rstrip('/')} serves no zoo with these checkpoints (it serves: "
+                           f"{', '.join(served) or 'none'}); start it with --zoo on this zoo")  # fmt: skip
+
+    def _post(self, method: str, request: Any) -> Any:
+        return _call(f"{self.url}/{self.zoo}/{method}", wire.dumps(request), self.token, self.timeout, self.url)
+
+    def predictions(self, request: api.PredictionsRequest) -> api.LevelPredictions:
+        return self._post("predictions", request)
+
+    def maps(self, request: api.MapsRequest) -> api.LevelMaps:
+        return self._post("maps", request)
+
+    def adversarial(self, request: api.AdversarialRequest) -> api.AdversarialResult:
+        return self._post("adversarial", request)
+
+    def probes(self, request: api.ProbesRequest) -> api.ProbesResult:
+        return self._post("probes", request)
+
+    def anchor_view(self, request: api.AnchorViewRequest) -> api.AnchorView:
+        return self._post("anchor_view", request)
+
+    def quick(self, request: api.QuickRequest, progress: api.Progress | None = None) -> api.QuickResult:
+        """The quick group on the backend; ``progress`` hears only the end (no progress across the wire yet)."""
+        result = self._post("quick", request)
+        if progress is not None:
+            progress(1.0, "done")
+        return result

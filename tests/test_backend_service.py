@@ -1,0 +1,208 @@
+"""The compute backend on Ray Serve against the in-process default: the same requests, the same numbers; the
+client's BackendUnavailable on a dead port; public mode (listed zoos only, no absolute paths, the token)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import service_api as api
+from analysis import service_wire as wire
+from analysis.public_mode import Catalogue, NotOffered, redact_paths
+from analysis.service_client import BackendError, BackendUnavailable, RemoteComputeService, zoo_list
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-0123"
+# float32 arithmetic: batched and unbatched passes may sum in another order (a few ulps of float32 per layer).
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def image(seed: int, size: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).random((3, size, size), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory, tiny_zoo):
+    """One local Ray instance for the module, the tiny zoo served on a free loopback port, token required."""
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    from analysis.backend_service import BackendConfig, serve_zoos
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the test's own instance, loopback only
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    cfg = BackendConfig(port=free_port(), device="cpu", zoos={"tiny": str(tiny_zoo)}, token=TOKEN,
+                        public=True, datasets={"digits": None}, batch_wait_timeout_s=0.05)  # fmt: skip
+    try:
+        url = serve_zoos(cfg)
+        yield url
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local(tiny_zoo):
+    from models.checkpoints import load_zoo
+    from models.data import load_dataset
+
+    return api.LocalComputeService(load_zoo(tiny_zoo, "cpu"), lambda n, s, r, z: load_dataset(n, s, r, image_size=z))
+
+
+@pytest.fixture(scope="module")
+def remote(backend):
+    return RemoteComputeService(backend, "tiny", token=TOKEN)
+
+
+def assert_same(a, b) -> None:
+    """Every number of two responses (dataclasses, arrays, frames, dicts) equal within float32 tolerance."""
+    if isinstance(a, np.ndarray):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        if a.dtype.kind in "fc":
+            np.testing.assert_allclose(b, a, rtol=RTOL, atol=ATOL)
+        else:
+            np.testing.assert_array_equal(b, a)
+    elif isinstance(a, pd.DataFrame):
+        assert list(a.columns) == list(b.columns) and len(a) == len(b)
+        for col in a.columns:
+            assert_same(a[col].to_numpy(), b[col].to_numpy())
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+    elif hasattr(a, "__dataclass_fields__"):
+        assert type(a) is type(b)
+        assert_same(vars(a), vars(b))
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=RTOL, abs=ATOL, nan_ok=True)
+    else:
+        assert a == b
+
+
+def test_wire_round_trip_is_exact():
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", None], "c": [0.1, float("nan")]})
+    req = api.MapsRequest("C", image(0), "brightness", "gradcam", 3, (0, 2), (("layer", "layer4"),))
+    back = wire.loads(wire.dumps({"r": req, "f": frame, (1, 2): [np.float32(1.5)]}))
+    assert back["r"].image.dtype == np.float32 and np.array_equal(back["r"].image, req.image)
+    assert back["r"].levels == (0, 2) and back["r"].options == (("layer", "layer4"),)
+    pd.testing.assert_frame_equal(back["f"], frame, check_dtype=False)
+    assert back[(1, 2)] == [1.5]
+    with pytest.raises(wire.WireError, match="unknown type"):
+        wire.loads(b'{"__type__": "Popen", "fields": {}}')
+    with pytest.raises(wire.WireError, match="takes a MapsRequest"):
+        wire.request_of("maps", wire.dumps(api.PredictionsRequest("C", image(0), "brightness")))
+
+
+def test_predictions_same_as_local_also_when_batched(backend, local, remote):
+    variants = list(local.zoo.variants)
+    reqs = [api.PredictionsRequest(variants[i % len(variants)], image(i), "brightness") for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:  # concurrent: the service batches them
+        got = list(pool.map(remote.predictions, reqs))
+    for req, res in zip(reqs, got, strict=True):
+        assert_same(local.predictions(req), res)
+
+
+def test_gradcam_maps_same_as_local(backend, local, remote):
+    reqs = [api.MapsRequest("standard", image(10 + i), "contrast", "gradcam", i, (0, 1, 3)) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(remote.maps, reqs))
+    for req, res in zip(reqs, got, strict=True):
+        want = local.maps(req)
+        assert res.levels == [0, 1, 3]
+        assert_same(want, res)
+
+
+def test_probes_same_as_local(backend, local, remote):
+    req = api.ProbesRequest(image(3), ("standard", "ADV"))
+    assert_same(local.probes(req), remote.probes(req))
+
+
+def test_zoo_list_names_and_hashes_without_paths(backend, tiny_zoo):
+    listing = zoo_list(backend, TOKEN)
+    assert list(listing) == ["tiny"]
+    assert str(tiny_zoo) not in wire.dumps(listing).decode()
+    from models.checkpoints import read_zoo_manifest
+
+    hashes = {v: i["sha256"] for v, i in read_zoo_manifest(tiny_zoo)["variants"].items()}
+    assert RemoteComputeService.for_hashes(backend, hashes, {"SCL_TOKEN": TOKEN}).zoo == "tiny"
+    with pytest.raises(BackendError, match="serves no zoo with these checkpoints"):
+        RemoteComputeService.for_hashes(backend, {"standard": "0" * 64}, {"SCL_TOKEN": TOKEN})
+
+
+def test_token_required(backend):
+    with pytest.raises(BackendError, match="access token"):
+        RemoteComputeService(backend, "tiny").predictions(api.PredictionsRequest("standard", image(0), "brightness"))
+    with pytest.raises(BackendError, match="access token"):
+        zoo_list(backend, "wrong")
+
+
+def test_errors_are_clear_and_show_no_path(backend, remote, tiny_zoo):
+    with pytest.raises(BackendError, match="unknown variant 'nope'"):
+        remote.predictions(api.PredictionsRequest("nope", image(0), "brightness"))
+    # public mode: a typed data folder is refused, without echoing server paths
+    spec = ("digits", "test", str(tiny_zoo), 32)
+    anchor_req = api.AnchorViewRequest(spec, (), ("standard",))
+    with pytest.raises(BackendError) as info:
+        remote.anchor_view(anchor_req)
+    assert "cannot be chosen on this server" in str(info.value)
+    assert "/" not in str(info.value).replace("</", "")  # no absolute path at all
+
+
+def test_dead_port_raises_backend_unavailable():
+    url = f"http://127.0.0.1:{free_port()}"
+    client = RemoteComputeService(url, "tiny", timeout=5)
+    with pytest.raises(BackendUnavailable) as info:
+        client.predictions(api.PredictionsRequest("standard", image(0), "brightness"))
+    assert url in str(info.value) and "retrying" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- public mode, no Ray needed
+
+
+def test_catalogue_refuses_typed_paths_and_opens_listed_zoos(tmp_path, tiny_zoo):
+    cat = Catalogue.from_env({"SCL_ZOOS": f"tiny={tiny_zoo}", "SCL_DATASETS": "digits,photos=/srv/photos"})
+    assert cat.zoo_path("tiny", public=True) == str(tiny_zoo)
+    with pytest.raises(NotOffered, match="not offered on this server; choose one of: tiny") as info:
+        cat.zoo_path(str(tmp_path), public=True)
+    assert str(tmp_path) not in str(info.value)
+    assert cat.zoo_path(str(tmp_path), public=False) == str(tmp_path)
+    assert cat.dataset_root("photos", None, public=True) == "/srv/photos"
+    assert cat.dataset_root("digits", None, public=True) is None
+    with pytest.raises(NotOffered, match="cannot be chosen"):
+        cat.dataset_root("digits", "/etc", public=True)
+    with pytest.raises(NotOffered, match="choose one of: digits, photos"):
+        cat.dataset_root("cifar10", None, public=True)
+    yaml_file = tmp_path / "cat.yaml"
+    yaml_file.write_text(f"zoos:\n  tiny: {tiny_zoo}\ndatasets:\n  digits: null\n")
+    assert Catalogue.from_env({"SCL_CATALOGUE": str(yaml_file)}).zoos == {"tiny": str(tiny_zoo)}
+
+
+def test_redact_paths():
+    text = "zoo /srv/zoos/a/zoo.json: file C.pt missing; see ~/x/y and C:\\data\\z, not http://h:80/api or a/b"
+    out = redact_paths(text, {"/srv/zoos/a": "shipped"})
+    assert out == "zoo <shipped>: file C.pt missing; see <path> and <path>, not http://h:80/api or a/b"
+
+
+def test_cli_bad_zoo_is_one_error_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "analysis.backend_service", "--zoo", f"x={tmp_path}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
