@@ -1,5 +1,5 @@
-"""What one sample costs a network at one input size: memory and time of a forward and of a forward+backward,
-and forward FLOPs. Measured once per (network, input shape, dtype, device) by a probe on one sample, then cached.
+"""What one sample costs a network at one input size: memory and time of a forward and of a forward+backward
+(and, separately, forward FLOPs). Measured once per (network, input shape, dtype, device) by a probe, then cached.
 
 How it is measured (``measure_cost``), all on the model's own device and dtype, in eval mode:
 
@@ -12,8 +12,10 @@ How it is measured (``measure_cost``), all on the model's own device and dtype, 
   the largest activation, plus the input.
 * ``backward_s`` / ``forward_s``: wall seconds per sample of one timed forward+backward and one no-grad forward of
   ``TIMING_BATCH`` samples, after the memory probe has warmed the kernels (rough: other load inflates them).
-* ``flops``: forward FLOPs of one sample counted by ``torch.utils.flop_counter.FlopCounterMode`` (exact for
-  convolutions and matrix products; element-wise ops are not counted).
+
+:func:`forward_flops` counts one sample's forward FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (exact for
+convolutions and matrix products; element-wise ops are not counted); :func:`cost_scale` compares them with the
+reference network's, for the report's time estimate.
 
 The probe runs forwards on the model: callers that share it across threads hold
 ``analysis.attributions.model_lock(model)`` (``explain`` already does).
@@ -61,7 +63,6 @@ class SampleCost:
     forward_bytes: int
     backward_s: float
     forward_s: float
-    flops: int
 
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, SampleCost]] = weakref.WeakKeyDictionary()
@@ -128,12 +129,11 @@ def measure_cost(model: nn.Module, input_shape: tuple[int, ...]) -> SampleCost:
             model(xb.detach())
         _sync(device)
         forward_s = (time.perf_counter() - start) / TIMING_BATCH
-        flops = forward_flops(model, shape)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return SampleCost(shape, int(backward_bytes), int(forward_bytes), backward_s, forward_s, flops)
+    return SampleCost(shape, int(backward_bytes), int(forward_bytes), backward_s, forward_s)
 
 
 def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
