@@ -115,10 +115,11 @@ def level_maps(
 ) -> dict[str, Any]:
     """Maps (L,H,W) float32 of ``method`` for class ``target`` on the image at each of ``levels``, in one
     batched ``explain`` call (IG integrates every level in the same interpolation batches), plus per-level
-    scalar ``extras`` (a list of dicts). ``options`` override the method's registered defaults."""
+    scalar ``extras`` (a list of dicts). ``options`` override the method's registered defaults (fitted to the input
+    size: ``analysis.attribution_defaults``)."""
     levels = [int(level) for level in levels]
     x = level_batch(image, kind, levels)
-    opts = get_method(method).options(**options)
+    opts = get_method(method).options(input_size=tuple(x.shape[1:]), **options)  # defaults fitted to the size
     ex = explain(method, model, x, [int(target)] * len(levels), **opts)
     return {
         "levels": levels,
