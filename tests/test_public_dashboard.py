@@ -1,0 +1,74 @@
+"""The dashboard in public mode (listed zoos only, no typed paths, no absolute paths in messages), behind an access
+token, and with its compute backend gone (one message naming the backend, no traceback)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+ENTRY = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+TIMEOUT = 240
+
+
+@pytest.fixture
+def env(tiny_zoo, monkeypatch, cache_dir):
+    monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
+    for name in ("SCL_PUBLIC", "SCL_TOKEN", "SCL_BACKEND", "SCL_ZOOS", "SCL_DATASETS", "SCL_CATALOGUE"):
+        monkeypatch.delenv(name, raising=False)
+    from app import public
+
+    public.catalogue.clear()
+    yield monkeypatch
+    public.catalogue.clear()
+
+
+def texts(at) -> list[str]:
+    return [e.value for e in (*at.error, *at.warning, *at.info, *at.caption, *at.markdown)]
+
+
+def test_public_mode_offers_listed_zoos_only_and_hides_paths(env, tiny_zoo, tmp_path):
+    broken = tmp_path / "secret-place" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "zoo.json").write_text("{not json")
+    env.setenv("SCL_PUBLIC", "1")
+    env.setenv("SCL_ZOOS", f"tiny={tiny_zoo},broken={broken}")
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [w for w in at.sidebar.text_input if w.key in ("scl_zoo_path",) or w.key.startswith("scl_data_root")]
+    picker = at.sidebar.selectbox(key="scl_zoo_name")
+    assert list(picker.options) == ["tiny", "broken"]
+    assert not any("No model zoo could be loaded" in e.value for e in at.error)  # the listed zoo opens
+    picker.set_value("broken").run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("No model zoo could be loaded" in e for e in errors), errors
+    assert not any(str(tmp_path) in t or str(tiny_zoo) in t for t in texts(at)), texts(at)
+
+
+def test_access_token_gate(env, tiny_zoo):
+    env.setenv("SCL_TOKEN", "s3cret")
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert not at.sidebar.text_input and not at.sidebar.selectbox  # nothing of the lab before the token
+    at.text_input(key="scl_token_input").set_value("wrong").run()
+    assert any("not this server's access token" in e.value for e in at.error)
+    assert not at.sidebar.text_input
+    at.text_input(key="scl_token_input").set_value("s3cret").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.text_input(key="scl_zoo_path").value == str(tiny_zoo)
+
+
+def test_backend_gone_gives_one_message(env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env.setenv("SCL_BACKEND", url)
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT).run()
+    at.switch_page("views/probes.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert any(url in e and "retrying" in e for e in errors), errors
