@@ -7,6 +7,7 @@ Pages call these (or the saliency and embeddings caches, which call ``analysis/`
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.service_api import AdversarialRequest, ComputeService, LocalComputeService, ProbesRequest, ProbesResult
+from analysis.service_client import ENV_BACKEND
 from app.zoo_cache import ZooHandle, _cached_zoo, get_dataset
 
 __all__ = ["cached_adversarial", "masking_warnings", "probes", "service"]
@@ -22,6 +24,10 @@ __all__ = ["cached_adversarial", "masking_warnings", "probes", "service"]
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _service(zoo_key: tuple) -> ComputeService:
     handle = _cached_zoo(*zoo_key)
+    if os.environ.get(ENV_BACKEND):  # SCL_BACKEND=http://host:port: the backend's copy of this zoo, over HTTP
+        from analysis.service_client import RemoteComputeService
+
+        return RemoteComputeService.for_hashes(os.environ[ENV_BACKEND], handle.hashes)
     return LocalComputeService(handle.zoo, get_dataset, handle.class_name, handle.data_root)
 
 
