@@ -24,6 +24,9 @@ from torch import nn
 
 from analysis.attribution_methods import _as_targets, _baseline_like, _device, _dtype, _numpy
 from analysis.attributions import explain, model_lock
+from analysis.memory_budget import memory_budget as resolve_budget
+from analysis.memory_budget import samples_that_fit
+from analysis.network_cost import sample_cost
 from models.evaluation import predict_logits
 from models.perturbations import KINDS, perturb
 
@@ -55,6 +58,7 @@ def deletion_insertion(
     baseline: float | torch.Tensor = 0.0,
     batch_size: int = 256,
     seed: int = 0,
+    memory_budget: int | str | None = None,
 ) -> dict[str, np.ndarray]:
     """Deletion and insertion curves (Petsiuk et al. 2018) of each image's map.
 
@@ -64,9 +68,14 @@ def deletion_insertion(
     order. For fractions ``f = 0, 1/steps, ..., 1`` the top ``round(f*H*W)``
     pixels are set to ``baseline`` (deletion) or copied into a ``baseline`` image
     (insertion), all channels. Every curve point is the softmax probability of
-    the target; all ``2*(steps+1)*N`` images are built at once and go through the
-    model in one ``predict_logits`` call (chunks of ``batch_size``). AUC =
-    trapezoid over f in [0, 1].
+    the target; the ``2*(steps+1)`` images of each image are built together and go
+    through the model with ``predict_logits`` (chunks of ``batch_size``), as many
+    images at once as fit in the memory budget (``memory_budget``: bytes or a size
+    such as ``"2GB"``; None: ``analysis.memory_budget.memory_budget``), counting
+    each built image and the network's measured per-sample forward cost (at most
+    half the budget, lowering ``batch_size`` if need be); not even
+    one image's curves in the budget: ``MemoryBudgetError``. AUC = trapezoid over
+    f in [0, 1].
 
     Returns ``fractions`` (steps+1,), ``deletion`` and ``insertion`` (N, steps+1),
     ``deletion_auc`` and ``insertion_auc`` (N,). Low deletion AUC and high
@@ -83,16 +92,31 @@ def deletion_insertion(
     np.put_along_axis(rank, order, np.arange(h * w)[None].repeat(n, 0), axis=1)
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = np.rint(fractions * h * w).astype(np.int64)
-    chosen = torch.from_numpy(rank[:, None, :] < counts[None, :, None]).to(device)  # (N, S+1, HW)
-    chosen = chosen.view(n, steps + 1, 1, h, w)
-    base = _baseline_like(x, baseline)[:, None]
-    xs = x[:, None]
-    deleted = torch.where(chosen, base, xs)
-    inserted = torch.where(chosen, xs, base)
-    batch = torch.cat([deleted, inserted], 1).reshape(-1, *x.shape[1:])  # (N*2*(S+1), C, H, W)
+    base_all = _baseline_like(x, baseline)
+    curves = 2 * (steps + 1)
     with model_lock(model):
-        logits = predict_logits(model, batch, batch_size=batch_size)
-    probs = torch.softmax(logits, 1).view(n, 2 * (steps + 1), -1)
+        forward = sample_cost(model, tuple(x.shape[1:])).forward_bytes
+        built = curves * x[0].numel() * x.element_size() * 3  # deleted, inserted and their concatenation
+        what = f"deletion/insertion curves of one {tuple(x.shape[1:])} image ({curves} perturbed copies)"
+        budget = resolve_budget(device, memory_budget)
+        batch_size = max(1, min(batch_size, (budget // 2) // forward))  # the forward's share: half at most
+        per_chunk = samples_that_fit(built, budget, what, fixed=batch_size * forward)
+        probs_parts = []
+        for start in range(0, n, per_chunk):
+            sl = slice(start, start + per_chunk)
+            k = len(x[sl])
+            chosen = torch.from_numpy(rank[sl, None, :] < counts[None, :, None]).to(device)  # (k, S+1, HW)
+            chosen = chosen.view(k, steps + 1, 1, h, w)
+            base, xs = base_all[sl, None], x[sl, None]
+            deleted = torch.where(chosen, base, xs)
+            inserted = torch.where(chosen, xs, base)
+            batch = torch.cat([deleted, inserted], 1).reshape(-1, *x.shape[1:])  # (k*2*(S+1), C, H, W)
+            del deleted, inserted, chosen
+            probs_parts.append(
+                torch.softmax(predict_logits(model, batch, batch_size=batch_size), 1).view(k, curves, -1)
+            )
+            del batch
+    probs = torch.cat(probs_parts)
     p = probs.gather(2, t.cpu().view(n, 1, 1).expand(n, 2 * (steps + 1), 1))[..., 0].numpy()
     deletion, insertion = p[:, : steps + 1], p[:, steps + 1 :]
     return {

@@ -216,3 +216,18 @@ def test_report_estimate_scales_with_the_network_and_input_size():
     base, scaled = estimate_cpu_s(QUICK, roles, 1000), estimate_cpu_s(QUICK, roles, 1000, cost_scale=large)
     assert scaled["attributions"] == pytest.approx(base["attributions"] * large)
     assert scaled["fairness"] == base["fairness"]  # its own width-16 networks at 32 px: not the zoo's
+
+
+def test_deletion_insertion_in_chunks_gives_the_same_curves(tiny_model, batch):
+    from analysis.attribution_quality import deletion_insertion
+
+    images, _ = batch
+    maps = np.random.default_rng(0).random((4, 32, 32))
+    built = 2 * (4 + 1) * images[0].numel() * 4 * 3  # one image's 10 perturbed copies, three times (float32)
+    whole = deletion_insertion(tiny_model, images[:4], maps, [0, 1, 2, 3], steps=4, memory_budget="100GB")
+    # 3x one image's copies: the forward takes at most half, so 1..3 images go at once, never all 4
+    chunked = deletion_insertion(tiny_model, images[:4], maps, [0, 1, 2, 3], steps=4, memory_budget=3 * built)
+    for key in ("deletion", "insertion", "deletion_auc", "insertion_auc"):
+        np.testing.assert_allclose(chunked[key], whole[key], rtol=0, atol=1e-6)  # float32 probabilities
+    with pytest.raises(MemoryBudgetError, match="deletion/insertion"):
+        deletion_insertion(tiny_model, images[:4], maps, [0, 1, 2, 3], steps=4, memory_budget=built // 2)
