@@ -1,0 +1,65 @@
+"""The explanation continuity page (app/views/explanation_continuity.py) driven with AppTest on the tiny zoo: it
+computes on demand, draws the curves and the DS beside them, and its comparison of the variants' maps is what
+analysis.map_comparison gives for the same maps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from models.perturbations import KINDS, MAX_LEVEL
+from tests.test_app import app_env, assert_clean, open_app  # noqa: F401 - app_env is a fixture
+
+VARIANTS = ["standard", "C", "ADV", "ADV+C"]
+
+
+def _spec(at, key: str) -> dict:
+    (chart,) = [c for c in at.get("plotly_chart") if key in c.proto.id]
+    return json.loads(chart.proto.spec)
+
+
+def test_the_page_computes_on_demand_and_compares_the_variants(app_env, one_thread):  # noqa: F811
+    at = open_app("explanation_continuity")
+    assert not [c for c in at.get("plotly_chart")]  # nothing is computed before the button
+    assert any("Compute" in i.value for i in at.info)
+    from analysis.attributions import METHOD_REGISTRY
+
+    assert at.selectbox(key="ec_method").options == [m.label for m in METHOD_REGISTRY.values()]  # all offered
+    at.selectbox(key="ec_method").set_value("gradcam")
+    at.button(key="ec_compute").click().run()
+    assert_clean(at)
+    assert {t["name"] for t in _spec(at, "ec_moved")["data"]} == set(VARIANTS)
+    (result,) = at.session_state["ec_results"].values()  # what the page computed and draws from
+    table = result["moved"]
+    assert len(table) == len(VARIANTS) * len(KINDS) * (MAX_LEVEL + 1)
+    assert np.allclose(table.loc[table["level"] == 0, ["spearman", "ssim", "top_k_overlap"]], 1.0)  # clean vs clean
+    assert (table.loc[table["level"] == MAX_LEVEL, "ssim"] < 1.0).any()  # and the maps do move
+    assert _spec(at, "ec_ds")["data"]
+
+    at.selectbox(key="ec_measure").set_value("ssim").run()  # a rerun draws from the stored results
+    assert_clean(at)
+    assert _spec(at, "ec_moved")["layout"]["yaxis"]["title"]["text"] == "SSIM"
+
+    at.slider(key="ec_level").set_value(4)
+    at.selectbox(key="ec_reference").set_value("standard")
+    at.button(key="ec_compare").click().run()
+    assert_clean(at)
+    assert _spec(at, "ec_difference")["data"]
+    rho = at.dataframe[-1].value
+    assert list(rho.index) == VARIANTS and np.allclose(np.diag(rho.to_numpy()), 1.0)
+
+    # The same comparison computed directly from the maps the page asked for.
+    from analysis.map_comparison import compare_variants
+    from analysis.per_image import level_maps
+    from app import zoo_cache
+    from models.data import load_dataset
+
+    handle = zoo_cache.open_zoo(app_env, "cpu")
+    ds = load_dataset("digits", "test")
+    image, label = ds.images[0].numpy(), int(ds.labels[0])  # the gallery's first image, picked by default
+    kind = at.selectbox(key="ec_kind").value
+    maps = {v: level_maps(handle.model(v), image, kind, "gradcam", label, (4,))["maps"][0] for v in VARIANTS}
+    expected = compare_variants(maps, "standard", signed=False).correlation
+    pd.testing.assert_frame_equal(rho, expected.round(3), check_exact=False, atol=2e-3)
