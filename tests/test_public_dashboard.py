@@ -72,3 +72,40 @@ def test_backend_gone_gives_one_message(env):
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
     assert any(url in e and "retrying" in e for e in errors), errors
+
+
+def test_public_server_sets_headers_and_hides_metrics(env, tiny_zoo):
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from app import launch
+
+    env.setenv("SCL_PUBLIC", "1")
+    args, extra = launch.parse([])
+    assert Path(launch.streamlit_argv(args, extra)[2]).name == "asgi_app.py"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ENTRY.with_name("asgi_app.py")),
+                             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):  # up to 2 minutes on a busy CPU
+            try:
+                if requests.get(url + "/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        page = requests.get(url + "/", timeout=10)
+        assert page.status_code == 200
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        assert requests.get(url + "/_stcore/metrics", timeout=10).status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
