@@ -55,6 +55,20 @@ def load_init_weights(model: nn.Module, source: str | Path | dict[str, Any]) -> 
     return sorted(head)
 
 
+def changed_classes_note(cfg: TrainConfig, init_ckpt: dict[str, Any], classes: list[str]) -> str | None:
+    """A note when ``--init`` keeps a head whose outputs meant other classes: the class names differ, or the data set
+    differs and the checkpoint's classes are only numbered (an import without --classes); None otherwise."""
+    before = init_ckpt.get("dataset") or {}
+    old = [str(c) for c in before.get("classes") or []]
+    numbered = old == [str(i) for i in range(len(old))]
+    if not old or (old == [str(c) for c in classes] and (before.get("name") == cfg.dataset or not numbered)):
+        return None
+    return (
+        f"note: --init {cfg.init} was trained on {before.get('name')} (classes {', '.join(old[:4])}...); its "
+        f"head is kept, so output i now stands for {cfg.dataset}'s class i ({', '.join(map(str, classes[:4]))}...)"
+    )
+
+
 @dataclass
 class Run:
     """The state of one training run: what a step reads and changes, and what a checkpoint holds."""
@@ -167,6 +181,8 @@ def setup_run(cfg: TrainConfig, data: TrainData | None = None) -> tuple[Run, dic
         renewed = load_init_weights(model, init_ckpt)
         if renewed and dist_info.is_main:
             print(f"note: --init {cfg.init} has another class count; new head: {', '.join(renewed)}", file=sys.stderr)
+        elif dist_info.is_main and (note := changed_classes_note(cfg, init_ckpt, list(train_set.classes))):
+            print(note, file=sys.stderr)
     if cfg.channels_last is None:  # recorded in the run's config, so a resume and the checkpoints say what ran
         cfg = dataclasses.replace(cfg, channels_last=default_channels_last(model, device))
     model = model.to(device, memory_format=memory_format(cfg.channels_last))

@@ -556,3 +556,25 @@ def test_sigterm_in_the_report_writes_the_summary_and_removes_its_temporary_fold
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] and summary["experiments"]["probes"]["status"] == "not run"
     assert not list(tmp.glob("scl-report-*")) and not leftovers(out)
+
+
+def test_init_onto_a_data_set_whose_classes_mean_something_else_says_so(tmp_path, capsys, one_thread):
+    """Issue 18.7: `--init` of a 10-class CIFAR import onto digits kept the head without a word."""
+    from models.train_cli import main
+
+    init = tmp_path / "cifar.pt"
+    torch.manual_seed(0)
+    model = create_network("resnet18-cifar", 10, width=4)
+    desc = {"name": "cifar10", "split": "train", "num_classes": 10, "classes": [str(i) for i in range(10)]}
+    atomic_torch_save(make_checkpoint(model, variant="standard", network=network_spec("resnet18-cifar", 10, 4),
+                                      config={"dataset": "cifar10"}, dataset=desc), init)  # fmt: skip
+    assert main(["--out", str(tmp_path / "run"), "--init", str(init), *TRAIN]) == 0
+    assert "was trained on cifar10" in capsys.readouterr().err
+
+
+def test_an_on_disk_data_set_without_its_folder_names_the_flag(tmp_path, capsys):
+    """Issue 18.7: `cifar10 ... pass root=<dir>` named the Python argument, not the flag."""
+    from models.train_cli import main
+
+    assert main(["--out", str(tmp_path / "run"), "--dataset", "cifar10", "--no-progress"]) == 2
+    assert "--data-root <dir>" in one_error(capsys.readouterr().err) and not (tmp_path / "run").exists()

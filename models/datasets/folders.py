@@ -207,7 +207,9 @@ def stream_imagefolder(
 ) -> StreamingImageFolder:
     """The ``split`` of an image folder as a :class:`StreamingImageFolder` (DatasetError if malformed)."""
     if root is None:
-        raise DatasetError(f"imagefolder is read from disk: pass root=<dir> containing {_FORMAT}")
+        raise DatasetError(
+            f"imagefolder is read from disk: pass --data-root <dir> (root=<dir> in Python) containing {_FORMAT}"
+        )
     return StreamingImageFolder(root, split, image_size)
 
 

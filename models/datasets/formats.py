@@ -29,7 +29,9 @@ DIGIT_CLASSES = [str(i) for i in range(10)]
 
 def _require_root(root: Path | None, what: str, expected: str) -> Path:
     if root is None:
-        raise DatasetError(f"{what} is read from disk: pass root=<dir> containing {expected}")
+        raise DatasetError(
+            f"{what} is read from disk: pass --data-root <dir> (root=<dir> in Python) containing {expected}"
+        )
     if not root.is_dir():
         raise DatasetError(f"{what}: root {root} is not a directory; expected it to contain {expected}")
     return root
