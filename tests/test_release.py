@@ -158,3 +158,69 @@ def test_dashboard_footer_shows_the_version():
     from app.components import version_caption
 
     assert version_caption().startswith(f"Semantic Continuity Lab {PYPROJECT_VERSION}")
+
+
+# ----------------------------------------------------------------------------- --help and --version of every command
+
+CLI_MODULES = ["models.train", "models.train_zoo", "models.import_model", "models.zoo", "analysis.report", "app.launch"]
+DEFAULT_MENTION = re.compile(r"\(default|default:")
+
+
+def _option_entries(help_text: str) -> list[str]:
+    """Each option of an argparse ``--help`` as one line (its wrapped help joined)."""
+    body = help_text.split("\noptions:\n", 1)[-1].split("\n\n", 1)[0]
+    return [" ".join(entry.split()) for entry in re.split(r"\n(?=  -)", body) if entry.strip()]
+
+
+def _repeated_defaults(help_text: str) -> list[str]:
+    return [e for e in _option_entries(help_text) if len(DEFAULT_MENTION.findall(e)) > 1 or "(default: None)" in e]
+
+
+@pytest.mark.parametrize("module", CLI_MODULES)
+def test_every_help_shows_each_default_once(module):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entries = _option_entries(proc.stdout)
+    assert len(entries) >= 3, proc.stdout
+    assert not _repeated_defaults(proc.stdout), _repeated_defaults(proc.stdout)
+    assert any("(default: " in e for e in entries), proc.stdout  # defaults are shown, once
+
+
+def test_the_plain_defaults_formatter_would_repeat_them():
+    """The check above bites: argparse's ArgumentDefaultsHelpFormatter appends '(default: ...)' to help texts that
+    already give their default, and '(default: None)' to options without one."""
+    import argparse
+
+    from models.train_cli import build_parser
+
+    parser = build_parser()
+    assert not _repeated_defaults(parser.format_help())
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    assert any("--lr" in e for e in _repeated_defaults(parser.format_help()))
+
+
+@pytest.mark.parametrize("script", ["scl-train", "scl-zoo", "scl-report", "scl-dashboard", "scl-import",
+                                    "scl-zoo-assemble"])  # fmt: skip
+def test_version_prints_the_programs_own_name(script, tmp_path):
+    path = Path(sys.executable).parent / script
+    assert path.is_file(), f"{script} is not installed: run ./lab setup"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(path), "--version"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.match(rf"{re.escape(script)} {re.escape(PYPROJECT_VERSION)}(\s|$)", proc.stdout), proc.stdout
+
+
+# ----------------------------------------------------------------------------- a dated entry per version
+
+
+def test_the_changelog_dates_this_version_and_the_citation_gives_the_same_date():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    releases = dict(re.findall(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d{2}-\d{2})\s*$", text, re.M))
+    assert PYPROJECT_VERSION in releases, f"CHANGELOG.md has no dated entry for {PYPROJECT_VERSION}"
+    cff = _citation()
+    assert cff["version"] == PYPROJECT_VERSION and cff["date-released"] == releases[PYPROJECT_VERSION]
+    dates = [_dt.date.fromisoformat(d) for d in releases.values()]
+    assert dates == sorted(dates, reverse=True), releases  # newest first, no release dated before an older one
