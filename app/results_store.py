@@ -25,15 +25,16 @@ RESULTS_ROOT = ROOT / "assets" / "results"
 
 def results_folders(handle: ZooHandle) -> list[Path]:
     """Where a zoo's precomputed results may live, in order: assets/results/<zoo name>/, reports/<zoo name>/
-    (the report command's default), <zoo folder>/results/. The zoo name is the manifest's, then the folder's."""
-    names = list(dict.fromkeys([handle.name, Path(handle.path).name]))
+    (the report command's default), <zoo folder>/results/. The zoo name is its folder's, never the manifest's
+    ``name`` (a manifest naming ``../../tmp/x`` must not make the dashboard read that folder)."""
+    names = [Path(handle.path).name]
     folders = [RESULTS_ROOT / n for n in names] + [ROOT / "reports" / n for n in names]
     folders.append(Path(handle.path) / "results")
     return list(dict.fromkeys(folders))
 
 
 def report_command(handle: ZooHandle) -> str:
-    out = RESULTS_ROOT / handle.name
+    out = RESULTS_ROOT / Path(handle.path).name
     try:
         out_text = str(out.relative_to(Path.cwd()))
     except ValueError:

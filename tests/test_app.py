@@ -521,7 +521,7 @@ def report_folder(tiny_zoo, tmp_path_factory):
     from analysis.report import QUICK, run_report
     from analysis.transfer import summarise
 
-    out = tmp_path_factory.mktemp("results") / "tiny"
+    out = tmp_path_factory.mktemp("results") / tiny_zoo.name  # found from the zoo folder's name, never the manifest's
     settings = dataclasses.replace(
         QUICK, n_images=48, rank_anchors=6, pgd_images=8, eps_images=8, eps_values_255=(0, 8), audit_images=4,
         audit_steps=(2, 4), audit_restarts=2, attr_images=2, ig_steps=8, lime_samples=40, deletion_steps=4,
