@@ -88,6 +88,7 @@ def assemble_zoo(
     roles: dict[str, str] | None = None,
     name: str | None = None,
     force: bool = False,
+    allow_nan: bool = False,
 ) -> Path:
     """Copy the checkpoints ``variants`` (name -> checkpoint or run folder) into ``out`` and write ``zoo.json``.
 
@@ -97,7 +98,14 @@ def assemble_zoo(
     not a safe lab checkpoint; OutputInUse while another process writes ``out``. The zoo is written
     into a temporary sibling and swapped in only when complete (``models.safe_output``).
     """
-    from models.checkpoints import ZOO_MANIFEST, check_same_data, data_signature, load_checkpoint, write_zoo_manifest
+    from models.checkpoints import (
+        ZOO_MANIFEST,
+        check_finite,
+        check_same_data,
+        data_signature,
+        load_checkpoint,
+        write_zoo_manifest,
+    )
 
     roles = dict(roles or {})
     if not variants:
@@ -110,6 +118,8 @@ def assemble_zoo(
         raise ZooError(f"{out} already holds a zoo ({ZOO_MANIFEST}); pass --force to replace it")
     sources = {v: resolve_checkpoint(p) for v, p in variants.items()}
     ckpts = {v: load_checkpoint(p) for v, p in sources.items()}
+    for variant, ckpt in ckpts.items():  # a zoo of NaN weights would load nowhere
+        check_finite(ckpt, sources[variant], allow_nan)
     check_same_data({v: data_signature(c) for v, c in ckpts.items()}, f"zoo {out}")
     roles = {v: check_role(roles.get(v) or default_role(v)) for v in variants}
     with folder_lock(out, "zoo writer"), replacing(out, folder=True) as staged:  # swapped in once complete
@@ -153,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--name", help="the zoo's name (default: the folder name)")
     parser.add_argument(
+        "--allow-nan", action="store_true", help="accept checkpoints holding NaN or infinite weights (with a warning)"
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace a zoo already in --out, keeping it as <out>.old-<timestamp>"
     )
     return parser
@@ -163,7 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         path = assemble_zoo(
-            args.out, _pairs(args.variant, "--variant"), _pairs(args.role, "--role"), args.name, args.force
+            args.out,
+            _pairs(args.variant, "--variant"),
+            _pairs(args.role, "--role"),
+            args.name,
+            args.force,
+            args.allow_nan,
         )
         from models.checkpoints import manifest_roles, read_zoo_manifest
 

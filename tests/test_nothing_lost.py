@@ -578,3 +578,14 @@ def test_an_on_disk_data_set_without_its_folder_names_the_flag(tmp_path, capsys)
 
     assert main(["--out", str(tmp_path / "run"), "--dataset", "cifar10", "--no-progress"]) == 2
     assert "--data-root <dir>" in one_error(capsys.readouterr().err) and not (tmp_path / "run").exists()
+
+
+def test_a_zoo_is_not_assembled_from_nan_weights_unless_allowed(tmp_path, capsys):
+    from models.zoo import main
+
+    nan = tiny_checkpoint(tmp_path / "nan.pt", nan=True)
+    assert main(["--out", str(tmp_path / "zoo"), "--variant", f"standard={nan}"]) == 2
+    assert "non-finite weights" in one_error(capsys.readouterr().err) and not (tmp_path / "zoo").exists()
+    assert main(["--out", str(tmp_path / "zoo"), "--variant", f"standard={nan}", "--allow-nan"]) == 0
+    assert "warning:" in capsys.readouterr().err
+    assert load_zoo(tmp_path / "zoo", allow_nan=True).variants == ["standard"]
