@@ -1,6 +1,6 @@
 """Widgets and layout shared by the pages: the sidebar, results sections (the pickers: :mod:`app.pickers`).
 
-Nothing here computes; it asks :mod:`app.backend`.
+Nothing here computes; it asks the caches (:mod:`app.zoo_cache`, :mod:`app.results_store`).
 """
 
 from __future__ import annotations

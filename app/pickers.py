@@ -1,5 +1,5 @@
 """Widgets that pick what a page shows: a test image (gallery) or an upload (validated, with its
-out-of-distribution notice), and the variants. Nothing here computes; it asks :mod:`app.backend`."""
+out-of-distribution notice), and the variants. Nothing here computes; it asks the caches."""
 
 from __future__ import annotations
 
