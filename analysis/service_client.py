@@ -9,6 +9,7 @@ dashboard picks the backend up when it is back. A request the backend refuses ra
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,13 @@ from analysis.public_mode import ENV_TOKEN
 
 ENV_BACKEND = "SCL_BACKEND"
 DEFAULT_TIMEOUT_S = 600.0  # a whole-set map or a LIME job may take minutes on a CPU backend
+_local = threading.local()  # one keep-alive HTTP session per thread (requests.Session is not thread-safe)
+
+
+def _session() -> requests.Session:
+    if getattr(_local, "session", None) is None:
+        _local.session = requests.Session()
+    return _local.session
 
 
 class BackendUnavailable(ConnectionError):
@@ -44,15 +52,19 @@ def _call(endpoint: str, body: bytes | None, token: str | None, timeout: float, 
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    try:
-        if body is None:
-            resp = requests.get(endpoint, headers=headers, timeout=timeout)
-        else:
-            resp = requests.post(endpoint, data=body, headers=headers, timeout=timeout)
-    except requests.Timeout:
-        raise BackendUnavailable(url, f"no answer within {timeout:g} s") from None
-    except requests.ConnectionError:
-        raise BackendUnavailable(url, "connection refused or lost") from None
+    for attempt in (1, 2):  # a kept-alive connection the backend closed (a restart): once more on a fresh one
+        try:
+            if body is None:
+                resp = _session().get(endpoint, headers=headers, timeout=timeout)
+            else:
+                resp = _session().post(endpoint, data=body, headers=headers, timeout=timeout)
+            break
+        except requests.Timeout:
+            raise BackendUnavailable(url, f"no answer within {timeout:g} s") from None
+        except requests.ConnectionError:
+            _local.session = None
+            if attempt == 2:
+                raise BackendUnavailable(url, "connection refused or lost") from None
     if resp.status_code in (502, 503, 504):
         raise BackendUnavailable(url, f"HTTP {resp.status_code}")
     try:
