@@ -63,3 +63,20 @@ def test_the_page_computes_on_demand_and_compares_the_variants(app_env, one_thre
     maps = {v: level_maps(handle.model(v), image, kind, "gradcam", label, (4,))["maps"][0] for v in VARIANTS}
     expected = compare_variants(maps, "standard", signed=False).correlation
     pd.testing.assert_frame_equal(rho, expected.round(3), check_exact=False, atol=2e-3)
+
+
+def test_over_several_test_images_the_curves_carry_bootstrap_intervals(app_env, one_thread):  # noqa: F811
+    at = open_app("explanation_continuity")
+    at.selectbox(key="ec_method").set_value("gradcam")
+    at.radio(key="ec_scope").set_value("The first test images (95% CIs)").run()
+    at.select_slider(key="ec_n").set_value(8)
+    at.button(key="ec_compute").click().run()
+    assert_clean(at)
+    (result,) = at.session_state["ec_results"].values()
+    moved, summary = result["moved"], result["summary"]
+    assert moved["image"].nunique() == 8 and (summary["n_images"] + summary["n_nan"] == 8).all()
+    rows = summary[summary["level"] > 0]
+    assert (rows["ci_low"] <= rows["mean"] + 1e-12).all() and (rows["mean"] <= rows["ci_high"] + 1e-12).all()
+    assert (rows["ci_high"] > rows["ci_low"]).any()  # eight different images: the intervals have width
+    traces = _spec(at, "ec_moved")["data"]
+    assert {t["name"] for t in traces} == set(VARIANTS) and all(t["error_y"]["symmetric"] is False for t in traces)
