@@ -1,11 +1,12 @@
 """Nothing lost: every command that writes a folder or a file goes through this module.
 
-The rule, one for all (``models.train_zoo``, ``models.import_model``, ``models.zoo``, ``analysis.report``,
-``models.train --force``):
+The rule, one for all:
 
 * a new output is written into a temporary sibling (``.<name>.tmp-<pid>-<token>``) and swapped in only when
-  complete (:func:`replacing`); what was there is kept as ``<name>.old-<UTC timestamp>`` (:func:`move_aside`),
-  never deleted or written over in place;
+  complete (:func:`replacing`: ``models.train_zoo``, ``models.import_model``, ``models.zoo``); what was there is
+  kept as ``<name>.old-<UTC timestamp>`` (:func:`move_aside`), never deleted or written over in place. Outputs
+  written piece by piece so that they can be resumed (a report, a training run) move an earlier one aside
+  before they start (``analysis.report`` without ``--resume``, ``models.train --force``);
 * the temporary sibling is removed on every exit path (error, Ctrl-C), and ones left by a process that no longer
   runs (``kill -9``) are removed by the next run (:func:`remove_stale_temps`);
 * one writer at a time: :func:`folder_lock` holds an ``fcntl`` lock on ``.<name>.lock`` beside the output for the
