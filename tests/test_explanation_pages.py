@@ -1,6 +1,7 @@
-"""The explanation continuity page (app/views/explanation_continuity.py) driven with AppTest on the tiny zoo: it
-computes on demand, draws the curves and the DS beside them, and its comparison of the variants' maps is what
-analysis.map_comparison gives for the same maps."""
+"""The explanation continuity and sanity check pages (app/views/explanation_continuity.py, sanity_checks.py) driven
+with AppTest on the tiny zoo: both compute on demand; explanation continuity draws its curves (with bootstrap CIs over
+several images) beside the DS, and its comparison of the variants' maps is what analysis.map_comparison gives for the
+same maps; the sanity check page reports analysis.sanity_checks' verdict."""
 
 from __future__ import annotations
 
@@ -80,3 +81,23 @@ def test_over_several_test_images_the_curves_carry_bootstrap_intervals(app_env, 
     assert (rows["ci_high"] > rows["ci_low"]).any()  # eight different images: the intervals have width
     traces = _spec(at, "ec_moved")["data"]
     assert {t["name"] for t in traces} == set(VARIANTS) and all(t["error_y"]["symmetric"] is False for t in traces)
+
+
+def test_the_sanity_check_page_runs_the_cascade_and_says_whether_the_method_passes(app_env, one_thread):  # noqa: F811
+    at = open_app("sanity_checks")
+    assert not list(at.get("plotly_chart")) and any("Run the sanity check" in i.value for i in at.info)
+    at.selectbox(key="sc_method").set_value("gradcam")
+    at.select_slider(key="sc_n").set_value(4)
+    at.button(key="sc_run").click().run()
+    assert_clean(at)
+    (result,) = at.session_state["sc_results"].values()
+    from analysis.sanity_checks import survives_randomisation
+
+    per_image = result["per_image"]
+    assert set(per_image["variant"]) == set(VARIANTS) and per_image["image"].nunique() == 4
+    for v in VARIANTS:  # the flags are the analysis' verdicts on these rows
+        assert result["flags"][v] == survives_randomisation(per_image[per_image["variant"] == v], "gradcam")
+    said = " ".join(w.value for w in [*at.warning, *at.success])
+    assert ("fails the sanity check" in said) == any(result["flags"].values())
+    traces = _spec(at, "sc_curves")["data"]
+    assert {t["name"] for t in traces} == set(VARIANTS)
