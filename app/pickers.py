@@ -8,11 +8,14 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+import torch
 
-from app import images, page_labels, saliency_cache, zoo_cache
+from analysis import gallery_filters as gf
+from app import images, page_labels, results_store, saliency_cache, zoo_cache
 from app.components import Context, backend_preview, class_name, class_names, load_dataset, md_escape
 from app.uploads import ALLOWED_FORMATS, MAX_BYTES, MAX_PIXELS, UploadError, validate_image_bytes
 from models.data import DatasetError
+from models.perturbations import KINDS, MAX_LEVEL
 
 
 @dataclass
@@ -24,20 +27,108 @@ class PickedImage:
     index: int | None = None  # data set index (gallery)
 
 
+CHANGED_LIMIT = 1000  # without a report, "prediction changed" looks at this many test images
+
+
+def _per_image(ctx: Context, ds) -> gf.PerImage | None:
+    """The report's per-image results for this zoo, when they were measured on the chosen data set."""
+    if ctx.handle is None:
+        return None
+    results = results_store.load_results(ctx.handle)
+    summary = results.summary
+    if results.folder is None or summary.get("dataset") not in (None, ctx.dataset_name):
+        return None
+    per_image = gf.PerImage.from_report(results.tables, summary.get("settings") or {}, len(ds))
+    return per_image if per_image.ds is not None or per_image.correct is not None else None
+
+
+@st.cache_data(max_entries=32, show_spinner="Predicting the test images with and without the perturbation...")
+def _changed(zoo_key: str, variant: str, kind: str, level: int, dataset_args: tuple, indices_key: tuple,
+             _handle: zoo_cache.ZooHandle, _ds, _indices: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``gallery_filters.prediction_changes`` of one variant on the images at ``_indices`` (cached per zoo,
+    variant, kind, level, data set and image set)."""
+    from analysis.attributions import model_lock
+
+    model = _handle.zoo.models[variant]
+    with model_lock(model):
+        return gf.prediction_changes(model, _ds.images[torch.as_tensor(_indices)], kind, level)
+
+
+def _filter_settings(ctx: Context, key: str, show: str, columns) -> tuple[str, str, int]:
+    """The variant, kind and level a filter is for: the page's own kind and level when it has them
+    (``<key>_kind``, ``<key>_level``: the saliency page's), else chosen here."""
+    handle = ctx.handle
+    variants = list(handle.variants) if handle else []
+    variant = columns[0].selectbox("of variant", variants, key=f"{key}_filter_variant",
+                                   help="Whose DS, prediction or mistakes the filter uses.")  # fmt: skip
+    state = st.session_state
+    page_kind, page_level = state.get(f"{key}_kind"), state.get(f"{key}_level")
+    if show in (gf.LARGEST_DS, gf.CHANGED) and page_kind not in KINDS:
+        kind = columns[1].selectbox("for perturbation", list(KINDS), key=f"{key}_filter_kind")
+    else:
+        kind = page_kind if page_kind in KINDS else next(iter(KINDS))
+    if show in (gf.LARGEST_DS, gf.CHANGED) and page_level is None:
+        level = columns[2].slider("at level", 1, MAX_LEVEL, 1, key=f"{key}_filter_level")
+    else:
+        level = max(1, int(page_level or 1))  # level 0 is the original: nothing changes there
+    return str(variant), str(kind), int(level)
+
+
+def filtered_gallery(ctx: Context, ds, key: str, label: int | None) -> tuple[np.ndarray, str]:
+    """The test images the gallery offers (data set indices, in the filter's order) and a caption saying what
+    they are: every image, or those of a filter (``analysis.gallery_filters``) on the report's per-image
+    results; of one class when ``label`` is given."""
+    labels = ds.labels.numpy()
+    show = st.selectbox("Show", gf.FILTERS, key=f"{key}_filter",
+                        help="Every test image, or the ones worth a look: the largest DS for a perturbation and "
+                        "level, a prediction the perturbation changes, or a misclassified image (from the "
+                        "report's per-image results).")  # fmt: skip
+    if show == gf.ALL:
+        return images.gallery_indices(ds, label), ""
+    variant, kind, level = _filter_settings(ctx, key, show, st.columns(3))
+    per_image = _per_image(ctx, ds)
+    what = {gf.LARGEST_DS: f"largest DS first, {variant} under {kind} level {level}",
+            gf.CHANGED: f"{variant}'s prediction changed by {kind} level {level}",
+            gf.MISCLASSIFIED: f"misclassified by {variant}"}[show]  # fmt: skip
+    changed = None
+    try:
+        if show == gf.CHANGED:
+            if per_image is None:  # no report: look at the first test images
+                per_image = gf.PerImage(np.arange(min(len(ds), CHANGED_LIMIT)))
+            indices = per_image.indices
+            changed = _changed(ctx.handle.key, variant, kind, level, ctx.dataset_args,
+                               (len(indices), int(indices[:1].sum()), int(indices.sum())), ctx.handle, ds,
+                               indices)  # fmt: skip
+        idx = gf.candidates(per_image, show, labels, label=label, variant=variant, kind=kind, level=level,
+                            changed=changed)  # fmt: skip
+    except gf.FilterError as exc:
+        st.warning(f"This filter is not available: {md_escape(exc)}.")
+        return images.gallery_indices(ds, label), ""
+    pool = len(per_image.indices) if per_image is not None else len(ds)
+    return idx, f"{len(idx)} of the {pool} test images the filter looks at: {md_escape(what)}."
+
+
 def gallery_picker(ctx: Context, ds, key: str, names: list[str] | None) -> PickedImage:
-    """Pick a test image: a class filter and an example slider, with a strip of thumbnails."""
+    """Pick a test image: a class filter, a filter on the per-image results (largest DS, prediction changed,
+    misclassified) and an example slider, with a strip of thumbnails."""
     choices = ["any class", *[class_name(names, i) for i in range(len(ds.classes))]]
     c1, c2 = st.columns([1, 2])
     with c1:
         chosen = st.selectbox("Class", choices, key=f"{key}_class")
     label = None if chosen == "any class" else choices.index(chosen) - 1
-    idx = images.gallery_indices(ds, label)
-    if len(idx) == 0:
-        st.warning("No test image of this class.")
-        st.stop()
     with c2:
-        pos = st.slider("Example", 0, max(0, len(idx) - 1), 0, key=f"{key}_example",
-                        help="Position among the test images of the chosen class.")  # fmt: skip
+        idx, note = filtered_gallery(ctx, ds, key, label)
+    if len(idx) == 0:
+        st.warning("No test image of this class." if not note else f"No test image here: {note}")
+        st.stop()
+    if note:
+        st.caption(note)
+    top = len(idx) - 1
+    if not 0 <= int(st.session_state.get(f"{key}_example", 0)) <= top:  # a filter left fewer images: the first
+        st.session_state[f"{key}_example"] = 0
+    pos = 0 if top == 0 else st.slider("Example", 0, top, 0, key=f"{key}_example",
+                                       help="Position among the test images shown (of the chosen class and "
+                                       "filter).")  # fmt: skip
     index = int(idx[min(pos, len(idx) - 1)])
     image, y = images.dataset_image(ds, index)
     strip = idx[pos : pos + 8]

@@ -144,9 +144,9 @@ def claim_p_text(tests: pd.DataFrame) -> str:
 
 
 def claims_view(claims: pd.DataFrame, tests: pd.DataFrame | None = None) -> pd.DataFrame:
-    """claims.csv as the page's compact table: key, verdict, claim, our figures, effect and CI, p (from the
-    comparisons, in :func:`analysis.formatting.p_number`'s notation, when they are there), images and seeds as
-    numbers in their own columns, then the test, the paper's section and figure and the rule."""
+    """claims.csv as the page's compact table: key, verdict, images and seeds as numbers in their own columns,
+    claim, effect and CI, p (from the comparisons, in :func:`analysis.formatting.p_number`'s notation, when they
+    are there), our figures, then the test, the paper's section and figure and the rule."""
     df = claims.copy()
     if tests is not None and {"key", "comparison", "p", "p_holm"} <= set(tests.columns) and "key" in df:
         by_key = {k: claim_p_text(g) for k, g in tests.groupby("key", sort=False)}
@@ -156,7 +156,7 @@ def claims_view(claims: pd.DataFrame, tests: pd.DataFrame | None = None) -> pd.D
         df["n_images"] = pd.array([c[0] for c in counts], dtype="Int64")
         df["n_seeds"] = pd.array([c[1] for c in counts], dtype="Int64")
         df = df.drop(columns="n")
-    first = ["key", "verdict", "claim", "ours", "effect_ci", "p", "n_images", "n_seeds", "test", "paper",
+    first = ["key", "verdict", "n_images", "n_seeds", "claim", "effect_ci", "p", "ours", "test", "paper",
              "paper_figure", "rule"]  # fmt: skip
     return df[[c for c in first if c in df] + [c for c in df.columns if c not in first]]
 

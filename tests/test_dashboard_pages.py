@@ -408,3 +408,67 @@ def test_saliency_gallery_filters_pick_from_the_per_image_results(tiny_zoo, tiny
     wrong = gf.misclassified(per_image, variant)
     title = next(m.value for m in at.markdown if "**Image:**" in m.value)
     assert int(re.search(r"#(\d+)", title).group(1)) in set(wrong)
+
+
+# ----------------------------------------------------------------------------- screenshots (headless Chromium)
+
+SCREENSHOT_PAGES = ("zoo", "continuity", "probes", "robustness", "transfer", "fairness", "claims")
+SCREENSHOT_WIDTHS = (1280, 1920)
+EXPAND_ON = {"claims": ("Every comparison behind the verdicts", "REPORT.md")}  # expanders opened for the shot
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_result_pages_fit_the_screen_and_are_photographed(tmp_path, monkeypatch):
+    """Each result page of the shipped zoo at 1280 and 1920 px: nothing wider than the window (tables scroll
+    inside themselves), no exception; a screenshot of each, written to docs/screenshots/ with
+    SCL_UPDATE_SCREENSHOTS=1 (else test-artifacts/screenshots/)."""
+    import os
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, running_dashboard, wait_idle
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    monkeypatch.setenv("STREAMLIT_SERVER_FILE_WATCHER_TYPE", "none")  # edits elsewhere in the tree: no rerun prompt
+    update = os.environ.get("SCL_UPDATE_SCREENSHOTS", "") == "1"
+    out = ROOT / ("docs" if update else "test-artifacts") / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    overflow = """() => {
+        const main = document.querySelector('[data-testid="stMain"]');
+        return {page: document.documentElement.scrollWidth - window.innerWidth,
+                main: main ? main.scrollWidth - main.clientWidth : 0, height: main ? main.scrollHeight : 1000};
+    }"""
+    with running_dashboard(ROOT / "assets" / "zoo" / "default", tmp_path / "streamlit.log") as (url, proc, log):
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+            try:
+                for width in SCREENSHOT_WIDTHS:
+                    page = browser.new_page(viewport={"width": width, "height": 1000})
+                    page.set_default_timeout(240_000)
+                    for name in SCREENSHOT_PAGES:
+                        page.goto(url if name == "zoo" else f"{url}/{name}", wait_until="domcontentloaded")
+                        try:
+                            page.locator("h1").first.wait_for()
+                            wait_idle(page, 240)
+                        except Exception:
+                            page.screenshot(path=str(out / f"failed-{name}-{width}.png"), full_page=True)
+                            raise
+                        for label in EXPAND_ON.get(name, ()):
+                            page.locator('[data-testid="stExpander"] summary', has_text=label).first.click()
+                        page.wait_for_timeout(1500)
+                        assert page.locator('[data-testid="stException"]').count() == 0, name
+                        dims = page.evaluate(overflow)
+                        assert dims["page"] <= 0 and dims["main"] <= 0, (name, width, dims)
+                        page.set_viewport_size({"width": width, "height": min(6000, dims["height"] + 80)})
+                        page.wait_for_timeout(1500)  # plotly redraws at the new size
+                        page.screenshot(path=str(out / f"{name}-{width}.png"))
+                        page.set_viewport_size({"width": width, "height": 1000})
+                    page.close()
+            finally:
+                browser.close()
+        assert proc.poll() is None, "the server died"
+    assert "Traceback" not in (tmp_path / "streamlit.log").read_text()
+    for name in SCREENSHOT_PAGES:
+        for width in SCREENSHOT_WIDTHS:
+            assert (out / f"{name}-{width}.png").stat().st_size > 20_000, (name, width)

@@ -32,8 +32,8 @@ ROW_PX = 35  # st.dataframe's row height: tables sized to show every row without
 # Column widths (px) of the compact tables: the key (pinned) and every number fit a 1280 px screen; long text
 # columns are narrow and read in full by hovering or double-clicking a cell (and in the claim list above).
 TEXT_HELP = "Long text: hover over a cell, or double-click it, to read it in full."
-CLAIM_WIDTHS = {"Key": 190, "Claim": 240, "Images": 70, "Seeds": 60, "This zoo": 240, "Effect [95% CI]": 200,
-                "p": 170, "Test": 120, "Paper section": 90, "Paper's figure": 140, "Rule": 140}  # fmt: skip
+CLAIM_WIDTHS = {"Key": 170, "Images": 70, "Seeds": 60, "Claim": 190, "Effect [95% CI]": 200, "p": 170,
+                "This zoo": 240, "Test": 120, "Paper section": 90, "Paper's figure": 140, "Rule": 140}  # fmt: skip
 COMPARISON_WIDTHS = {"Key": 190, "Comparison": 160, "Effect [95% CI]": 180, "p": 75, "Holm p": 75, "Images": 70,
                      "Seeds": 60, "Verdict": 120, "Paper pair or control": 90, "Metric": 200, "Direction": 80,
                      "Test": 200}  # fmt: skip
@@ -131,6 +131,9 @@ def comparisons(tests: pd.DataFrame) -> None:
 def report_document(folder: Path, text: str) -> None:
     """REPORT.md with its figures in place, and the report to download: a zip with its figures, or one file
     with the figures embedded."""
+    # REPORT.md's wide Markdown tables scroll inside themselves instead of widening the page
+    st.html("<style>[data-testid='stExpander'] [data-testid='stMarkdownContainer'] table "
+            "{display: block; max-width: 100%; overflow-x: auto;}</style>")  # fmt: skip
     with st.expander("REPORT.md"):
         d1, d2 = st.columns(2)
         d1.download_button("Download the report (zip: REPORT.md, claims, figures/)", report_bundle.report_zip(folder),

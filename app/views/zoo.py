@@ -36,8 +36,8 @@ for col, (_, row) in zip(cols, metrics.iterrows(), strict=True):
         clean, pgd, ds = row["test_clean_acc"], row["test_pgd10_acc"], row["ds_level1_sum"]
         st.metric("Clean accuracy", "n/a" if np.isnan(clean) else f"{100 * clean:.1f}%")
         st.metric("PGD-10 accuracy", "n/a" if np.isnan(pgd) else f"{100 * pgd:.1f}%")
-        st.metric("DS, level 1 (sum of 4 kinds)", "n/a" if np.isnan(ds) else f"{round_significant(ds):g}",
-                  help="Lower = more continuous.")  # fmt: skip
+        st.metric("DS, level 1", "n/a" if np.isnan(ds) else f"{round_significant(ds):g}",
+                  help="Summed over the four kinds of Table 1; lower = more continuous.")  # fmt: skip
 
 left, right = st.columns(2)
 with left:
