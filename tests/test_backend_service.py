@@ -206,3 +206,23 @@ def test_cli_bad_zoo_is_one_error_line(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_dashboard_as_client_of_the_service(backend, tiny_zoo, monkeypatch, cache_dir):
+    """The probes page with SCL_BACKEND at the service (and its token): the probes drawn, no error; the same page
+    with a dead backend says so (tests/test_public_dashboard.py), so these figures came over the wire."""
+    import json
+
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    for name in ("SCL_PUBLIC", "SCL_ZOOS", "SCL_DATASETS", "SCL_CATALOGUE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
+    monkeypatch.setenv("SCL_BACKEND", backend)
+    monkeypatch.setenv("SCL_TOKEN", TOKEN)
+    at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=240).run()
+    at.text_input(key="scl_token_input").set_value(TOKEN).run()
+    at.switch_page("views/probes.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "probe_ex_" in c.proto.id]
+    assert len(specs) == 3
