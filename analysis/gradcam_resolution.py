@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -132,3 +133,21 @@ def gradcam_resolution(model: nn.Module, input_size: int) -> GradcamResolution:
 def zoo_gradcam_resolutions(models: Mapping[str, nn.Module], input_size: int) -> dict[str, GradcamResolution]:
     """:func:`gradcam_resolution` of every model of a zoo (variant -> resolution)."""
     return {variant: gradcam_resolution(model, input_size) for variant, model in models.items()}
+
+
+def coarse_variants(models: Mapping[str, nn.Module], input_size: int) -> dict[str, GradcamResolution]:
+    """The variants whose GradCAM map is below MIN_SIDE x MIN_SIDE at ``input_size`` px."""
+    return {v: r for v, r in zoo_gradcam_resolutions(models, input_size).items() if r.coarse}
+
+
+def mark_table(table: pd.DataFrame, coarse: Mapping[str, GradcamResolution], bold: bool = False) -> pd.DataFrame:
+    """``table`` (with ``variant`` and ``method`` columns) with each GradCAM row of a coarse variant's method
+    reading ``gradcam (2x2 map)``; unchanged when nothing is coarse."""
+    if not coarse or not {"variant", "method"} <= set(table.columns):
+        return table
+    t = table.copy()
+    hit = (t["method"] == "gradcam") & t["variant"].isin(list(coarse))
+    t["method"] = t["method"].astype(object)
+    mark = "**{} map**" if bold else "{} map"
+    t.loc[hit, "method"] = [f"gradcam ({mark.format(coarse[v].size)})" for v in t.loc[hit, "variant"]]
+    return t

@@ -13,7 +13,7 @@ import pandas as pd
 from analysis.claims import PROBE_FIGURES, alpha_summary
 from analysis.experiments.registry import Context
 from analysis.formatting import md_table, num, pct
-from analysis.gradcam_resolution import MIN_SIDE, GradcamResolution, zoo_gradcam_resolutions
+from analysis.gradcam_resolution import MIN_SIDE, GradcamResolution, coarse_variants, mark_table
 from analysis.paper import PAPER
 from models.perturbations import KIND_REGISTRY
 
@@ -156,19 +156,12 @@ def section_probes(ctx: Context, status: Status) -> str:
 
 def coarse_gradcam(ctx: Context) -> dict[str, GradcamResolution]:
     """The zoo's variants whose GradCAM map is below MIN_SIDE x MIN_SIDE at the test images' size."""
-    size = int(ctx.test.images.shape[-1])
-    return {v: r for v, r in zoo_gradcam_resolutions(ctx.models, size).items() if r.coarse}
+    return coarse_variants(ctx.models, int(ctx.test.images.shape[-1]))
 
 
 def mark_gradcam(table: pd.DataFrame, coarse: dict[str, GradcamResolution]) -> pd.DataFrame:
     """``table`` (with ``variant`` and ``method`` columns) with the GradCAM rows of a coarse variant marked."""
-    if not coarse or not {"variant", "method"} <= set(table.columns):
-        return table
-    t = table.copy()
-    hit = (t["method"] == "gradcam") & t["variant"].isin(list(coarse))
-    t["method"] = t["method"].astype(object)
-    t.loc[hit, "method"] = [f"gradcam (**{coarse[v].size} map**)" for v in t.loc[hit, "variant"]]
-    return t
+    return mark_table(table, coarse, bold=True)
 
 
 def gradcam_notes(coarse: dict[str, GradcamResolution]) -> list[str]:

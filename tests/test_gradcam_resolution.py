@@ -101,12 +101,18 @@ def test_checkpoint_advice_matches_the_import_flag(imported_zoos, one_thread):
 
 
 def test_dashboard_saliency_rows_say_the_map_size_and_the_finer_layer(imported_zoos, monkeypatch, tmp_path, cache_dir):
-    """The saliency page of the imported zoo: once GradCAM's map is drawn, the row carries the one-line caption."""
+    """The saliency page of the imported zoo: once GradCAM's map is drawn, the row carries the one-line caption, and
+    the report's attribution table (found in the zoo's results/ folder) marks the GradCAM row."""
     from streamlit.testing.v1 import AppTest
 
     from app import results_store
 
-    monkeypatch.setenv("SCL_ZOO", str(imported_zoos["coarse"]))
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for item in imported_zoos["coarse"].iterdir():
+        (zoo / item.name).write_bytes(item.read_bytes())
+    _report(zoo, zoo / "results")
+    monkeypatch.setenv("SCL_ZOO", str(zoo))
     monkeypatch.setenv("SCL_SALIENCY_WAIT_S", "120")  # wait for the shown level's maps (a busy CPU)
     monkeypatch.setattr(results_store, "RESULTS_ROOT", tmp_path / "results")
     entry = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
@@ -117,3 +123,6 @@ def test_dashboard_saliency_rows_say_the_map_size_and_the_finer_layer(imported_z
     want = "GradCAM reads `layer3`: a 2x2 map at 32 px, below 4x4: too coarse to localise; a finer layer is " \
         "`layer2` (4x4): import the model again with `--gradcam-layer layer2`."  # fmt: skip
     assert want in [w.value for w in at.warning], [w.value for w in at.warning]
+    methods = [m for table in at.dataframe for m in table.value.get("method", table.value.get("Method", []))]
+    assert "gradcam (2x2 map)" in methods, [t.value for t in at.dataframe]
+    assert f"tv: {want}" in [c.value for c in at.caption]
