@@ -26,7 +26,8 @@ pytorch-grad-cam (``grad-cam`` on PyPI, ``pytorch_grad_cam``), on the layer Grad
 (:func:`analysis.attribution_methods._gradcam_layer`: ``layer`` option, else
 :func:`analysis.attribution_defaults.gradcam_layer_for`): ``gradcam_plusplus`` (GradCAM++), ``hirescam``
 (HiResCAM), ``layercam`` (LayerCAM) and ``scorecam`` (ScoreCAM, gradient-free: one forward per channel of the
-layer, hence ``slow``). The library ReLUs, resizes (OpenCV, bilinear) and min-max scales every map to [0, 1]: maps
+layer, hence ``slow``, as Occlusion is: one forward per patch position).
+The library ReLUs, resizes (OpenCV, bilinear) and min-max scales every map to [0, 1]: maps
 are >= 0 and relative per image. ScoreCAM draws a tqdm bar on stderr per image (the library's own).
 
 Cost (``Method.cost``) is said in forwards and backwards per image; the memory budget chunks the work as in
@@ -375,7 +376,7 @@ FIELD_METHODS: tuple[dict[str, Any], ...] = (
     {"name": "gradient_shap", "function": gradient_shap, "label": "GradientSHAP", "signed": True,
      "defaults": {"n_samples": 16, "stdev": 0.0, "seed": 0}, "settings": {"seed": "seed"},
      "cost": "n_samples (16) forward+backward per image, all at once", **_OFF},
-    {"name": "occlusion", "function": occlusion, "label": "Occlusion", "signed": True,
+    {"name": "occlusion", "function": occlusion, "label": "Occlusion", "signed": True, "slow": True,
      "cost": "1 forward per patch position (225 at 32 px: window 4, stride 2), no backward", **_OFF},
     {"name": "gradcam_plusplus", "function": gradcam_plusplus, "label": "GradCAM++", "signed": False,
      "cost": "1 forward+backward per image", **_OFF},

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from models.perturbations import KINDS, MAX_LEVEL
-from tests.test_app import app_env, assert_clean, open_app  # noqa: F401 - app_env is a fixture
+from tests.test_app import app_env, assert_clean, chart_specs, open_app  # noqa: F401 - app_env is a fixture
 
 VARIANTS = ["standard", "C", "ADV", "ADV+C"]
 
@@ -101,3 +101,21 @@ def test_the_sanity_check_page_runs_the_cascade_and_says_whether_the_method_pass
     assert ("fails the sanity check" in said) == any(result["flags"].values())
     traces = _spec(at, "sc_curves")["data"]
     assert {t["name"] for t in traces} == set(VARIANTS)
+
+
+def test_the_saliency_page_draws_a_field_method_when_ticked(app_env, one_thread):  # noqa: F811
+    """Off by default, a light (HiResCAM) and a slow (ScoreCAM) field method are drawn once ticked."""
+    at = open_app("saliency")
+    assert not at.checkbox(key="sal_method_hirescam").value and not at.checkbox(key="sal_method_scorecam").value
+    at.toggle(key="sal_interactive").set_value(True)
+    at.checkbox(key="sal_method_integrated_gradients").uncheck()
+    at.checkbox(key="sal_method_hirescam").check()
+    at.checkbox(key="sal_method_scorecam").check()
+    at.run()
+    assert_clean(at)
+    specs = chart_specs(at, "sal_fig_")
+    assert len(specs) == 4
+    for spec in specs:
+        titles = [a["text"] for a in spec["layout"]["annotations"]]
+        assert any("HiResCAM" in t for t in titles) and any("ScoreCAM" in t for t in titles)
+        assert sum(t["type"] == "heatmap" for t in spec["data"]) == 3  # GradCAM, HiResCAM, ScoreCAM
