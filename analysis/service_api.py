@@ -144,6 +144,36 @@ class AnchorView:
 
 
 @dataclass(frozen=True)
+class RepresentationsRequest:
+    """One variant's representation (logits or penultimate features) and predictions of a whole data set split."""
+
+    dataset: DatasetSpec
+    variant: str
+    representation: str = "logits"
+
+
+@dataclass
+class Representations:
+    rep: np.ndarray  # (N, D) float32
+    pred: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True)
+class ProjectionRequest:
+    """One 2-D map shared by the variants of ``reps`` (variant -> (N, D)): fitted on their union or aligned."""
+
+    reps: Mapping[str, np.ndarray]
+    method: str = "pca"
+    seed: int = 0
+    align: str = "procrustes"
+
+
+@dataclass
+class Projection:
+    xy: dict[str, np.ndarray]  # variant -> (N, 2)
+
+
+@dataclass(frozen=True)
 class QuickRequest:
     """A quick group of the report's experiments (``analysis.results_store.QUICK_GROUPS``) with QUICK settings."""
 
@@ -172,6 +202,10 @@ class ComputeService(Protocol):
     def probes(self, request: ProbesRequest) -> ProbesResult: ...
 
     def anchor_view(self, request: AnchorViewRequest) -> AnchorView: ...
+
+    def representations(self, request: RepresentationsRequest, progress: Progress | None = None) -> Representations: ...
+
+    def projection(self, request: ProjectionRequest) -> Projection: ...
 
     def quick(self, request: QuickRequest, progress: Progress | None = None) -> QuickResult: ...
 
@@ -254,6 +288,22 @@ class LocalComputeService:
                            request.method, request.n_same_class, request.kinds, request.seed,
                            class_name=self.class_name, locked=lambda: self._all_locks(models))  # fmt: skip
         return AnchorView(**out)
+
+    def representations(self, request: RepresentationsRequest, progress: Progress | None = None) -> Representations:
+        from analysis.attributions import model_lock
+        from analysis.embeddings_whole_set import whole_set_representations
+
+        model = self._model(request.variant)
+        ds = self.load_dataset(*request.dataset)
+        with model_lock(model):
+            out = whole_set_representations({request.variant: model}, ds.images, request.representation,
+                                            progress=progress)  # fmt: skip
+        return Representations(**out[request.variant])
+
+    def projection(self, request: ProjectionRequest) -> Projection:
+        from analysis.embeddings import shared_projection
+
+        return Projection(shared_projection(dict(request.reps), request.method, request.seed, request.align))
 
     def quick(self, request: QuickRequest, progress: Progress | None = None) -> QuickResult:
         from analysis.results_store import run_quick

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from analysis.embeddings import Anchor
-from analysis.service_api import AnchorViewRequest
+from analysis.service_api import AnchorViewRequest, ProjectionRequest, RepresentationsRequest
 from app import compute, long_lived
 from app.images import as_batch, image_key
 from app.zoo_cache import ZooHandle, _cached_zoo, embeddings_module
@@ -123,9 +123,9 @@ def whole_set(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray] | None]:
     """The whole test split's representation and predictions per variant, and for t-SNE / UMAP the fitted map,
     computed once and cached on disk (keyed by the checkpoints' sha256s): (data, fitted xy or None)."""
-    from analysis.embeddings import shared_projection
-    from analysis.embeddings_whole_set import save_arrays, whole_set_representations
+    from analysis.embeddings_whole_set import save_arrays
 
+    service = compute.service(handle)
     progress = progress or (lambda f, t: None)
     n = len(ds)
     rep_paths, fitted_path = _whole_set_paths(handle, dataset, n, representation, variants, method, seed)
@@ -134,17 +134,16 @@ def whole_set(
     for i, v in enumerate(variants):
         if v in missing:
             step = _scaled(progress, i, len(variants))
-            with handle.lock(v):
-                one = whole_set_representations({v: handle.model(v)}, ds.images, representation, progress=step)
-            save_arrays(rep_paths[v], one[v])
+            one = service.representations(RepresentationsRequest(tuple(dataset), v, representation), step)
+            save_arrays(rep_paths[v], {"rep": one.rep, "pred": one.pred})
         data[v] = _read_arrays(str(rep_paths[v]), _mtime(rep_paths[v]))
     fitted = None
     if fitted_path is not None:
         fitted = _read_arrays(str(fitted_path), _mtime(fitted_path))
         if fitted is None:
             progress(0.5, f"{method} of {n} points x {len(variants)} variants (once; then cached on disk)")
-            xy = shared_projection({v: data[v]["rep"] for v in variants}, method, seed, "procrustes")
-            save_arrays(fitted_path, xy)
+            reps = {v: data[v]["rep"] for v in variants}
+            save_arrays(fitted_path, service.projection(ProjectionRequest(reps, method, seed, "procrustes")).xy)
             fitted = _read_arrays(str(fitted_path), _mtime(fitted_path))
     progress(1.0, "done")
     return data, fitted

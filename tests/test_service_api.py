@@ -46,7 +46,16 @@ def test_the_local_service_implements_every_request_of_the_protocol(service):
 
     assert isinstance(service, ComputeService)
     requests = [n for n, f in vars(ComputeService).items() if inspect.isfunction(f) and not n.startswith("_")]
-    assert set(requests) == {"predictions", "maps", "adversarial", "probes", "anchor_view", "quick"}
+    assert set(requests) == {
+        "predictions",
+        "maps",
+        "adversarial",
+        "probes",
+        "anchor_view",
+        "representations",
+        "projection",
+        "quick",
+    }
     for name in requests:
         want = inspect.signature(getattr(ComputeService, name))
         got = inspect.signature(getattr(LocalComputeService, name))
@@ -136,3 +145,20 @@ def test_whole_set_tables_place_the_anchors_after_the_test_set():
     assert list(overlays["b"]["ds"]) == [0.0, 1.0]
     frames, overlays = whole_set_tables(data, labels)
     assert overlays == {} and len(frames) == 2
+
+
+def test_whole_set_representations_and_their_shared_map(service, test_split):
+    from analysis.embeddings import shared_projection
+    from analysis.service_api import ProjectionRequest, RepresentationsRequest
+
+    seen = []
+    one = service.representations(RepresentationsRequest(SPEC, "C"), progress=lambda f, text: seen.append(f))
+    model = service.zoo.entries["C"].model
+    with torch.no_grad():
+        logits = model(test_split.images[:50]).numpy()
+    assert one.rep.shape == (len(test_split), logits.shape[1]) and np.allclose(one.rep[:50], logits, atol=1e-4)
+    assert (one.pred[:50] == logits.argmax(1)).all() and seen[-1] == 1.0
+    reps = {"C": one.rep[:60], "standard": one.rep[:60] * 2}
+    xy = service.projection(ProjectionRequest(reps, "pca", 0, "union")).xy
+    want = shared_projection(reps, "pca", 0, "union")
+    assert set(xy) == {"C", "standard"} and all(np.allclose(xy[v], want[v]) for v in xy)
