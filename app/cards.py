@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
 from app.zoo_cache import ZooHandle
+from models.checkpoints import CheckpointError, zoo_member
 from models.objectives import VARIANT_REGISTRY
 
 
@@ -31,9 +31,10 @@ def card_metrics(handle: ZooHandle) -> pd.DataFrame:
 
 
 def card_markdown(handle: ZooHandle, variant: str) -> str | None:
-    """The zoo's human-readable card (cards/<variant>.md), if it has one."""
-    path = Path(handle.path) / "cards" / f"{variant}.md"
+    """The zoo's human-readable card (cards/<variant>.md), if it has one inside the zoo folder (a variant name
+    from the manifest never leads outside it)."""
     try:
+        path = zoo_member(handle.path, f"cards/{variant}.md", variant)
         return path.read_text() if path.is_file() else None
-    except OSError:
+    except (OSError, CheckpointError):
         return None

@@ -589,3 +589,13 @@ def test_a_zoo_is_not_assembled_from_nan_weights_unless_allowed(tmp_path, capsys
     assert main(["--out", str(tmp_path / "zoo"), "--variant", f"standard={nan}", "--allow-nan"]) == 0
     assert "warning:" in capsys.readouterr().err
     assert load_zoo(tmp_path / "zoo", allow_nan=True).variants == ["standard"]
+
+
+def test_a_variant_name_never_leads_the_zoo_page_outside_the_zoo(tmp_path):
+    from app.cards import card_markdown
+
+    (tmp_path / "zoo" / "cards").mkdir(parents=True)
+    (tmp_path / "secret.md").write_text("secret")
+    (tmp_path / "zoo" / "cards" / "standard.md").write_text("# card")
+    handle = SimpleNamespace(path=str(tmp_path / "zoo"))
+    assert card_markdown(handle, "standard") == "# card" and card_markdown(handle, "../../secret") is None
