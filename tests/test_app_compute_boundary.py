@@ -39,8 +39,8 @@ PRIMITIVES = (
     "analysis.attribution_quality",
     "analysis.probes",
 )
-#: Functions of the primitive modules that compute nothing: a registry look-up, a lock, a check of a stored table.
-ALLOWED_FUNCTIONS = {"get_variant", "model_lock", "masking_warnings"}
+#: Functions of the primitive modules that compute nothing: registry look-ups, a lock, a check of a stored table.
+ALLOWED_FUNCTIONS = {"get_variant", "variant_colour", "model_lock", "masking_warnings"}
 GRADIENT_CALLS = {"backward", "requires_grad_"}
 
 
