@@ -109,3 +109,50 @@ def test_public_server_sets_headers_and_hides_metrics(env, tiny_zoo):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_public_dashboard_renders_under_its_csp_in_chromium(env, tiny_zoo):
+    """The public server's Content-Security-Policy lets Streamlit's front end draw the page (no violation in the
+    console) and the zoo picker is there."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    environ = {**os.environ, "SCL_PUBLIC": "1", "SCL_ZOOS": f"tiny={tiny_zoo}"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ENTRY.with_name("asgi_app.py")),
+                             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if requests.get(url + "/_stcore/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                console: list[str] = []
+                page.on("console", lambda m: console.append(m.text))
+                page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+                page.get_by_text("Model zoo", exact=True).first.wait_for(timeout=240_000)
+                assert not [m for m in console if "Content Security Policy" in m], console
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
