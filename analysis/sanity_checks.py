@@ -8,8 +8,10 @@ magnitudes) and SSIM (:mod:`analysis.map_comparison`). A method whose maps stay 
 does not depend on what the model learned (an edge detector would pass unchanged): :func:`survives_randomisation`
 flags it.
 
-* :func:`randomisation_units`: the blocks, head first: the network's top-level parameterised children, a
-  ``Sequential`` one (a ResNet stage, the stem) split into its elements, ordered by when they run in a forward.
+* :func:`randomisation_units`: the blocks, head first: each top-level parameterised child of the network, split
+  into its parameterised children when it has any (a ResNet stage into its residual blocks, the stem into its
+  convolution and batch norm; an imported network's ``body`` into its layers, a ``Sequential`` stage among them
+  into its blocks), ordered by when they run in a forward.
 * :func:`cascading_randomisation`: the per-image table (method, step, layer, image, spearman, spearman_abs, ssim).
 * :func:`sanity_summary`: per method, step and metric, the mean over images with its bootstrap 95% CI.
 * :func:`survives_randomisation`: True when, with every block random, the mean rank correlation to the trained
@@ -52,16 +54,27 @@ def _has_parameters(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
+def _blocks(name: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """A top-level child as blocks: itself when it has no parameterised children, else those children, a
+    ``Sequential`` among them (a ResNet stage) split into its elements."""
+    kids = [(f"{name}.{n}", m) for n, m in module.named_children() if _has_parameters(m)]
+    if not kids:
+        return [(name, module)]
+    out: list[tuple[str, nn.Module]] = []
+    for kid_name, kid in kids:
+        if isinstance(kid, nn.Sequential):
+            out += [(f"{kid_name}.{n}", m) for n, m in kid.named_children() if _has_parameters(m)]
+        else:
+            out.append((kid_name, kid))
+    return out
+
+
 def randomisation_units(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
     """(name, module) of the blocks to re-initialise, head first (see the module docstring); one no-grad probe
     forward on zeros of ``input_shape`` (C, H, W) finds the order they run in."""
     net = unwrap_model(model)
-    candidates: list[tuple[str, nn.Module]] = []
-    for name, child in net.named_children():
-        if isinstance(child, nn.Sequential):
-            candidates += [(f"{name}.{n}", m) for n, m in child.named_children() if _has_parameters(m)]
-        elif _has_parameters(child):
-            candidates.append((name, child))
+    candidates = [unit for name, child in net.named_children() if _has_parameters(child)
+                  for unit in _blocks(name, child)]  # fmt: skip
     order: dict[str, int] = {}
 
     def seen(name: str):

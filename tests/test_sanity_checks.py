@@ -62,6 +62,23 @@ def test_the_blocks_go_head_first(tiny_model):
     assert not torch.equal(before["weight"], tiny_model.head.weight)
 
 
+def test_a_wrapped_network_is_split_into_its_blocks_too():
+    """An imported network sits under one child (``body``): its layers, and its stages' blocks, are the units."""
+    from torch import nn
+    from torchvision.models import resnet18
+
+    class Imported(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = resnet18(num_classes=10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+    names = [n for n, _ in randomisation_units(Imported(), (3, 32, 32))]
+    assert names[:3] == ["body.fc", "body.layer4.1", "body.layer4.0"] and names[-2:] == ["body.bn1", "body.conv1"]
+
+
 def test_a_method_that_ignores_the_weights_is_flagged(monkeypatch, tiny_model, batch, one_thread):
     monkeypatch.setitem(METHOD_REGISTRY, "toy-edges", Method("toy-edges", _edges, "Edges", signed=False))
     state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
