@@ -120,8 +120,9 @@ def test_predictions_same_as_local_also_when_batched(backend, local, remote):
         assert_same(local.predictions(req), res)
 
 
-def test_gradcam_maps_same_as_local(backend, local, remote):
-    reqs = [api.MapsRequest("standard", image(10 + i), "contrast", "gradcam", i, (0, 1, 3)) for i in range(4)]
+@pytest.mark.parametrize("method", ["gradcam", "integrated_gradients"])
+def test_batched_maps_same_as_local(backend, local, remote, method):
+    reqs = [api.MapsRequest("standard", image(10 + i), "contrast", method, i, (0, 1, 3)) for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(remote.maps, reqs))
     for req, res in zip(reqs, got, strict=True):
