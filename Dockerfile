@@ -46,13 +46,18 @@ RUN ./lab setup
 
 # The Streamlit settings, the shipped zoo and its precomputed results.
 COPY --chown=scl:scl .streamlit ./.streamlit
+COPY --chown=scl:scl backend.yaml ./
+COPY --chown=scl:scl docker ./docker
 COPY --chown=scl:scl assets ./assets
 
 # Build the default data set once at image build time, so the first page load is fast.
 RUN .venv/bin/python -c "from models.data import load_dataset; load_dataset('fashion-mnist-m', 'test')"
 
-ENV SCL_ADDRESS=0.0.0.0 SCL_PORT=8501
-EXPOSE 8501
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD .venv/bin/python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status != 200)"
-CMD ["./lab", "dashboard"]
+# Public mode by default (README "Deploying for others"): visitors pick listed zoos, never type server paths.
+ENV SCL_ADDRESS=0.0.0.0 SCL_PORT=8501 SCL_BACKEND_PORT=8000 SCL_PUBLIC=1
+EXPOSE 8501 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD .venv/bin/python docker/healthcheck.py
+# One image, two roles: `docker run scl` (or `scl dashboard`) and `docker run --gpus all scl backend`.
+ENTRYPOINT ["docker/entrypoint.sh"]
+CMD ["dashboard"]

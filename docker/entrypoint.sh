@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The image's entry point: one image, two roles.
+#
+#   docker run -p 8501:8501 scl                                 # the dashboard (the default role)
+#   docker run --gpus all -p 8000:8000 -e SCL_TOKEN=... scl backend   # the compute backend (Ray Serve)
+#   docker run ... scl backend --zoo mine=/zoo                   # arguments after the role go to its command
+#
+# Anything else runs as a command (docker run -it scl bash).
+set -euo pipefail
+cd /app
+role=${1:-dashboard}
+[ $# -gt 0 ] && shift
+case "$role" in
+    dashboard)
+        exec ./lab dashboard "$@" ;;
+    backend)
+        # Inside a container the backend must listen beyond loopback; the published port decides who reaches it.
+        exec ./lab backend --host 0.0.0.0 --port "${SCL_BACKEND_PORT:-8000}" "$@" ;;
+    *)
+        exec "$role" "$@" ;;
+esac

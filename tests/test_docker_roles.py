@@ -1,0 +1,56 @@
+"""The image's two roles and the compose file, checked statically (building the image is tests/test_docker.py)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_dockerfile_entrypoint_takes_a_role():
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["docker/entrypoint.sh"]' in text and 'CMD ["dashboard"]' in text
+    assert re.search(r"^ENV .*SCL_PUBLIC=1", text, re.M), "public mode is the image's default"
+    for copied in ("backend.yaml", "docker"):
+        assert re.search(rf"^COPY .*\b{re.escape(copied)}\b", text, re.M), copied
+    assert "docker/healthcheck.py" in text
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "docker" not in ignored and "backend.yaml" not in ignored
+
+
+def test_entrypoint_dispatches_dashboard_backend_and_commands(tmp_path):
+    script = (ROOT / "docker" / "entrypoint.sh").read_text()
+    assert "exec ./lab dashboard" in script and "exec ./lab backend --host 0.0.0.0" in script
+    # Run it with a stand-in ./lab in a copy of /app's layout: each role reaches the right command.
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "lab").write_text('#!/usr/bin/env bash\necho "lab $*"\n')
+    (app / "lab").chmod(0o755)
+    fake = script.replace("cd /app", f"cd {app}")
+    entry = tmp_path / "entrypoint.sh"
+    entry.write_text(fake)
+    entry.chmod(0o755)
+
+    def run(*args: str) -> str:
+        return subprocess.run([str(entry), *args], capture_output=True, text=True, check=True, timeout=30).stdout
+
+    assert run().strip() == "lab dashboard"
+    assert run("dashboard", "--port", "9").strip() == "lab dashboard --port 9"
+    assert run("backend", "--zoo", "x=/zoo").strip() == "lab backend --host 0.0.0.0 --port 8000 --zoo x=/zoo"
+    assert run("echo", "hi").strip() == "hi"
+
+
+def test_compose_starts_both_roles_with_a_zoo_mounted():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["backend"]["command"][0] == "backend" and services["dashboard"]["command"] == ["dashboard"]
+    assert services["dashboard"]["environment"]["SCL_BACKEND"] == "http://backend:8000"
+    for name in ("backend", "dashboard"):
+        assert any(v.endswith(":/zoo:ro") for v in services[name]["volumes"]), name
+        assert "SCL_TOKEN" in services[name]["environment"]
+    assert "ports" not in services["backend"], "the backend is reached only through the compose network"
+    assert all(p.startswith("127.0.0.1:") for p in services["dashboard"]["ports"])
