@@ -101,6 +101,7 @@ def test_readme_bibtex_matches_the_citation_file():
     section = readme.split("## How to cite", 1)[1]
     bibtex = re.search(r"```bibtex\n(.*?)```", section, re.S).group(1)
     assert re.search(rf"version\s*=\s*\{{{re.escape(PYPROJECT_VERSION)}\}}", bibtex)
+    assert re.search(rf"date\s*=\s*\{{{re.escape(_citation()['date-released'])}\}}", bibtex)
     assert f"arXiv:{ARXIV_ID}" in bibtex and "Wu, Shangxi and Sang, Jitao and Zhao, Xian and Chen, Lizhang" in bibtex
 
 
