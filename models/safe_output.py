@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,17 @@ class Staged:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM for the block (they are delivered right after it)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
 def replacing(target: str | os.PathLike, folder: bool) -> Iterator[Staged]:
     """Write a new ``target`` (a folder, or a file) through a temporary sibling; swap it in when the block ends.
 
@@ -127,17 +139,18 @@ def replacing(target: str | os.PathLike, folder: bool) -> Iterator[Staged]:
         yield staged
         if folder and not staged.path.is_dir() or not folder and not staged.path.is_file():
             raise OutputError(f"{target}: nothing was written")
-        if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
-            target.rmdir()
-        elif target.exists() or target.is_symlink():
-            staged.kept = move_aside(target)
-        try:
-            os.replace(staged.path, target)
-        except OSError:
-            if staged.kept is not None:  # put the earlier output back where it was
-                os.replace(staged.kept, target)
-                staged.kept = None
-            raise
+        with _signals_held():  # a Ctrl-C never falls between moving the earlier output aside and the swap
+            if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+                target.rmdir()
+            elif target.exists() or target.is_symlink():
+                staged.kept = move_aside(target)
+            try:
+                os.replace(staged.path, target)
+            except OSError:
+                if staged.kept is not None:  # put the earlier output back where it was
+                    os.replace(staged.kept, target)
+                    staged.kept = None
+                raise
     finally:
         if staged.path.exists() or staged.path.is_symlink():
             _remove(staged.path)
