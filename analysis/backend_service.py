@@ -381,10 +381,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
+    except Exception as exc:  # a deployment that failed to start (its replicas' logs above say why)
+        print(f"error: the backend did not start: {redact_paths(str(exc)) if cfg.public else exc}", file=sys.stderr)
+        return 1
     finally:
         serve.shutdown()
         ray.shutdown()
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Through the imported module, not __main__: Ray pickles the deployments' functions by module name.
+    from analysis.backend_service import main as _main
+
+    raise SystemExit(_main())
