@@ -34,8 +34,8 @@ ROW_PX = 35  # st.dataframe's row height: tables sized to show every row without
 TEXT_HELP = "Long text: hover over a cell, or double-click it, to read it in full."
 CLAIM_WIDTHS = {"Key": 170, "Images": 70, "Seeds": 60, "Claim": 190, "Effect [95% CI]": 200, "p": 170,
                 "This zoo": 240, "Test": 120, "Paper section": 90, "Paper's figure": 140, "Rule": 140}  # fmt: skip
-COMPARISON_WIDTHS = {"Key": 190, "Comparison": 160, "Effect [95% CI]": 180, "p": 75, "Holm p": 75, "Images": 70,
-                     "Seeds": 60, "Verdict": 120, "Paper pair or control": 90, "Metric": 200, "Direction": 80,
+COMPARISON_WIDTHS = {"Key": 140, "Comparison": 135, "Effect [95% CI]": 165, "p": 62, "Holm p": 62, "Images": 56,
+                     "Seeds": 48, "Verdict": 105, "Paper pair or control": 90, "Metric": 200, "Direction": 80,
                      "Test": 200}  # fmt: skip
 
 
@@ -59,8 +59,8 @@ def column_config(shown: pd.DataFrame, widths: dict[str, int]) -> dict:
     config = {}
     for label in shown.columns:
         width = widths.get(label)
-        if label in ("Images", "Seeds"):
-            config[label] = st.column_config.NumberColumn(label, format="%d", width=width)
+        if label in ("Images", "Seeds"):  # counts as text: "–" where a test has none (not "None")
+            config[label] = st.column_config.TextColumn(label, width=width, alignment="right")
         else:
             long = width is not None and width <= 240 and label not in ("Key", "p", "Holm p", "Verdict", "Seeds")
             config[label] = st.column_config.TextColumn(label, width=width, pinned=label == "Key" or None,
@@ -70,6 +70,8 @@ def column_config(shown: pd.DataFrame, widths: dict[str, int]) -> dict:
 
 def compact_table(shown: pd.DataFrame, widths: dict[str, int], key: str, index: bool = False) -> None:
     """A st.dataframe tall enough for every row, the key column pinned."""
+    shown = shown.assign(**{c: ["–" if pd.isna(v) else str(int(v)) for v in shown[c]]
+                            for c in ("Images", "Seeds") if c in shown})  # fmt: skip
     st.dataframe(shown, hide_index=not index, width="stretch", height=ROW_PX * (len(shown) + 1) + 3,
                  column_config=column_config(shown, widths), key=key)  # fmt: skip
 

@@ -55,7 +55,8 @@ with right:
 
 kind_cols = [c for c in metrics.columns if c.startswith("ds_level1_") and c != "ds_level1_sum"]
 ds_cols = [c for c in metrics.columns if c.startswith("ds_level1_")]
-components.show_table(metrics.assign(**{c: metrics[c].map(round_significant) for c in ds_cols}))
+table = metrics.assign(**{c: metrics[c].map(round_significant) for c in ds_cols})
+components.show_table(table[[c for c in table.columns if c != "objective"] + ["objective"]])  # numbers first
 st.caption("Accuracies in %; DS level 1 per kind and summed over kinds, to 3 significant digits as on the cards.")
 
 st.subheader("Cards in full")
