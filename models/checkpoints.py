@@ -37,7 +37,7 @@ import torch
 
 from models.errors import LabError, ZooError
 from models.networks import Classifier, network_from_spec, unwrap_model
-from models.safe_output import OutputError, remove_stale_temps
+from models.safe_output import OutputError, remove_stale_temps, temp_sibling
 from models.version import git_commit, package_version
 
 CHECKPOINT_FORMAT = "scl-checkpoint/1"
@@ -359,9 +359,13 @@ def write_zoo_manifest(
         "variants": variants,
         **(extra or {}),
     }
-    tmp = folder / f".{ZOO_MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, folder / ZOO_MANIFEST)
+    remove_stale_temps(folder / ZOO_MANIFEST)
+    tmp = temp_sibling(folder / ZOO_MANIFEST)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, folder / ZOO_MANIFEST)
+    finally:
+        tmp.unlink(missing_ok=True)
     return folder / ZOO_MANIFEST
 
 
