@@ -122,6 +122,8 @@ def check_accuracy(
     """
     from models.datasets import load_dataset
 
+    if images <= 0:
+        raise ImportCheckError(f"--check-images {images}: must be a positive number (0 skips the check)")
     if expect is not None and not 0.0 <= expect <= 1.0:
         raise ImportCheckError(f"--expect-accuracy is a fraction in [0, 1] (0.5 for 50%); got {expect}")
     try:

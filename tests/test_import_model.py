@@ -310,6 +310,8 @@ def test_expect_accuracy_refuses_the_import_and_keeps_the_previous_out(brightnes
     assert load_checkpoint(out)["config"]["import"]["accuracy_check"]["accuracy"] >= 0.9
     assert import_bright(brightness, out, "--expect-accuracy", "90") == 2  # a fraction, not a percentage
     assert "--expect-accuracy is a fraction in [0, 1]" in capsys.readouterr().err
+    assert import_bright(brightness, out, "--check-images", "-5") == 2
+    assert "--check-images -5: must be a positive number" in capsys.readouterr().err
 
 
 def test_the_zoo_card_records_the_measured_accuracy(brightness, tmp_path, capsys):
