@@ -50,6 +50,7 @@ from models.checkpoints import (
     load_model,
     make_checkpoint,
     network_spec,
+    non_finite_tensors,
     safe_torch_load,
     sha256_file,
 )
@@ -217,6 +218,12 @@ def import_model(
     except ValueError as exc:
         raise ModelImportError(str(exc)) from exc
     state, stripped = read_state_dict(weights)
+    bad = non_finite_tensors(state)
+    if bad:
+        raise ModelImportError(
+            f"{weights} holds non-finite weights (NaN or inf) in {len(bad)} tensor(s), e.g. {', '.join(bad[:3])}; "
+            "nothing written"
+        )
     try:
         num_classes = num_classes or (len(classes) if classes else None) or infer_num_classes(arch, state)
         classes = [str(c) for c in classes] if classes else [str(i) for i in range(num_classes)]

@@ -250,7 +250,7 @@ def test_an_import_that_fails_its_check_keeps_the_existing_out(timm_weights, tmp
     out = tiny_checkpoint(tmp_path / "mine.pt")
     before = hashes(tmp_path)
     assert main(import_argv(timm_weights["nan"], out)) == 2
-    one_error(capsys.readouterr().err)
+    assert "non-finite weights" in one_error(capsys.readouterr().err)
     assert hashes(tmp_path) == before and not leftovers(out)
 
 
