@@ -55,9 +55,12 @@ RUN .venv/bin/python -c "from models.data import load_dataset; load_dataset('fas
 
 # Public mode by default (README "Deploying for others"): visitors pick listed zoos, never type server paths.
 ENV SCL_ADDRESS=0.0.0.0 SCL_PORT=8501 SCL_BACKEND_PORT=8000 SCL_PUBLIC=1
-EXPOSE 8501 8000
+EXPOSE 8501
+EXPOSE 8000
+# Either role's health: the dashboard's /_stcore/health, else the backend's /-/healthz (docker/healthcheck.py).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD .venv/bin/python docker/healthcheck.py
-# One image, two roles: `docker run scl` (or `scl dashboard`) and `docker run --gpus all scl backend`.
+# One image, two roles: `docker run scl` (or `scl dashboard`) and `docker run --gpus all scl backend`; the default
+# command runs as a command through the entry point.
 ENTRYPOINT ["docker/entrypoint.sh"]
-CMD ["dashboard"]
+CMD ["./lab", "dashboard"]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_dockerfile_entrypoint_takes_a_role():
     text = (ROOT / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["docker/entrypoint.sh"]' in text and 'CMD ["dashboard"]' in text
+    assert 'ENTRYPOINT ["docker/entrypoint.sh"]' in text and 'CMD ["./lab", "dashboard"]' in text
     assert re.search(r"^ENV .*SCL_PUBLIC=1", text, re.M), "public mode is the image's default"
     for copied in ("backend.yaml", "docker"):
         assert re.search(rf"^COPY .*\b{re.escape(copied)}\b", text, re.M), copied
@@ -42,6 +42,7 @@ def test_entrypoint_dispatches_dashboard_backend_and_commands(tmp_path):
     assert run("dashboard", "--port", "9").strip() == "lab dashboard --port 9"
     assert run("backend", "--zoo", "x=/zoo").strip() == "lab backend --host 0.0.0.0 --port 8000 --zoo x=/zoo"
     assert run("echo", "hi").strip() == "hi"
+    assert run("./lab", "dashboard").strip() == "lab dashboard"  # the image's default command
 
 
 def test_compose_starts_both_roles_with_a_zoo_mounted():
