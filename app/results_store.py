@@ -14,11 +14,12 @@ from analysis.results_store import QUICK_GROUPS, Results, folder_stamp, has_resu
 from analysis.service_api import QuickRequest
 from app import compute
 from app.zoo_cache import ROOT, ZooHandle
+from models.assets import results_root
 
 __all__ = ["QUICK_EXPERIMENTS", "QUICK_SIZES", "RESULTS_ROOT", "load_results", "quick_results", "report_command",
            "results_folders", "run_quick"]  # fmt: skip
 
-RESULTS_ROOT = ROOT / "assets" / "results"
+RESULTS_ROOT = results_root()  # the clone's assets/results, an installed wheel's copy, or under $SCL_ASSETS
 
 # ----------------------------------------------------------------------------- precomputed results
 

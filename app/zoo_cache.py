@@ -21,18 +21,22 @@ import streamlit as st
 import torch
 
 from app import long_lived
+from models.assets import default_zoo
 from models.checkpoints import CheckpointError, Zoo, load_zoo, read_zoo_manifest
 from models.data import ImageDataset, load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ZOO = ROOT / "assets" / "zoo" / "default"
+DEFAULT_ZOO = default_zoo()  # the clone's assets/zoo/default, an installed wheel's copy, or under $SCL_ASSETS
 ENV_ZOO = "SCL_ZOO"
 
 # ----------------------------------------------------------------------------- settings
 
 
 def device_name() -> str:
-    """'cuda' when a GPU is usable, else 'cpu'."""
+    """``$SCL_DEVICE`` (``scl-dashboard --device``) when it names cpu or cuda, else 'cuda' when a GPU is usable."""
+    chosen = os.environ.get("SCL_DEVICE", "auto")
+    if chosen in ("cpu", "cuda"):
+        return chosen
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -28,7 +28,8 @@ class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if re.search(r"default:|\(default|%\(default\)", text) or action.default in (None, False, [], ""):
+        empty = action.default is None or action.default is False or action.default in ([], "", ())
+        if empty or re.search(r"default:|\(default|%\(default\)", text):
             return text
         return super()._get_help_string(action) or text
 

@@ -184,11 +184,11 @@ def test_report_quick_and_dashboard_run_on_an_assembled_zoo(imported, tmp_path, 
             at.switch_page(f"views/{page}.py").run()
         problems += [f"dashboard {page}: exception {e.value}" for e in at.exception]
         problems += [f"dashboard {page}: error {e.value}" for e in at.error]
-    # torchvision's resnet18 on 32-pixel inputs: layer4's map is 1x1, and the saliency page says so
+    # torchvision's resnet18 on 32-pixel inputs: layer4's map is 1x1, so GradCAM reads layer3 (2x2); the page says so
     at = AppTest.from_file(str(ENTRY), default_timeout=300).run()
     at.switch_page("views/saliency.py").run()
     at.multiselect(key="sal_variants").set_value(["standard", "tv"]).run()
     warnings = [w.value for w in at.warning]
-    if not any("GradCAM's map is only 1×1" in w for w in warnings):
+    if not any("GradCAM reads `layer3`: a 2x2 map at 32 px" in w and "--gradcam-layer layer2" in w for w in warnings):
         problems.append(f"dashboard saliency: no coarse-GradCAM warning for tv ({warnings})")
     assert not problems, "\n".join(problems)
