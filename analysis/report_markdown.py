@@ -14,6 +14,7 @@ from analysis.claims import CHECKPOINT_NOTE, Claim, claims_frame
 from analysis.experiments.registry import EXPERIMENTS, Context
 from analysis.experiments.settings import estimate_cpu_s
 from analysis.formatting import md_table, pct
+from analysis.network_cost import zoo_cost_scale
 from analysis.paper import PAPER
 from models.roles import OTHER
 from models.roles import paper_name as role_paper_name
@@ -103,19 +104,21 @@ def section_table2(ctx: Context, status: Status) -> str:
 def section_attributions(ctx: Context, status: Status) -> str:
     out = ["## Section 4.5: interpretability (Figs. 11-13, measured)", "", f"**Paper:** {PAPER['figures']['fig11_13']}",
            ""]  # fmt: skip
+    coarse = sec.coarse_gradcam(ctx) if {"attributions", "stability"} & set(ctx.tables) else {}
     if (df := ctx.tables.get("attributions")) is not None:
         t = df.copy()
         for col in ("mask_share", "deletion_auc", "insertion_auc"):
             t[col] = t[col].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}")
-        out += ["**Ours**:", "", md_table(t), "", *status["attributions"]["notes"], ""]
+        out += ["**Ours**:", "", md_table(sec.mark_gradcam(t, coarse)), "", *status["attributions"]["notes"], ""]
     else:
         out += [sec.missing(status, "attributions") or "", ""]
     if (st := ctx.tables.get("stability")) is not None:
         piv = st.groupby(["variant", "method", "level"], sort=False)["spearman_mean"].mean().unstack("level")
         piv.columns = [f"level {c}" for c in piv.columns]
         out += ["Attribution stability (Spearman correlation of clean vs perturbed maps, mean over kinds; 1 = "
-                "unchanged):", "", md_table(piv.map(lambda v: f"{v:.3f}").reset_index()), ""]  # fmt: skip
-    return "\n".join(out)
+                "unchanged):", "", md_table(sec.mark_gradcam(piv.map(lambda v: f"{v:.3f}").reset_index(), coarse)),
+                ""]  # fmt: skip
+    return "\n".join([*out, *sec.gradcam_notes(coarse)])
 
 
 def section_table3(ctx: Context, status: Status) -> str:
@@ -196,7 +199,7 @@ def differences_from_paper(ctx: Context) -> str:
 
 
 def settings_section(ctx: Context, status: Status, total: float) -> str:
-    estimate = estimate_cpu_s(ctx.settings, ctx.roles, len(ctx.test))
+    estimate = estimate_cpu_s(ctx.settings, ctx.roles, len(ctx.test), zoo_cost_scale(ctx.zoo))
     rows = [{"experiment": name, "status": (st := status.get(name, {"status": "skipped"}))["status"],
              "elapsed (s)": f"{st['elapsed_s']:.1f}" if st.get("elapsed_s") is not None else "-",
              "CPU (s)": f"{st['cpu_s']:.1f}" if st.get("cpu_s") is not None else "-",
@@ -215,7 +218,7 @@ def settings_section(ctx: Context, status: Status, total: float) -> str:
 def write_report(ctx: Context, status: Status, claims: Sequence[Claim], total: float) -> str:
     parts = [
         header(ctx, status),
-        section_claims(claims),
+        section_claims(claims) + sec.gradcam_claims_note(ctx, claims),
         sec.section_table1(),
         sec.section_continuity(ctx, status),
         sec.section_alpha(ctx, status),
