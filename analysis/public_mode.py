@@ -23,9 +23,9 @@ ENV_PUBLIC, ENV_TOKEN, ENV_ZOOS, ENV_DATASETS, ENV_CATALOGUE = (
 )  # fmt: skip
 PATH_PLACEHOLDER = "<path>"
 
-# An absolute POSIX path (not the path part of a URL: no ':' or '/' or word character before its slash), a
-# home-relative path, or a Windows drive path.
-_PATH = re.compile(r"(?<![\w.:/\\])(?:~?/[^\s'\"()<>,;`]+|[A-Za-z]:\\[^\s'\"()<>,;`]+)")
+# An absolute POSIX path (not the path part of a URL nor a division: no ':', '/', ')' or word character before
+# its slash, a letter, '_', '.' or '~' after it), a home-relative path, or a Windows drive path.
+_PATH = re.compile(r"(?<![\w.:/\\)\]}])(?:~?/[A-Za-z_.~][^\s'\"()<>,;`]*|[A-Za-z]:\\[^\s'\"()<>,;`]+)")
 
 
 class NotOffered(ValueError):

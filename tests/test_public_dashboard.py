@@ -47,6 +47,16 @@ def test_public_mode_offers_listed_zoos_only_and_hides_paths(env, tiny_zoo, tmp_
     errors = [e.value for e in at.error]
     assert any("No model zoo could be loaded" in e for e in errors), errors
     assert not any(str(tmp_path) in t or str(tiny_zoo) in t for t in texts(at)), texts(at)
+    # an experiment page without results: where it looked and the report command, without absolute paths
+    from analysis.public_mode import redact_paths
+
+    picker = at.sidebar.selectbox(key="scl_zoo_name")
+    picker.set_value("tiny").run()
+    for page in ("views/continuity.py", "views/zoo.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = texts(at)
+        assert shown and all(redact_paths(t) == t for t in shown), [t for t in shown if redact_paths(t) != t]
 
 
 def test_access_token_gate(env, tiny_zoo):
