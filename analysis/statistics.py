@@ -8,6 +8,10 @@
 * ``proportion``: a share with its Clopper-Pearson (exact) 95% CI.
 * ``holm``: Holm's step-down adjustment of the p-values of the comparisons of one claim.
 * ``pair_verdict`` / ``claim_verdict``: the verdict rule (see ``pair_verdict``).
+* ``two_level_bootstrap`` / ``two_level_paired_bootstrap``: seeds, then images within seeds (n = seeds x images);
+  ``adjust`` / ``adjust_across``: Holm or Benjamini-Hochberg over any set of comparisons (a whole claims table);
+  ``noninferiority``: a one-sided p for "a is not worse than b by more than a margin". Not used by the shipped
+  report yet (issue 23): they are for a zoo with several seeds per variant.
 
 With one trained checkpoint per variant, image-level tests speak about these checkpoints, not about the training
 method: a second training run could land elsewhere.
@@ -16,11 +20,12 @@ method: a second training run could land elsewhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 HOLDS, PARTLY, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "partly", "does not hold", "inconclusive", "not measured"
@@ -190,3 +195,145 @@ def claim_verdict(pair_verdicts: Sequence[str]) -> str:
     if FAILS in measured:
         return FAILS
     return INCONCLUSIVE
+
+
+# --- verdicts about training methods (issue 23): seeds x images, adjustment across a report, non-inferiority ---
+# Not used by the shipped report yet: it has one checkpoint per variant and Holm within each claim.
+
+ADJUSTMENTS = {"holm": "Holm step-down (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}
+
+
+def _per_seed(values: Mapping[Any, Sequence[float]] | Sequence[Sequence[float]]) -> list[np.ndarray]:
+    """One finite float array per seed (a mapping seed -> values, or a sequence of per-seed values)."""
+    groups = list(values.values()) if isinstance(values, Mapping) else list(values)
+    out = [a[np.isfinite(a)] for a in (_finite(g) for g in groups)]
+    if not out or any(len(a) == 0 for a in out):
+        raise ValueError("two-level bootstrap needs at least one seed, each with at least one finite value")
+    return out
+
+
+def _two_level_means(groups: list[np.ndarray], n_resamples: int, seed: int) -> np.ndarray:
+    """Resampled grand means: draw len(groups) seeds with replacement, then each drawn seed's images with
+    replacement (independently each time it is drawn), and average the per-seed means (each seed weighs the same)."""
+    rng = np.random.default_rng([seed, 23])
+    s = len(groups)
+    drawn = rng.integers(0, s, size=(n_resamples, s))  # resample b, slot k -> seed
+    slot_means = np.empty((n_resamples, s))
+    for k in range(s):
+        for g in range(s):
+            rows = np.flatnonzero(drawn[:, k] == g)
+            if len(rows):
+                slot_means[rows, k] = bootstrap_means(groups[g], len(rows), int(rng.integers(2**32)))
+    return slot_means.mean(axis=1)
+
+
+def _two_level_result(groups: list[np.ndarray], n_resamples: int, seed: int, test: str) -> TestResult:
+    boot = _two_level_means(groups, n_resamples, seed)
+    lo, hi = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    estimate = float(np.mean([g.mean() for g in groups]))
+    tail = min((boot <= 0).sum(), (boot >= 0).sum())
+    constant_zero = all(np.all(g == 0) for g in groups)
+    p = 1.0 if constant_zero else min(1.0, 2 * (tail + 1) / (n_resamples + 1))
+    return TestResult(estimate, float(lo), float(hi), p, f"{test} ({n_resamples:,} resamples)",
+                      n_images=min(len(g) for g in groups), n_seeds=len(groups))  # fmt: skip
+
+
+def two_level_bootstrap(
+    values: Mapping[Any, Sequence[float]] | Sequence[Sequence[float]], n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> TestResult:
+    """Mean of a per-image metric over seeds (the mean of the per-seed means) and its percentile 95% CI from a
+    two-level bootstrap: seeds resampled, then images within each resampled seed.
+
+    Pooling all seeds' images into one bootstrap ignores that a second training run lands elsewhere; this CI
+    includes the seed-to-seed spread. With one seed it is the image bootstrap of that seed. ``n_seeds`` x
+    ``n_images`` (the smallest per-seed count) is the n; p tests mean = 0 as ``paired_bootstrap`` does.
+    """
+    return _two_level_result(_per_seed(values), n_resamples, seed, "two-level bootstrap, seeds then images")
+
+
+def two_level_paired_bootstrap(
+    a: Mapping[Any, Sequence[float]], b: Mapping[Any, Sequence[float]], n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> TestResult:
+    """Paired difference a - b of a per-image metric, seed by seed (seed s of a with seed s of b, the same images
+    in the same order), with its two-level bootstrap 95% CI and p (see ``two_level_bootstrap``)."""
+    if set(a) != set(b):
+        raise ValueError(f"paired variants need the same seeds: {sorted(a)} vs {sorted(b)}")
+    diffs = []
+    for s in sorted(a):
+        x, y = _finite(a[s]), _finite(b[s])
+        if x.shape != y.shape:
+            raise ValueError(f"seed {s}: paired samples differ in length: {x.shape} vs {y.shape}")
+        diffs.append(x - y)
+    return _two_level_result(_per_seed(diffs), n_resamples, seed, "two-level paired bootstrap, seeds then images")
+
+
+def n_label(result: TestResult) -> str:
+    """The n of a result as "seeds x images" (or "images" alone without seeds)."""
+    if result.n_seeds is None:
+        return f"{result.n_images} images"
+    return f"{result.n_seeds} seed(s) x {result.n_images} images"
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (scipy.stats.false_discovery_control; input order, NaN stays NaN and
+    does not count in m). Controls the false discovery rate, not the family-wise error as Holm does."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    keep = np.isfinite(p)
+    if keep.any():
+        out[keep] = stats.false_discovery_control(p[keep], method="bh")
+    return out.tolist()
+
+
+def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """Adjusted p-values across an arbitrary set of comparisons: ``method`` "holm" or "bh" (see ADJUSTMENTS)."""
+    if method == "holm":
+        return holm(pvalues)
+    if method == "bh":
+        return benjamini_hochberg(pvalues)
+    raise ValueError(f"unknown adjustment {method!r}; known: {', '.join(ADJUSTMENTS)}")
+
+
+def adjust_across(table: pd.DataFrame, p_column: str = "p", method: str = "holm") -> pd.Series:
+    """``adjust`` over every row of a claims table (e.g. ``claim_tests.csv``: all comparisons of all claims), as a
+    Series aligned with ``table``'s index named ``p_<method>_all``. The table itself is not changed."""
+    if p_column not in table.columns:
+        raise ValueError(f"no column {p_column!r} in the table; columns: {', '.join(map(str, table.columns))}")
+    return pd.Series(adjust(table[p_column].to_numpy(float), method), index=table.index, name=f"p_{method}_all")
+
+
+def noninferiority(
+    a: Sequence[float], b: Sequence[float], margin: float, direction: str = "higher", method: str = "t",
+    n_resamples: int = N_RESAMPLES, seed: int = 0,
+) -> TestResult:  # fmt: skip
+    """Non-inferiority of a to b on paired images: one-sided p of H0 "a is worse than b by ``margin`` or more".
+
+    ``direction`` "higher": a metric where larger is better (H0: mean(a - b) <= -margin); "lower": smaller is
+    better (H0: mean(a - b) >= +margin). ``method`` "t": one-sided paired t-test (scipy.stats.ttest_1samp of the
+    differences against the margin); "bootstrap": the share of ``paired_bootstrap``-style resampled means on H0's
+    side (+1 smoothing). The CI is the two-sided paired-bootstrap 95% CI of a - b, for display.
+    """
+    if margin < 0:
+        raise ValueError(f"the non-inferiority margin must be >= 0, got {margin}")
+    if direction not in ("higher", "lower"):
+        raise ValueError("direction must be 'higher' or 'lower'")
+    boot_res = paired_bootstrap(a, b, n_resamples, seed)
+    x, y = _finite(a), _finite(b)
+    keep = np.isfinite(x) & np.isfinite(y)
+    d = x[keep] - y[keep]
+    bound, alternative = (-margin, "greater") if direction == "higher" else (margin, "less")
+    if len(d) < 2:
+        p = math.nan
+    elif method == "t":
+        if np.all(d == d[0]):  # no spread: the t statistic is undefined, the answer is not
+            p = 0.0 if (d[0] > bound if direction == "higher" else d[0] < bound) else 1.0
+        else:
+            p = float(stats.ttest_1samp(d, bound, alternative=alternative).pvalue)
+    elif method == "bootstrap":
+        means = bootstrap_means(d, n_resamples, seed)
+        on_h0 = (means <= bound).sum() if direction == "higher" else (means >= bound).sum()
+        p = float((on_h0 + 1) / (n_resamples + 1))
+    else:
+        raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
+    test = f"non-inferiority, margin {margin:g}, one-sided ({'paired t' if method == 't' else 'bootstrap'})"
+    return TestResult(boot_res.effect, boot_res.ci_low, boot_res.ci_high, p, test, int(keep.sum()))

@@ -95,3 +95,125 @@ def test_claim_verdict_combines_pairs():
     assert S.claim_verdict([S.HOLDS, S.INCONCLUSIVE]) == S.INCONCLUSIVE
     assert S.claim_verdict([S.FAILS, S.INCONCLUSIVE]) == S.FAILS
     assert S.claim_verdict([S.NOT_MEASURED]) == S.NOT_MEASURED
+
+
+# --- issue 23: two-level bootstrap, adjustment across a report, non-inferiority ---
+
+
+def _seeds_that_disagree(n: int = 200) -> dict[int, np.ndarray]:
+    """Three seeds whose per-image metric centres on 0, 1 and 2 with little spread within a seed."""
+    rng = np.random.default_rng(5)
+    return {s: rng.normal(loc=float(s), scale=0.1, size=n) for s in range(3)}
+
+
+def test_two_level_ci_is_wider_than_pooling_images_when_seeds_disagree():
+    per_seed = _seeds_that_disagree()
+    two = S.two_level_bootstrap(per_seed)
+    pooled_mean, pooled_lo, pooled_hi = S.mean_ci(np.concatenate(list(per_seed.values())))
+    assert two.effect == pytest.approx(np.mean([v.mean() for v in per_seed.values()]))
+    assert two.effect == pytest.approx(pooled_mean)  # equal sizes: same point estimate
+    # pooled: about 2 x 1.96 x 0.82 / sqrt(600) ~ 0.13 wide; over seeds the mean of 3 draws from {0, 1, 2}
+    assert (two.ci_high - two.ci_low) > 5 * (pooled_hi - pooled_lo)
+    assert two.ci_low < 0.5 and two.ci_high > 1.5
+    assert (two.n_seeds, two.n_images) == (3, 200)
+    assert S.n_label(two) == "3 seed(s) x 200 images"
+
+
+def test_two_level_paired_difference_pairs_seed_by_seed():
+    a = _seeds_that_disagree()
+    b = {s: v - 0.3 for s, v in a.items()}  # the same shift on every image of every seed
+    res = S.two_level_paired_bootstrap(a, b)
+    assert res.effect == pytest.approx(0.3)
+    assert res.ci_low == pytest.approx(0.3) and res.ci_high == pytest.approx(0.3)
+    assert res.p == pytest.approx(2 / (S.N_RESAMPLES + 1))
+    # seed-to-seed disagreement in the difference widens its CI over a pooled paired bootstrap
+    c = {s: v - 0.3 * s for s, v in a.items()}  # differences 0, 0.3, 0.6
+    wide = S.two_level_paired_bootstrap(a, c)
+    pooled = S.paired_bootstrap(np.concatenate(list(a.values())), np.concatenate(list(c.values())))
+    assert (wide.ci_high - wide.ci_low) > 5 * (pooled.ci_high - pooled.ci_low)
+    with pytest.raises(ValueError, match="same seeds"):
+        S.two_level_paired_bootstrap(a, {0: b[0]})
+    with pytest.raises(ValueError, match="differ in length"):
+        S.two_level_paired_bootstrap({0: a[0]}, {0: a[0][:-1]})
+
+
+def test_two_level_with_one_seed_is_the_image_bootstrap_within_monte_carlo_error():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=400)
+    two = S.two_level_bootstrap({0: x}, seed=1)
+    _, lo, hi = S.mean_ci(x, seed=2)  # an independent image bootstrap
+    # Monte Carlo error of a percentile bound from B resamples: sqrt(q (1 - q) / B) / f(x_q); with the bootstrap
+    # distribution ~ N(mean, s^2 / n), f(x_q) = phi(z_q) / (s / sqrt n). A width has two (nearly independent)
+    # bounds, the difference of two widths four: sd = 2 sqrt(q (1 - q) / B) / phi(z_q) x s / sqrt n.
+    q, b = (1 - S.LEVEL) / 2, S.N_RESAMPLES
+    z = 1.959963984540054
+    phi = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    sd = 2 * math.sqrt(q * (1 - q) / b) / phi * x.std(ddof=1) / math.sqrt(len(x))
+    assert abs((two.ci_high - two.ci_low) - (hi - lo)) < 4 * sd
+    assert two.effect == pytest.approx(x.mean())
+    assert (two.n_seeds, two.n_images) == (1, 400)
+
+
+def test_two_level_bootstrap_is_seeded_and_rejects_empty_seeds():
+    per_seed = _seeds_that_disagree(50)
+    assert S.two_level_bootstrap(per_seed, seed=3) == S.two_level_bootstrap(per_seed, seed=3)
+    with pytest.raises(ValueError, match="at least one seed"):
+        S.two_level_bootstrap({0: [1.0], 1: []})
+    with pytest.raises(ValueError, match="at least one seed"):
+        S.two_level_bootstrap({})
+
+
+# p-values in input order and their adjustments computed by hand (m = 4; NaN is not counted).
+# Holm: sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 0.04)
+# BH: p_(i) m / i = 0.02, 0.02, 0.04, 0.04, then the running minimum from the largest down.
+P_RAW = [0.01, math.nan, 0.04, 0.03, 0.005]
+P_HOLM = [0.03, math.nan, 0.06, 0.06, 0.02]
+P_BH = [0.02, math.nan, 0.04, 0.04, 0.02]
+
+
+def test_holm_and_bh_on_known_p_values():
+    assert S.adjust(P_RAW, "holm") == pytest.approx(P_HOLM, nan_ok=True)
+    assert S.adjust(P_RAW, "bh") == pytest.approx(P_BH, nan_ok=True)
+    assert S.benjamini_hochberg([0.5]) == [0.5]
+    assert S.adjust([0.9, 0.8], "holm") == [1.0, 1.0]  # 2 x 0.8 capped at 1, then monotone
+    with pytest.raises(ValueError, match="unknown adjustment"):
+        S.adjust(P_RAW, "bonferroni")
+
+
+def test_adjust_across_a_claims_table_counts_every_comparison():
+    import pandas as pd
+
+    table = pd.DataFrame({"key": ["a", "a", "b", "b", "b"], "p": P_RAW})
+    before = table.copy()
+    across = S.adjust_across(table)
+    assert across.name == "p_holm_all" and list(across.index) == list(table.index)
+    assert across.tolist() == pytest.approx(P_HOLM, nan_ok=True)
+    within = table.groupby("key")["p"].transform(lambda p: S.holm(p.tolist()))
+    assert within[0] == pytest.approx(0.01) and across[0] == pytest.approx(0.03)  # m = 1 within, 4 across
+    assert S.adjust_across(table, method="bh").tolist() == pytest.approx(P_BH, nan_ok=True)
+    pd.testing.assert_frame_equal(table, before)
+    with pytest.raises(ValueError, match="no column 'p_value'"):
+        S.adjust_across(table, p_column="p_value")
+
+
+def test_noninferiority_p_is_one_sided_against_the_margin():
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    b = rng.normal(size=1000)
+    a = b - 0.01 + rng.normal(scale=0.1, size=1000)  # a slightly worse than b
+    d = a - b
+    res = S.noninferiority(a, b, margin=0.05)
+    t = (d.mean() + 0.05) / (d.std(ddof=1) / math.sqrt(len(d)))
+    assert res.p == pytest.approx(stats.t.sf(t, len(d) - 1))
+    assert res.p < 0.001 and "margin 0.05" in res.test and res.n_images == 1000
+    assert res.effect == pytest.approx(d.mean()) and res.ci_low < res.effect < res.ci_high
+    assert S.noninferiority(a, b, margin=0.0).p > 0.5  # a is worse: not non-inferior without a margin
+    boot = S.noninferiority(a, b, margin=0.05, method="bootstrap")
+    assert boot.p == pytest.approx(1 / (S.N_RESAMPLES + 1))  # no resampled mean reaches -0.05
+    # smaller is better: a larger than b by 0.01 is non-inferior within +0.05, not within 0
+    assert S.noninferiority(b + 0.01, b, margin=0.05, direction="lower").p == 0.0  # no spread, clearly inside
+    assert S.noninferiority(-a, -b, margin=0.05, direction="lower").p == pytest.approx(res.p)
+    assert S.noninferiority(-a, -b, margin=0.0, direction="lower").p > 0.5
+    with pytest.raises(ValueError, match="margin must be >= 0"):
+        S.noninferiority(a, b, margin=-1)
