@@ -10,8 +10,8 @@ How it is measured (``measure_cost``), all on the model's own device and dtype, 
   fixed cost, not per sample.
 * ``forward_bytes`` (times ``MARGIN``): a no-grad forward keeps only the tensors in flight: ``FORWARD_LIVE`` times
   the largest activation, plus the input.
-* ``backward_s`` / ``forward_s``: wall seconds per sample of one timed forward+backward and one no-grad forward of
-  ``TIMING_BATCH`` samples, after the memory probe has warmed the kernels (rough: other load inflates them).
+* ``backward_s`` / ``forward_s``: wall seconds per sample of a forward+backward and of a no-grad forward of 2 to
+  32 samples (``TIMING_BYTES`` worth), the faster of two timed calls each (rough: other load inflates them).
 
 :func:`forward_flops` counts one sample's forward FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (exact for
 convolutions and matrix products; element-wise ops are not counted); :func:`cost_scale` compares them with the
@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +50,11 @@ FORWARD_LIVE = 4  # activation-sized tensors alive at once in a no-grad forward 
 #: random weights, 224 px, 8 samples): RSS grew 0.99x (resnet50) and 0.91x (resnet18) of the unmargined
 #: forward+backward estimate, 1.42x (resnet50) of a no-grad forward estimate with 3 live activations.
 MARGIN = 1.2
-TIMING_BATCH = 2  # samples in the timed passes (one sample's time is mostly per-call overhead on small networks)
+#: The timed passes run ``TIMING_BYTES // backward_bytes`` samples, clipped to [2, 32]: on a small network one
+#: sample's time is mostly per-call overhead (a width-16 CIFAR ResNet18 at 32 px: timing 2 samples made IG's
+#: estimate 5x the measured time, 32 samples about 2x, 128 about 1x but a 4x dearer probe), on a large one 2
+#: samples already take a second. So estimates of small networks err on the slow side.
+TIMING_BYTES, TIMING_MIN, TIMING_MAX = 64 * 2**20, 2, 32
 #: The network the report's unit costs were measured on (analysis.experiments.settings): width-16 CIFAR ResNet18.
 REFERENCE_NETWORK, REFERENCE_WIDTH, REFERENCE_SHAPE = "resnet18-cifar", 16, (3, 32, 32)
 
@@ -82,6 +87,19 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _best_of(n: int, fn: Callable[[], object], device: torch.device, grad: bool) -> float:
+    """The fastest of ``n`` timed calls (the first at a new batch size also builds the CPU kernels)."""
+    times = []
+    for _ in range(n):
+        _sync(device)
+        start = time.perf_counter()
+        with torch.set_grad_enabled(grad):
+            fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def measure_cost(model: nn.Module, input_shape: tuple[int, ...]) -> SampleCost:
@@ -118,17 +136,10 @@ def measure_cost(model: nn.Module, input_shape: tuple[int, ...]) -> SampleCost:
         forward_bytes = MARGIN * (FORWARD_LIVE * largest[0] + input_bytes)
         del out, grad
         _sync(device)
-        xb = torch.zeros((TIMING_BATCH, *shape), device=device, dtype=dtype, requires_grad=True)
-        start = time.perf_counter()
-        with torch.enable_grad():
-            torch.autograd.grad(model(xb)[:, 0].sum(), xb)
-        _sync(device)
-        backward_s = (time.perf_counter() - start) / TIMING_BATCH
-        start = time.perf_counter()
-        with torch.no_grad():
-            model(xb.detach())
-        _sync(device)
-        forward_s = (time.perf_counter() - start) / TIMING_BATCH
+        batch = int(min(TIMING_MAX, max(TIMING_MIN, TIMING_BYTES // max(1, backward_bytes))))
+        xb = torch.zeros((batch, *shape), device=device, dtype=dtype, requires_grad=True)
+        backward_s = _best_of(2, lambda: torch.autograd.grad(model(xb)[:, 0].sum(), xb), device, True) / batch
+        forward_s = _best_of(2, lambda: model(xb.detach()), device, False) / batch
     finally:
         for h in handles:
             h.remove()
