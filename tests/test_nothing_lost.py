@@ -415,10 +415,12 @@ def test_every_loader_refuses_every_hostile_zoo_before_opening_outside(loader, k
 
 
 @pytest.mark.parametrize("kind", ["traversal", "wrong-hash", "missing", "nan"])
-def test_the_report_command_refuses_a_hostile_zoo_in_one_line(kind, tmp_path):
+def test_the_report_command_refuses_a_hostile_zoo_in_one_line(kind, tmp_path, capsys):
+    from analysis.report import main
+
     zoo, _ = hostile_zoo(kind, tmp_path)
-    proc = run("analysis.report", "--zoo", str(zoo), "--out", str(tmp_path / "r"), "--quick", "--no-progress")
-    assert proc.returncode == 2 and REFUSAL[kind] in one_error(proc.stderr)
+    assert main(["--zoo", str(zoo), "--out", str(tmp_path / "r"), "--quick", "--no-progress"]) == 2
+    assert REFUSAL[kind] in one_error(capsys.readouterr().err)
     assert not (tmp_path / "r").exists()
 
 
