@@ -13,6 +13,9 @@ still does not depend on how the set is split into batches.
 
 At 32x32 the smallest channel translation (1/32: R by 1 pixel) rounds G's shift to 0 pixels;
 ``channel_shifts`` says so and the report prints it.
+
+``conditional_probe_accuracy`` / ``conditional_probe_share``: the probes restricted to the images both compared
+models classify correctly when clean (probe accuracy otherwise moves with clean accuracy; issue 23).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from analysis.statistics import TestResult, mcnemar, paired_bootstrap
 from models.evaluation import correct_per_image
 
 
@@ -222,3 +227,63 @@ def probe_table(
     """The accuracy table of ``probe_tables`` (columns variant, probe, level, level_label, accuracy, n_images,
     detail)."""
     return probe_tables(models, images, labels, probes, seed, batch_size, progress)[0]
+
+
+# --- issue 23: probe accuracy not confounded with clean accuracy ---
+
+CONDITIONAL_COLUMNS = ["probe", "level_label", "variant_a", "variant_b", "n_images", "n_total", "accuracy_a",
+                       "accuracy_b", "effect", "ci_low", "ci_high", "p", "test"]  # fmt: skip
+
+
+def _clean_correct(per_image: pd.DataFrame, variant: str) -> pd.Series:
+    """Per image (indexed by image): ``variant`` correct on the clean image (the "clean" rows of any probe)."""
+    rows = per_image[(per_image["variant"] == variant) & (per_image["level_label"] == "clean")]
+    if rows.empty:
+        raise ValueError(f"no clean per-image correctness for variant {variant!r} in the probe table")
+    return rows.groupby("image")["correct"].first().astype(bool)
+
+
+def both_clean_correct(per_image: pd.DataFrame, a: str, b: str) -> np.ndarray:
+    """The images (sorted ids) that variants ``a`` and ``b`` both classify correctly when clean."""
+    ca, cb = _clean_correct(per_image, a), _clean_correct(per_image, b)
+    if not ca.index.equals(cb.index):
+        raise ValueError(f"variants {a!r} and {b!r} were probed on different images")
+    return ca.index[ca.to_numpy() & cb.to_numpy()].to_numpy()
+
+
+def conditional_probe_accuracy(per_image: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Probe accuracy of ``a`` and ``b`` on only the images both classify correctly when clean.
+
+    A model that is right on more clean images also stays right on more probed ones, so the plain probe accuracy
+    moves with clean accuracy; on the common clean-correct images it does not. ``per_image``: the per-image table
+    of ``probe_tables`` (variant, probe, level_label, image, correct). One row per probe x non-clean level: the
+    accuracies, ``effect`` = a - b with ``statistics.mcnemar``'s CI and exact p, ``n_images`` kept of ``n_total``.
+    Columns: CONDITIONAL_COLUMNS.
+    """
+    keep = both_clean_correct(per_image, a, b)
+    n_total = int(per_image.loc[per_image["variant"] == a, "image"].nunique())
+    rows = []
+    probed = per_image[(per_image["level_label"] != "clean") & per_image["image"].isin(keep)]
+    for (probe, label), g in probed.groupby(["probe", "level_label"], sort=False):
+        ok = g.pivot_table(index="image", columns="variant", values="correct", aggfunc="first")
+        if a not in ok.columns or b not in ok.columns:
+            continue
+        ok = ok[[a, b]].dropna().astype(bool)
+        res = mcnemar(ok[a].to_numpy(), ok[b].to_numpy())
+        rows.append({"probe": probe, "level_label": label, "variant_a": a, "variant_b": b, "n_images": len(ok),
+                     "n_total": n_total, "accuracy_a": float(ok[a].mean()), "accuracy_b": float(ok[b].mean()),
+                     "effect": res.effect, "ci_low": res.ci_low, "ci_high": res.ci_high, "p": res.p,
+                     "test": res.test})  # fmt: skip
+    return pd.DataFrame(rows, columns=CONDITIONAL_COLUMNS)
+
+
+def conditional_probe_share(per_image: pd.DataFrame, a: str, b: str, probe: str) -> TestResult:
+    """The claims' probe metric (per image, the share of the probe's levels classified correctly, clean
+    excluded) for ``a`` minus ``b`` on the images both classify correctly when clean: ``paired_bootstrap``."""
+    keep = both_clean_correct(per_image, a, b)
+    sub = per_image[(per_image["probe"] == probe) & (per_image["level_label"] != "clean")]
+    if sub.empty:
+        raise ValueError(f"probe {probe!r} has no probed levels in the table")
+    share = sub[sub["image"].isin(keep)].groupby(["variant", "image"])["correct"].mean().unstack("variant")
+    share = share.reindex(keep)
+    return paired_bootstrap(share[a].to_numpy(float), share[b].to_numpy(float))
