@@ -230,11 +230,13 @@ def _deployments():
 
     @serve.deployment
     class ZooDeployment:
-        """One zoo: ``POST /<zoo>/<method>`` with a request of ``analysis.service_wire``; ``GET /<zoo>/info``."""
+        """One zoo: ``POST /<zoo>/<method>`` with a request of ``analysis.service_wire``; ``GET /<zoo>/info``: its
+        variants and this replica's batch counts (batches, requests, largest batch per batched method)."""
 
         def __init__(self, name: str, path: str, cfg: dict[str, Any]) -> None:
             self.name = name
             self.server = ZooServer(path, cfg["device"], Catalogue.from_mapping(cfg), cfg["public"], cfg["token"])
+            self.stats = {m: {"batches": 0, "requests": 0, "largest": 0} for m in ("predictions", "maps")}
             size = int(cfg["max_batch_size"]) if cfg["batching"] else 1
             for batched in (self.predictions_batched, self.maps_batched):
                 batched.set_max_batch_size(size)
@@ -242,11 +244,18 @@ def _deployments():
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
         async def predictions_batched(self, requests: list[api.PredictionsRequest]) -> list[api.LevelPredictions]:
+            self._count("predictions", len(requests))
             return await asyncio.to_thread(self.server.predictions_batch, requests)
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
         async def maps_batched(self, requests: list[api.MapsRequest]) -> list[api.LevelMaps]:
+            self._count("maps", len(requests))
             return await asyncio.to_thread(self.server.maps_batch, requests)
+
+        def _count(self, method: str, n: int) -> None:
+            stats = self.stats[method]
+            stats["batches"], stats["requests"] = stats["batches"] + 1, stats["requests"] + n
+            stats["largest"] = max(stats["largest"], n)
 
         async def __call__(self, request: Request) -> Response:
             refused = self.server.check(request.headers.get("authorization"))
@@ -255,7 +264,7 @@ def _deployments():
             method = request.url.path.rstrip("/").rsplit("/", 1)[-1]
             try:
                 if request.method == "GET" and method == "info":
-                    return respond(200, wire.dumps(zoo_info(self.server.zoo.path)))
+                    return respond(200, wire.dumps({**zoo_info(self.server.zoo.path), "batches": self.stats}))
                 call = wire.request_of(method, await request.body())
                 if method == "predictions":
                     result = await self.predictions_batched(call)

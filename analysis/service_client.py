@@ -99,6 +99,10 @@ class RemoteComputeService:
         raise BackendError(f"the backend at {url.rstrip('/')} serves no zoo with these checkpoints (it serves: "
                            f"{', '.join(served) or 'none'}); start it with --zoo on this zoo")  # fmt: skip
 
+    def info(self) -> dict[str, Any]:
+        """The zoo's variants and checkpoint hashes, and the answering replica's batch counts."""
+        return _call(f"{self.url}/{self.zoo}/info", None, self.token, 10.0, self.url)
+
     def _post(self, method: str, request: Any) -> Any:
         return _call(f"{self.url}/{self.zoo}/{method}", wire.dumps(request), self.token, self.timeout, self.url)
 

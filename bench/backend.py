@@ -7,8 +7,8 @@ Each simulated user is a thread that asks, in a bounded loop of ``--requests`` r
 that image's predictions. Three servers answer the same requests: ``embedded`` (``LocalComputeService`` in this
 process: the per-model locks serialise users), ``service`` (``scl-backend`` on a loopback port with
 ``@serve.batch``) and ``service, no batching`` (the same with batches of one). Printed per server and user count:
-requests, errors, throughput (requests/s) and p50/p95 latency; plus Ray's start-up time and the resident memory of
-its processes. Everything stops by itself; nothing listens beyond 127.0.0.1.
+requests, errors, throughput (requests/s), p50/p95 latency and the service's mean batch size; plus Ray's start-up
+time and the resident memory of its processes. Everything stops by itself; nothing listens beyond 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -136,17 +136,23 @@ def main(argv: list[str] | None = None) -> int:
             client = RemoteComputeService(url, name)
             run_users(client, 1, 1, variants, size, args.method, args.kind)
             for users in args.users:
+                before = client.info()["batches"]
                 rows.append({"server": label, **run_users(client, users, args.requests, variants, size,
                                                            args.method, args.kind)})  # fmt: skip
+                after = client.info()["batches"]
+                n = sum(after[m]["requests"] - before[m]["requests"] for m in after)
+                rows[-1]["mean_batch"] = n / max(1, sum(after[m]["batches"] - before[m]["batches"] for m in after))
                 print(rows[-1], flush=True)
     finally:
         serve.shutdown()
         ray.shutdown()
 
-    print(f"\n{'server':<22} {'users':>5} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 s':>7} {'p95 s':>7}")
+    print(f"\n{'server':<22} {'users':>5} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} "
+          f"{'batch':>6}")  # fmt: skip
     for r in rows:
+        batch = f"{r['mean_batch']:.2f}" if "mean_batch" in r else "-"
         print(f"{r['server']:<22} {r['users']:>5} {r['requests']:>8} {r['errors']:>6} {r['throughput_rps']:>7.2f} "
-              f"{r['p50_s']:>7.3f} {r['p95_s']:>7.3f}")  # fmt: skip
+              f"{r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {batch:>6}")  # fmt: skip
     if args.out:
         info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_1min": os.getloadavg()[0],
                 "zoo": Path(args.zoo).name, "method": args.method, "ray_startup_s": startup, "ray_rss_mib": rss,

@@ -118,6 +118,8 @@ def test_predictions_same_as_local_also_when_batched(backend, local, remote):
         got = list(pool.map(remote.predictions, reqs))
     for req, res in zip(reqs, got, strict=True):
         assert_same(local.predictions(req), res)
+    counted = remote.info()["batches"]["predictions"]  # one replica: every request went through @serve.batch
+    assert counted["requests"] >= len(reqs) and 1 <= counted["largest"] <= 16
 
 
 @pytest.mark.parametrize("method", ["gradcam", "integrated_gradients"])
