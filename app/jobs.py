@@ -33,7 +33,8 @@ except ImportError:  # pragma: no cover - before analysis/jobs_protocol.py exist
         """A computation stopped between chunks because it was asked to."""
 
 
-__all__ = ["Cancelled", "Job", "JobProgress", "JobRunner", "get_runner", "reset_runner", "overall_progress"]
+__all__ = ["Cancelled", "Job", "JobProgress", "JobRunner", "current_session_id", "get_runner", "overall_progress",
+           "reset_runner"]  # fmt: skip
 
 Kind = Literal["light", "heavy"]
 State = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -195,7 +196,7 @@ class JobRunner:
             self.touch(session_id)
             if key is not None:
                 known = self._by_key.get(key)
-                if known is not None and known.state in ("queued", "running", "done"):
+                if known is not None and known.state in ("queued", "running", "done") and not known.should_stop():
                     known.owners.add(session_id)
                     return known
             job = Job(next(self._ids), kind, label, key=key, group=group, owners={session_id})
@@ -323,6 +324,14 @@ class JobRunner:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def current_session_id() -> str:
+    """The Streamlit session this script run belongs to ('no-session' outside a script run)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx(suppress_warning=True)
+    return ctx.session_id if ctx is not None else "no-session"
 
 
 def streamlit_session_alive(session_id: str) -> bool:

@@ -18,9 +18,15 @@ import streamlit as st
 loading = st.empty()
 loading.info("Loading the Semantic Continuity Lab: importing the libraries (a few seconds after a server start)...")
 
-from app import components  # noqa: E402  (slow: imported after the message is on the page)
+from app import components, public  # noqa: E402  (slow: imported after the message is on the page)
+
+public.gate()  # SCL_TOKEN set: the access token before anything else
 
 loading.info("Loading the Semantic Continuity Lab: the model zoo and the data set...")
 page = components.entry()
 loading.empty()
-page.run()
+if page.url_path != "saliency":  # leaving the saliency page stops its jobs; maps already computed stay a while
+    from app import jobs
+
+    jobs.get_runner().release(jobs.current_session_id(), keep=lambda job: job.state == "done")
+public.run_page(page)  # the compute backend away: a message, no traceback

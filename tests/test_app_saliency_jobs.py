@@ -94,14 +94,16 @@ def browser_level(slider) -> int:
     return int((proto.value if proto.set_value else proto.default)[0])
 
 
-def assert_one_level(at, level: int) -> None:
-    """Slider (server and browser), the caption under it, every row's perturbed image and the rows' caption all
-    name ``level``."""
+def assert_one_level(at, level: int, remounted: bool = False) -> None:
+    """Slider, the caption under it, every row's perturbed image and the rows' caption all name ``level`` (and,
+    for a slider just put back on the page, the value the browser is sent)."""
     from models.perturbations import KIND_REGISTRY
 
     kind = at.selectbox(key="sal_kind").value
     slider = at.slider(key="sal_level")
-    assert slider.value == level and browser_level(slider) == level
+    assert slider.value == level
+    if remounted:
+        assert browser_level(slider) == level
     label = KIND_REGISTRY[kind].label(level) if level else "none (level 0)"
     assert any(unescape(c.value) == f"Applied: **{label}**" for c in at.caption)
     assert perturbed_alts(at) == [f"perturbed: {label}" if level else "level 0 (= original)"] * 4
@@ -116,6 +118,7 @@ def test_upload_after_moving_the_level_keeps_slider_caption_and_maps_together(jo
     at.run()
     assert_clean(at)
     assert_one_level(at, 3)
+    assert not at.slider(key="sal_level").proto.set_value  # a move of the user's own is never sent back over it
 
     at.radio(key="sal_source").set_value("Upload an image")
     at.run()
@@ -124,7 +127,7 @@ def test_upload_after_moving_the_level_keeps_slider_caption_and_maps_together(jo
     at.file_uploader(key="sal_upload").set_value(("photo.png", png_bytes(photo()), "image/png"))
     at.run()
     assert_clean(at)
-    assert_one_level(at, 3)
+    assert_one_level(at, 3, remounted=True)
     assert all(alts == ["Integrated Gradients", "GradCAM"] for alts in method_alts(at))
 
     at.radio(key="sal_source").set_value("Test-set gallery")  # and back: still one level everywhere
@@ -203,6 +206,25 @@ def test_cancel_stops_the_background_and_keeps_the_shown_level(jobs_env, monkeyp
         assert at.get("progress") or all(  # background submitted again (or already finished)
             j.state == "done" for s in runner.sessions() for j in runner.session_jobs(s) if j.kind == "heavy"
         )
+    finally:
+        log.open()
+
+
+def test_leaving_the_page_stops_its_jobs_and_keeps_finished_maps(jobs_env, monkeypatch):
+    from app import jobs
+
+    log = HeavyLog(monkeypatch, held=(2, 3, 4))
+    try:
+        at = open_app("saliency")
+        runner = jobs.get_runner()
+        owned = [j for s in runner.sessions() for j in runner.session_jobs(s)]
+        pending = [j for j in owned if j.pending]
+        assert pending and any(j.state == "done" for j in owned)
+        at.switch_page("views/zoo.py").run()
+        assert_clean(at)
+        assert all(j.should_stop() for j in pending)
+        left = [j for s in runner.sessions() for j in runner.session_jobs(s)]
+        assert left and all(j.state == "done" for j in left)  # the maps already drawn stay for coming back
     finally:
         log.open()
 

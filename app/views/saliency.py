@@ -13,9 +13,8 @@ import os
 import time
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from analysis.gradcam_resolution import gradcam_resolution
+from analysis.gradcam_resolution import coarse_variants, gradcam_resolution, mark_table
 from analysis.per_image import perturbed_image
 from app import components, figures, jobs, map_figures, map_html, page_labels, pickers, saliency_cache
 from app.images import image_key as content_key
@@ -28,6 +27,9 @@ LIGHT_WAIT_S = 120.0  # predictions are light: a run waits for them (bounded)
 KEEP_GROUPS = 3  # finished maps of this session's last few (image, kind, methods) stay for going back
 
 ctx = components.context()
+state = st.session_state
+state["sal_level_force"] = not state.get("sal_level_mounted", False)  # was the slider drawn in the last full run?
+state["sal_level_mounted"] = False
 st.title("Saliency, side by side")
 st.markdown(
     "Pick an image (from the test set or your own), a colour perturbation and its level (paper Table 1). "
@@ -36,10 +38,8 @@ st.markdown(
 )
 handle = components.require_zoo(ctx)
 components.zoo_header(ctx)
-state = st.session_state
 runner = jobs.get_runner()
-run_ctx = get_script_run_ctx()
-session = run_ctx.session_id if run_ctx is not None else "no-session"
+session = jobs.current_session_id()
 runner.touch(session)
 
 picked = pickers.image_picker(ctx, key="sal")
@@ -58,7 +58,7 @@ for col, (name, info) in zip(method_cols, methods_info.items(), strict=False):
     tip = f"{info.label} ({'signed' if info.signed else 'positive'} map{'; ' + options if options else ''})" + (
         "; slow: computed only for the level shown, row by row" if info.slow else ""
     )
-    if col.checkbox(info.label, value=not info.slow, key=f"sal_method_{name}", help=tip):
+    if col.checkbox(info.label, value=info.selected_by_default, key=f"sal_method_{name}", help=tip):
         methods.append(name)
 method_options: dict[str, dict] = {}
 with st.expander("Options"):
@@ -120,12 +120,15 @@ def _display_controls() -> tuple[int, bool, bool, bool, float, bool]:
     """The level and display controls: (level, overlay, raw, shared colour scale, opacity, interactive)."""
     d1, d2, d3, d4 = st.columns([2.0, 1.3, 1.5, 1.2])
     with d1:
-        # The level lives in "sal_level_kept" (never cleaned up), written into the widget before it is drawn: when
-        # the slider was not on the page for a run (an upload not chosen yet) it comes back at the level the rows
-        # are drawn for, and the browser is told so (a value set through session state is sent to it).
-        state["sal_level"] = int(state.get("sal_level_kept", 1))
+        # The level lives in "sal_level_kept" (never cleaned up). When the slider was not on the page in the last
+        # full run (an upload not chosen yet, another page), the browser has forgotten its value: the kept level
+        # is written into the widget, which sends it to the browser, so slider, caption and rows agree. Otherwise
+        # the browser's own value stands (forcing it every run would undo quick moves still in flight).
+        if state.pop("sal_level_force", False) or "sal_level" not in state:
+            state["sal_level"] = int(state.get("sal_level_kept", 1))
         level = st.slider("Level", 0, MAX_LEVEL, key="sal_level", on_change=_keep_level,
                           help="0 = the original image; 1-4 = Table 1 levels.")  # fmt: skip
+        state["sal_level_mounted"] = True
         state["sal_level_kept"] = level
         st.caption(f"Applied: **{components.md_escape(page_labels.level_label(kind, level))}**")
     with d2:
@@ -327,7 +330,10 @@ if quality is not None or stab is not None:
             "insertion AUC: the class probability as the most important pixels are removed (lower = more faithful) "
             "or inserted (higher = more faithful)."
         )
-        components.show_table(quality, name)
+        coarse = coarse_variants(handle.zoo.models, handle.image_size)
+        components.show_table(mark_table(quality, coarse), name)
+        for variant, res in coarse.items():  # the marked rows: GradCAM too coarse to localise
+            st.caption(f"{components.md_escape(variant)}: {res.caption()}")
     if stab is not None:
         st.plotly_chart(figures.stability_lines(stab), key="sal_stability")
         st.caption("How much each map changes when the input is perturbed (1 = not at all).")
