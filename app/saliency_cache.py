@@ -167,9 +167,10 @@ def saliency_grid(
 
 
 def heavy_method(method: str) -> bool:
-    """Slow methods and those that take a per-image sample count (IG's steps, LIME's samples) run as heavy jobs."""
+    """Slow methods and those that take a per-image sample count (IG's steps, LIME's, SmoothGrad's and
+    GradientSHAP's samples) run as heavy jobs."""
     info = method_info()[method]
-    return bool(info.slow) or any(k in info.defaults for k in ("n_steps", "num_samples"))
+    return bool(info.slow) or any(k in info.defaults for k in ("n_steps", "num_samples", "nt_samples", "n_samples"))
 
 
 def method_settings(methods: Sequence[str], method_options: dict[str, dict[str, Any]] | None) -> tuple:
