@@ -3,18 +3,23 @@ and the neighbourhood-rank analysis of paper section 2.
 
 Reductions (the same as ``models.objectives``): ``DS(x, x') = ||F(x') - F(x)||^2`` on logits, **summed over
 classes**, per image; tables report the mean, standard deviation (population, ddof=0) and median over images.
+
+Issue 23's unconfounded forms: ``normalise_ds`` divides DS by the variant's ``same_class_spread`` (DS moves with the
+logits' scale), and ``trend_test`` / ``alpha_sweep_trend`` test alpha's effect across the whole sweep (Page's L).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
@@ -273,3 +278,101 @@ def neighbourhood_rank_table(
 ) -> pd.DataFrame:
     """The summary of ``neighbourhood_tables``, one row per variant x kind x level."""
     return neighbourhood_tables(models, images, labels, kinds, levels, n_anchors, seed, batch_size, progress)[0]
+
+
+# --- issue 23: DS on the variant's own logit scale, and alpha's trend over the whole sweep ---
+
+
+def same_class_spread(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean DS between two distinct random images of the same class (the first drawn uniformly from the images of
+    classes with >= 2 of them): the variant's own same-class logit scale.
+
+    Exact, not sampled: over the ordered pairs i != j of a class, mean ||z_i - z_j||^2 = 2 x (the sum over logits
+    of the class's variance with ddof=1); classes weigh by their image counts.
+    """
+    z = torch.as_tensor(logits).double().cpu()
+    y = torch.as_tensor(labels).cpu()
+    if z.ndim != 2 or len(z) != len(y):
+        raise ValueError(f"logits must be (N, classes) with one label per row, got {tuple(z.shape)} and {len(y)}")
+    total, weight = 0.0, 0
+    for c in torch.unique(y).tolist():
+        zc = z[y == c]
+        if len(zc) >= 2:
+            total += len(zc) * float(2 * zc.var(dim=0, unbiased=True).sum())
+            weight += len(zc)
+    if weight == 0:
+        raise ValueError("no class has two images: the same-class spread is undefined")
+    return total / weight
+
+
+def logit_spreads(
+    models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512
+) -> dict[str, float]:
+    """``same_class_spread`` of every variant's clean logits on ``images``."""
+    return {v: same_class_spread(predict_logits(m, images, batch_size), labels) for v, m in models.items()}
+
+
+def normalise_ds(per_image: pd.DataFrame, spreads: Mapping[str, float]) -> pd.DataFrame:
+    """``ds_tables``' per-image table with ``ds_normalised`` = ds / the variant's same-class spread added.
+
+    DS is a squared logit distance, so a variant with larger logits has a larger DS for the same relative move;
+    divided by its own same-class spread, DS is scale-free (multiplying a model's logits by k leaves it unchanged).
+    """
+    missing = sorted(set(per_image["variant"]) - set(spreads))
+    if missing:
+        raise ValueError(f"no same-class spread for variant(s) {', '.join(map(str, missing))}")
+    out = per_image.copy()
+    out["ds_normalised"] = out["ds"] / out["variant"].map(spreads).astype(float)
+    return out
+
+
+def level1_sum_per_image(per_image: pd.DataFrame, value: str = "ds") -> pd.DataFrame:
+    """Per variant and image, ``value`` at level 1 summed over the kinds (the per-image form of
+    ``ds_level1_sum``). Columns: variant, image, ``value``."""
+    level1 = per_image[per_image["level"] == 1]
+    return level1.groupby(["variant", "image"], sort=False)[value].sum().reset_index()
+
+
+@dataclass(frozen=True)
+class TrendResult:
+    """Page's L trend test across ordered treatments (alphas) within blocks (images or seeds)."""
+
+    statistic: float
+    p: float
+    spearman_rho: float
+    n_blocks: int
+    n_levels: int
+    test: str
+
+
+def trend_test(
+    table: pd.DataFrame, treatment: str = "alpha", block: str = "image", value: str = "ds",
+    direction: str = "decreasing",
+) -> TrendResult:  # fmt: skip
+    """Is ``value`` monotone in ``treatment`` across the whole sweep, not only between its ends?
+
+    Page's L test (scipy.stats.page_trend_test, one-sided) with ``block`` as rows (each block is ranked across
+    the treatments on its own, so per-image differences in level do not matter) and the treatments in ascending
+    order, predicted to rise ("increasing") or fall ("decreasing"). Blocks missing a treatment are dropped.
+    ``spearman_rho``: Spearman's correlation of the treatment with the per-treatment mean (descriptive).
+    Needs >= 3 treatments and >= 2 blocks.
+    """
+    if direction not in ("increasing", "decreasing"):
+        raise ValueError("direction must be 'increasing' or 'decreasing'")
+    wide = table.pivot_table(index=block, columns=treatment, values=value, aggfunc="mean").sort_index(axis=1)
+    wide = wide.dropna()
+    if wide.shape[1] < 3 or wide.shape[0] < 2:
+        raise ValueError(f"a trend test needs >= 3 values of {treatment!r} and >= 2 complete {block}s, got "
+                         f"{wide.shape[1]} and {wide.shape[0]}")  # fmt: skip
+    data = wide.to_numpy(float)
+    res = stats.page_trend_test(data if direction == "increasing" else data[:, ::-1])
+    means = data.mean(axis=0)
+    rho = float(stats.spearmanr(wide.columns.to_numpy(float), means).statistic) if np.ptp(means) > 0 else math.nan
+    return TrendResult(float(res.statistic), float(res.pvalue), rho, wide.shape[0], wide.shape[1],
+                       f"Page's L trend test ({res.method}), {direction} in {treatment}, blocks: {block}")  # fmt: skip
+
+
+def alpha_sweep_trend(sweep: pd.DataFrame, value: str = "ds_level1_sum", direction: str = "decreasing") -> TrendResult:
+    """``trend_test`` over ``alpha_sweep``'s table: alphas as treatments, seeds as blocks (use ``trend_test`` with
+    ``block="image"`` on per-image DS at each alpha when those are kept)."""
+    return trend_test(sweep, "alpha", "seed", value, direction)
