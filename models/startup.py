@@ -20,7 +20,9 @@ def _quiet(kind: type[BaseException], exc: BaseException, tb: TracebackType | No
     if not issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, exc, tb)
         return
-    print("\ninterrupted (Ctrl-C) before the command started; nothing was written", file=sys.stderr)
+    # The hook stays installed after start-up; a command's own handler normally catches Ctrl-C first, and its
+    # writes are staged (models.safe_output), so this line claims no more than that the command stopped.
+    print("\ninterrupted (Ctrl-C); the command stopped", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
