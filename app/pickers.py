@@ -62,7 +62,8 @@ def _filter_settings(ctx: Context, key: str, show: str, columns) -> tuple[str, s
     variant = columns[0].selectbox("of variant", variants, key=f"{key}_filter_variant",
                                    help="Whose DS, prediction or mistakes the filter uses.")  # fmt: skip
     state = st.session_state
-    page_kind, page_level = state.get(f"{key}_kind"), state.get(f"{key}_level")
+    page_kind = state.get(f"{key}_kind")
+    page_level = state.get(f"{key}_level", state.get(f"{key}_level_kept"))  # the saliency page keeps its level
     if show in (gf.LARGEST_DS, gf.CHANGED) and page_kind not in KINDS:
         kind = columns[1].selectbox("for perturbation", list(KINDS), key=f"{key}_filter_kind")
     else:

@@ -486,3 +486,27 @@ def test_result_pages_fit_the_screen_and_are_photographed(tmp_path, monkeypatch)
     for name in SCREENSHOT_PAGES:
         for width in SCREENSHOT_WIDTHS:
             assert (out / f"{name}-{width}.png").stat().st_size > 20_000, (name, width)
+
+
+def test_saliency_prediction_changed_filter_counts_what_the_model_does(tiny_zoo, tiny_report, monkeypatch, cache_dir):
+    import torch
+
+    from analysis import gallery_filters as gf
+    from models.checkpoints import load_zoo
+    from models.data import load_dataset
+
+    monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
+    _point_results_at(monkeypatch, tiny_report.parent)
+    summary = json.loads((tiny_report / "summary.json").read_text())
+    data = load_dataset("digits", "test")
+    indices = gf.subset_indices(len(data), summary["settings"]["n_images"], summary["settings"]["subset_seed"])
+    at = open_page("saliency")
+    at.selectbox(key="sal_filter").set_value(gf.CHANGED).run()
+    assert_clean(at)
+    kind, variant = at.selectbox(key="sal_kind").value, at.selectbox(key="sal_filter_variant").value
+    level = max(1, int(at.session_state["sal_level"]) if "sal_level" in at.session_state else 1)
+    model = load_zoo(tiny_zoo, device="cpu").models[variant]
+    changed = gf.prediction_changes(model, data.images[torch.as_tensor(indices)], kind, level)
+    texts = [c.value for c in at.caption] + [w.value for w in at.warning]
+    assert changed.any()  # the untrained tiny models do change some predictions: the count is not a trivial 0
+    assert any(f"{int(changed.sum())} of the {len(indices)} test images" in t for t in texts), texts
