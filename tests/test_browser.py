@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -464,5 +465,116 @@ def test_shipped_zoo_out_of_distribution_notice(default_server, rocket_png):
         except BaseException:
             page.screenshot(path=str(artifacts / "ood-failure.png"), full_page=True)
             shutil.copy(log, artifacts / "streamlit-ood.log")
+            raise
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.fixture
+def polling_server(tiny_zoo, tmp_path, monkeypatch):
+    """The tiny zoo's dashboard with page runs that never wait for maps (SCL_SALIENCY_WAIT_S=0): every map comes
+    in through the job runner and the rows' polling, as on a large model."""
+    monkeypatch.setenv("SCL_SALIENCY_WAIT_S", "0")
+    with running_dashboard(tiny_zoo, tmp_path / "streamlit.log") as running:
+        yield running
+
+
+def level_shown(page) -> dict:
+    """What one session's saliency page says about the level: the slider, the caption under it, the rows' caption
+    and each row's perturbed image (Playwright locators: they see into every part of the page)."""
+    slider = page.locator('.st-key-sal_level input[type="range"]')
+    captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+    perturbed = []
+    for key in VARIANT_ROWS:
+        alts = page.locator(f".st-key-sal_row_{key} .scl-saliency img").evaluate_all("els => els.map(e => e.alt)")
+        perturbed += [a for a in alts if a.startswith("perturbed") or a.startswith("level 0")]
+    return {
+        "slider": slider.first.input_value() if slider.count() else None,
+        "applied": [t for t in captions if t.startswith("Applied:")],
+        "drawn": [m.group(1) for t in captions if (m := re.search(r"Level (\d) drawn in", t))],
+        "perturbed": perturbed,
+    }
+
+
+def agrees(shown: dict, level: int, label: str) -> bool:
+    perturbed = f"perturbed: {label}" if level else "level 0 (= original)"
+    return (shown["slider"] == str(level) and shown["applied"] == [f"Applied: {label}"]
+            and shown["drawn"] == [str(level)] and shown["perturbed"] == [perturbed] * len(VARIANT_ROWS))  # fmt: skip
+
+
+def set_level(page, level: int) -> None:
+    """Move the level slider with the keyboard (Home, then ArrowRight ``level`` times)."""
+    thumb = page.locator('.st-key-sal_level input[type="range"]')
+    thumb.focus()
+    thumb.press("Home")
+    for _ in range(level):
+        thumb.press("ArrowRight")
+
+
+def wait_level_agrees(page, level: int, label: str, timeout_s: float) -> None:
+    """Until slider, caption, every row's perturbed image and the rows' caption all say ``level`` (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    shown = level_shown(page)
+    while not agrees(shown, level, label):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the page never agreed on level {level}: {shown}")
+        page.wait_for_timeout(250)
+        shown = level_shown(page)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_saliency_level_agrees_everywhere_and_heavy_work_shows_progress(polling_server, astronaut_png):
+    """Issue #24 point 1 in a browser, with a second session computing at the same time: level 3 on a gallery image,
+    switch to 'Upload an image', upload a photograph: slider, caption and maps all say level 3 once drawn (never
+    the slider at 1 over level-3 maps); the maps come in with a progress bar and a Cancel button; a second
+    session's level moves read right while the first one's LIME runs; the server stays up."""
+    from models.perturbations import KIND_REGISTRY
+
+    url, proc, log = polling_server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    label3, label2 = KIND_REGISTRY["brightness"].label(3), KIND_REGISTRY["brightness"].label(2)
+    with browser_page() as page:
+        try:
+            open_saliency(page, url)
+            wait_for_variant_rows(page)
+            wait_idle(page, RESULT_S)
+            set_level(page, 3)
+            wait_level_agrees(page, 3, label3, RESULT_S)
+            wait_idle(page, RESULT_S)
+
+            page.locator('[data-testid="stRadioOption"]', has_text="Upload an image").click()
+            uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+            uploader.wait_for(state="attached", timeout=60_000)
+            page.locator(".st-key-sal_method_lime").get_by_text("LIME").click()  # a slow method: visible progress
+            uploader.set_input_files(str(astronaut_png))
+            page.locator('[data-testid="stProgress"]').first.wait_for(timeout=RESULT_S * 1000)
+            assert page.locator(".st-key-sal_cancel").get_by_role("button", name="Cancel", exact=True).count() == 1
+            shown = level_shown(page)
+            assert shown["slider"] == "3" and shown["applied"] == [f"Applied: {label3}"], shown
+            assert set(shown["perturbed"]) <= {f"perturbed: {label3}"}, shown  # busy rows, or level 3: never another
+
+            second = page.context.browser.new_context(viewport={"width": 1500, "height": 1100})  # another session
+            try:
+                other = second.new_page()
+                open_saliency(other, url)
+                wait_for_variant_rows(other)
+                set_level(other, 2)
+                wait_level_agrees(other, 2, label2, RESULT_S)
+            finally:
+                second.close()
+            page.bring_to_front()  # a tab in the background is not redrawn
+
+            wait_level_agrees(page, 3, label3, RESULT_S)
+            page.locator(".st-key-sal_row_standard .scl-saliency img[alt='LIME']").wait_for(timeout=RESULT_S * 1000)
+            page.locator('[data-testid="stProgress"]').first.wait_for(state="detached", timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)  # every map computed: the bar has gone and the polling stopped
+            assert page.locator('[data-testid="stProgress"]').count() == 0
+            shown = level_shown(page)
+            assert agrees(shown, 3, label3), shown
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert proc.poll() is None, "the server died"
+        except BaseException:
+            page.screenshot(path=str(artifacts / "saliency-jobs-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit-jobs.log")
             raise
     assert "Traceback" not in log.read_text()
