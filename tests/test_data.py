@@ -497,6 +497,13 @@ def test_colour_bias_fractions_flip_between_splits() -> None:
     assert torch.equal(digits.images, again.images)
 
 
+@covers("colour-bias-shortcut")
+def test_colour_bias_shortcut_loads_like_colour_bias() -> None:
+    ds = DATASETS["colour-bias-shortcut"]("test", None, source="digits")
+    check_common(ds, 360)
+    assert ds.source["design"] == "shortcut"  # its colours: tests/test_colour_bias_shortcut.py
+
+
 @covers("cifar10", "digits")
 def test_image_size_resizes_images_and_masks(tmp_path: Path) -> None:
     make_cifar10(tmp_path)

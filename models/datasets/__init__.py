@@ -7,7 +7,8 @@ by name. Registered (see :data:`DATASETS`):
 * ``fashion-mnist-m`` (default; :mod:`.fashion_mnist_m`): Fashion-MNIST garments, tinted, on
   32x32 crops of real photographs, built once and cached;
 * ``fashion-mnist``, ``digits`` (:mod:`.builtin`) and ``colour-bias`` (:mod:`.colour_bias`, the
-  paper's section 4.7 set), built from data installed locally;
+  paper's section 4.7 set; ``colour-bias-shortcut``, its variant where colour predicts the class in
+  training), built from data installed locally;
 * ``cifar10``, ``cifar100``, ``svhn``, ``mnist`` (:mod:`.formats`) and ``imagefolder``
   (:mod:`.folders`; also streamed, ``stream=True``), read from a ``root`` directory in the usual
   on-disk formats. Nothing is ever downloaded.
