@@ -205,3 +205,22 @@ def test_failed_job_keeps_its_error_and_bad_kind_is_refused(runner):
     with pytest.raises(ValueError, match="light' or 'heavy"):
         runner.submit("s1", "medium", lambda job: None)
     assert runner.session_jobs("s1") == [job]  # the refused one left nothing behind
+
+
+def test_server_runner_knows_live_sessions_without_a_streamlit_runtime():
+    """Outside `streamlit run` (AppTest, scripts) a session is alive while its heartbeat is recent; the server's
+    runner frees memory (gc and malloc_trim) when it drops jobs."""
+    from app import jobs, long_lived
+
+    jobs.reset_runner()
+    try:
+        assert not jobs.streamlit_session_alive("never-seen")
+        runner = jobs.get_runner()
+        runner.touch("seen")
+        assert jobs.streamlit_session_alive("seen")
+        assert runner._on_release is long_lived.trim
+        done = runner.submit("seen", "light", lambda job: Big(), key="big")
+        assert done.wait(WAIT)
+        assert runner.close_session("seen") == 1 and runner.find("big") is None
+    finally:
+        jobs.reset_runner()
