@@ -32,7 +32,8 @@ ALL_LEVELS: tuple[int, ...] = tuple(range(MAX_LEVEL + 1))
 
 @dataclass(frozen=True)
 class PredictionsRequest:
-    """One variant's predictions on one image at ``levels`` of perturbation ``kind``."""
+    """One variant's predictions on one image at ``levels`` of perturbation ``kind`` (level 0 is the image itself,
+    so ``kind`` may be "" when ``levels`` is ``(0,)``)."""
 
     variant: str
     image: np.ndarray

@@ -14,9 +14,9 @@ import numpy as np
 import streamlit as st
 
 from analysis.embeddings import Anchor
-from analysis.service_api import AnchorViewRequest, ProjectionRequest, RepresentationsRequest
+from analysis.service_api import AnchorViewRequest, PredictionsRequest, ProjectionRequest, RepresentationsRequest
 from app import compute, long_lived
-from app.images import as_batch, image_key
+from app.images import image_key
 from app.zoo_cache import ZooHandle, _cached_zoo, embeddings_module
 from models.data import ImageDataset
 
@@ -61,10 +61,9 @@ def cached_anchor_views(
 
 def upload_anchor(handle: ZooHandle, name: str, image: np.ndarray, variant: str) -> Anchor:
     """An uploaded image as an anchor: its neighbourhood is the class ``variant`` predicts for it."""
-    emb = embeddings_module(False)
-    with handle.lock(variant):
-        logits = emb.embed_logits({variant: handle.model(variant)}, as_batch(image))[variant]
-    return Anchor(name, np.asarray(image, dtype=np.float32), int(np.asarray(logits).argmax(1)[0]), -1, None)
+    image = np.asarray(image, dtype=np.float32)
+    pred = compute.service(handle).predictions(PredictionsRequest(variant, image, "", (0,))).pred
+    return Anchor(name, image, int(pred[0]), -1, None)
 
 
 # ----------------------------------------------------------------------------- the whole test set, cached on disk

@@ -74,6 +74,8 @@ def test_predictions_and_maps_are_the_per_image_functions(service, test_split, o
     assert np.allclose(
         maps.maps, per_image.level_maps(model, image, "hue", "gradcam", int(got.pred[0]), (0, 2))["maps"]
     )
+    clean = service.predictions(PredictionsRequest("C", image, "", (0,)))  # level 0 needs no kind
+    assert clean.levels == [0] and np.allclose(clean.logits[0], want["logits"][0])
     with pytest.raises(KeyError, match="unknown variant 'nope'"):
         service.predictions(PredictionsRequest("nope", image, "hue"))
 
