@@ -21,13 +21,17 @@ from app.zoo_cache import ZooHandle, _cached_zoo, get_dataset
 __all__ = ["cached_adversarial", "masking_warnings", "probes", "service"]
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
 def _service(zoo_key: tuple) -> ComputeService:
+    return _service_for(zoo_key, os.environ.get(ENV_BACKEND) or "")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _service_for(zoo_key: tuple, backend: str) -> ComputeService:
     handle = _cached_zoo(*zoo_key)
-    if os.environ.get(ENV_BACKEND):  # SCL_BACKEND=http://host:port: the backend's copy of this zoo, over HTTP
+    if backend:  # SCL_BACKEND=http://host:port: the backend's copy of this zoo, over HTTP
         from analysis.service_client import RemoteComputeService
 
-        return RemoteComputeService.for_hashes(os.environ[ENV_BACKEND], handle.hashes)
+        return RemoteComputeService.for_hashes(backend, handle.hashes)
     return LocalComputeService(handle.zoo, get_dataset, handle.class_name, handle.data_root)
 
 
