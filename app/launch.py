@@ -87,7 +87,10 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def streamlit_argv(args: argparse.Namespace, extra: list[str]) -> list[str]:
     """The ``streamlit run`` command line for the dashboard, with ``extra`` arguments appended."""
-    return ["streamlit", "run", str(ENTRY), "--server.address", args.address, "--server.port", str(args.port),
+    from analysis.public_mode import is_public
+
+    entry = ENTRY.with_name("asgi_app.py") if is_public() else ENTRY  # public: framing/CSP headers, no metrics
+    return ["streamlit", "run", str(entry), "--server.address", args.address, "--server.port", str(args.port),
             *config_flags(), *extra]  # fmt: skip
 
 
