@@ -6,8 +6,9 @@ constraint (C vs standard+jitter, ADV+C vs ADV-mixed). Tests (``analysis.statist
 variants on the same images -> exact McNemar with a paired-bootstrap CI; per-image continuous metrics -> paired
 bootstrap (10,000 seeded resamples); one number per training seed -> Welch's t-test. The p-values of one claim's
 comparisons are Holm-adjusted. A comparison holds when its CI excludes 0 in the paper's direction (adjusted p <
-0.05), does not hold when it excludes 0 the other way, and is inconclusive otherwise; the claim holds when every
-comparison holds, partly when they disagree, does not hold when one is reversed and none holds.
+0.05), does not hold when it excludes 0 the other way (also only with adjusted p < 0.05), and is inconclusive
+otherwise; the claim holds when every comparison holds, partly when they disagree, does not hold when one is
+reversed and none holds.
 
 With one trained checkpoint per variant, image-level tests speak about these checkpoints, not about the training
 method. In quick mode every measured claim reads "not decided at quick scale".
@@ -118,7 +119,7 @@ def _rule(metric: str, direction: str, test: str) -> str:
     rel = ">" if direction == "higher" else "<"
     return (f"{metric}: constrained {rel} its counterpart (C vs standard, ADV+C vs ADV; controls where present); "
             f"{test}; per comparison: holds if the 95% CI excludes 0 on the paper's side and Holm-adjusted p < 0.05, "
-            "does not hold if it excludes 0 on the other side, else inconclusive")  # fmt: skip
+            "does not hold if it excludes 0 on the other side with adjusted p < 0.05, else inconclusive")  # fmt: skip
 
 
 def paired_claim(
@@ -218,7 +219,7 @@ def _alpha_ends(alpha_df: pd.DataFrame, col: str) -> tuple[float, float, np.ndar
 def claim_alpha_continuity(results: Results, roles: Mapping[str, str] | None = None) -> Claim:
     key, claim, paper = "alpha_continuity", "A larger alpha gives a more continuous model", "4.2, Fig. 4 (right)"
     rule = ("level-1 DS sum at the largest alpha minus at the smallest, over seeds: Welch t-test; holds if the 95% "
-            "CI lies below 0, does not hold if above, else inconclusive")  # fmt: skip
+            "CI lies below 0 and p < 0.05, does not hold if above and p < 0.05, else inconclusive")  # fmt: skip
     df = part(results, "alpha_sweep")
     if df is None or df["alpha"].nunique() < 2:
         return not_measured(key, claim, paper, FIGURE_SHORT["fig4_right"], rule, "fewer than two alphas")

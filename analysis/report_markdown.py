@@ -55,7 +55,9 @@ def section_claims(claims: Sequence[Claim]) -> str:
     show["holds?"] = show["holds?"].map(lambda v: f"**{v}**")
     text = ("Each verdict comes from the rule in the last column, applied in code (`analysis.claims`, "
             "`analysis.statistics`) to the per-image or per-seed results below: the effect is the constrained "
-            "variant minus its counterpart with its 95% CI; p-values of one claim's comparisons are Holm-adjusted. "
+            "variant minus its counterpart with its 95% CI; p-values of one claim's comparisons are Holm-adjusted, and "
+            "a comparison of two variants holds or does not hold only when its CI excludes 0 and its adjusted p < "
+            "0.05. "
             f"With {CHECKPOINT_NOTE}. `claim_tests.csv` lists every comparison as numbers.")  # fmt: skip
     return "\n".join(["## Claims", "", f"Verdicts: {tally}. {text}", "", md_table(show), ""])
 
@@ -81,13 +83,16 @@ def section_table2(ctx: Context, status: Status) -> str:
             r["ours clean"], r["ours PGD-10"] = pct(m["clean_acc"]), pct(m["pgd_acc"])
         if ens is not None and v in set(ens["variant"]):
             e = ens.set_index("variant").loc[v]
-            r.update({"ours APGD-CE": pct(e["apgd_ce_acc"]), "ours APGD-T": pct(e["apgd_t_acc"]),
+            r.update({"ours PGD-10 + APGD-CE (cumulative)": pct(e["apgd_ce_acc"]),
+                      "ours PGD-10 + APGD-CE + APGD-T (cumulative)": pct(e["apgd_t_acc"]),
                       "ours worst case": pct(e["worst_acc"])})  # fmt: skip
         rows.append(r)
     out += [md_table(pd.DataFrame(rows).fillna("n/a")), ""]
     n = [f"{name}: {sec.ran_text(status, name)}" for name in ("robustness", "attack_audit") if name in ctx.results]
     out += [("Ours, on the same test images for every column (" + "; ".join(n) + "). Worst case: an image counts "
-             "as robust only if PGD-10, APGD-CE and APGD-T (DLR, targeted) all fail on it.") if n else
+             "as robust only if PGD-10, APGD-CE and APGD-T (DLR, targeted) all fail on it. The APGD columns are "
+             "cumulative: each attack runs only on the images every earlier one left correct, so they are not "
+             "each attack alone on all images.") if n else
             (sec.missing(status, "robustness") or ""), ""]  # fmt: skip
     if "attack_audit" in ctx.results:
         out += ["### Attack strength (facts, and warnings only where a check fails)", "",
