@@ -263,3 +263,69 @@ def test_cli_serves_and_stops_on_ctrl_c(tiny_zoo):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_client_recovers_when_the_backend_is_back(tiny_zoo):
+    """A backend that goes away and comes back on the same port (a restart): BackendUnavailable while it is
+    away, then answers again from the same client (its kept-alive connection replaced). A stdlib HTTP server
+    stands in for the service here, answering with ZooServer exactly as a replica does."""
+    import contextlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from analysis.backend_service import ZooServer
+
+    zoo_server = ZooServer(str(tiny_zoo), "cpu")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as Ray Serve's proxy
+
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            request = wire.request_of(self.path.rsplit("/", 1)[-1], body)
+            out = wire.dumps(zoo_server.predictions_batch([request])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def setup(self):
+            super().setup()
+            open_connections.add(self.connection)
+
+        def log_message(self, *args):
+            pass
+
+    port, open_connections = free_port(), set()
+
+    def stop(server: ThreadingHTTPServer) -> None:
+        """As a killed process: the listening socket and every kept-alive connection closed."""
+        server.shutdown()
+        server.server_close()
+        for conn in list(open_connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        open_connections.clear()
+
+    def start() -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    client = RemoteComputeService(f"http://127.0.0.1:{port}", "tiny", timeout=10)
+    req = api.PredictionsRequest("C", image(7), "saturation")
+    want = api.LocalComputeService(zoo_server.zoo, lambda *a: None).predictions(req)
+    server = start()
+    assert_same(want, client.predictions(req))
+    stop(server)
+    with pytest.raises(BackendUnavailable, match="retrying"):
+        client.predictions(req)
+    server = start()
+    try:
+        assert_same(want, client.predictions(req))
+        assert_same(want, client.predictions(req))
+    finally:
+        stop(server)
