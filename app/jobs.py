@@ -72,6 +72,7 @@ class Job:
     _future: concurrent.futures.Future | None = field(default=None, repr=False)
     _call: tuple = field(default=(), repr=False)  # (fn, args, kwargs, device): what a requeue submits again
     _forget: Callable[[Job], None] | None = field(default=None, repr=False)  # the runner's, set on submit
+    _seq: int = field(default=0, repr=False)  # when it was (re)queued: the order its pool will run it in
 
     # -- what the job function calls
     def report(self, fraction: float) -> None:
@@ -203,7 +204,7 @@ class JobRunner:
             self._jobs[job.id] = job
             if key is not None:
                 self._by_key[key] = job
-            job._call, job._forget = (fn, args, kwargs, device), self._forget
+            job._call, job._forget, job._seq = (fn, args, kwargs, device), self._forget, next(self._ids)
             job._future = pool.submit(self._run, job, fn, args, kwargs)
             return job
 
@@ -238,9 +239,21 @@ class JobRunner:
                 if job.state != "queued" or future is None or job.should_stop() or not future.cancel():
                     continue
                 fn, args, kwargs, device = job._call  # the cancelled future is dropped; a new one runs the job
+                job._seq = next(self._ids)
                 job._future = self._pool(job.kind, device).submit(self._run, job, fn, args, kwargs)
                 moved += 1
         return moved
+
+    def put_first(self, jobs: Iterable[Job]) -> int:
+        """Move the queued ones of ``jobs`` ahead of every other queued job of their kind (any session's), keeping
+        the others' order: a session's new shown level goes before everyone's background work."""
+        with self._lock:
+            first = [j for j in jobs if j.state == "queued"]
+            kinds = {j.kind for j in first}
+            ids = {j.id for j in first}
+            rest = [j for j in self._jobs.values() if j.kind in kinds and j.state == "queued" and j.id not in ids]
+            rest.sort(key=lambda j: j._seq)
+            return self.requeue(first + rest)
 
     # ------------------------------------------------------------------ reading
     def find(self, key: Hashable) -> Job | None:

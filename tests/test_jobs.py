@@ -147,6 +147,17 @@ def test_requeue_puts_the_wanted_jobs_first(runner):
     assert runner.requeue(jobs.values()) == 0  # finished jobs are left alone
 
 
+def test_a_new_shown_level_goes_before_every_session_s_background(runner):
+    gate, order = threading.Event(), []
+    blocker = runner.submit("A", "heavy", lambda job: gate.wait(WAIT))
+    background = [runner.submit("A", "heavy", lambda job, n=n: order.append(n)) for n in ("a1", "a2")]
+    shown = runner.submit("B", "heavy", lambda job: order.append("b-shown"))
+    assert runner.put_first([shown]) == 3  # B's shown level, then A's background in its order
+    gate.set()
+    assert blocker.wait(WAIT) and shown.wait(WAIT) and all(j.wait(WAIT) for j in background)
+    assert order == ["b-shown", "a1", "a2"]
+
+
 def test_keyed_jobs_are_shared_and_dropped_when_their_sessions_close(runner):
     made: list[weakref.ref] = []
 

@@ -250,8 +250,9 @@ def saliency_rows() -> None:
     steps = saliency_cache.submit_maps(runner, session, handle, picked.image, image_key, kind, targets, methods,
                                        method_options, level, group, heavy=not cancelled)  # fmt: skip
     heavy_steps = [(k, job) for k, job in steps if job.kind == "heavy"]
-    if state.get("sal_requeued") != (group, level):  # the slider moved: the new level's queued jobs go first
-        runner.requeue(job for _, job in heavy_steps)
+    if state.get("sal_requeued") != (group, level):  # a new view or level: its level goes before all background
+        runner.put_first([job for (_, _, lv), job in heavy_steps if lv == level])
+        runner.requeue(job for (_, _, lv), job in heavy_steps if lv != level)  # then this view's own, in order
         state["sal_requeued"] = (group, level)
     by_step = dict(steps)
     needed = [job for (_, _, lv), job in steps if lv in (level, 0)]
