@@ -191,8 +191,9 @@ def differences_from_paper(ctx: Context) -> str:
     lines = ["## Differences from the paper", "",
              f"- Zoo `{ctx.zoo.path}` (recipe `{ctx.zoo.manifest.get('recipe')}`), data set `{ctx.dataset}`; the "
              "paper uses CIFAR-100 ResNet18s and ImageNet ResNet50s.", *[f"- zoo: {d}" for d in diffs],
-             f"- Image-level tests use {CHECKPOINT_NOTE}; only the training experiments (alpha sweep, transfer, "
-             "colour bias) repeat training over seeds.",
+             f"- Image-level tests use {CHECKPOINT_NOTE}; only the colour bias trains from scratch per seed, while "
+             "the alpha sweep and transfer repeat over seeds only the fine-tune from one source checkpoint, so they "
+             "too speak about these checkpoints.",
              "- Figures have no numbers in the paper's text: their rows compare with the paper's stated direction.",
              "- The alpha sweep fine-tunes briefly from the zoo's baseline on a subset (Adam at lr 1e-4; paper: Adam "
              "1e-5 for an unstated length).",
