@@ -37,6 +37,7 @@ def app_env(tiny_zoo, monkeypatch, tmp_path, cache_dir):
     from app import results_store
 
     monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
+    monkeypatch.setenv("SCL_SALIENCY_WAIT_S", "600")  # each run draws the shown level's maps, however busy the CPU
     monkeypatch.setattr(results_store, "RESULTS_ROOT", tmp_path / "results")
     # The quick buttons run the registry's experiments with its QUICK settings, shrunk here for the tiny zoo.
     small = dataclasses.replace(stored.QUICK, n_images=24, rank_anchors=8, pgd_images=8, eps_images=8,
@@ -195,7 +196,7 @@ def test_saliency_methods_come_from_the_registry(app_env):
     at = open_app("saliency")
     for name, method in METHOD_REGISTRY.items():
         box = at.checkbox(key=f"sal_method_{name}")
-        assert box.label == method.label and box.value == (not method.slow)
+        assert box.label == method.label and box.value == method.selected_by_default
 
 
 def png_size(uri: str) -> tuple[int, int]:
