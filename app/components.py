@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.results_store import Results
-from app import long_lived, results_store, zoo_cache
+from app import long_lived, public, results_store, zoo_cache
 from models.checkpoints import CheckpointError
 from models.data import DatasetError
 from models.objectives import VARIANT_REGISTRY
@@ -71,6 +71,8 @@ def build_navigation():
             "Models": [page("zoo", "The zoo", ":material/science:", default=True)],
             "Explore": [
                 page("saliency", "Saliency side by side", ":material/local_fire_department:"),
+                page("explanation_continuity", "Explanation continuity", ":material/timeline:"),
+                page("sanity_checks", "Sanity checks", ":material/rule:"),
                 page("embeddings", "Neighbourhood embeddings", ":material/scatter_plot:"),
             ],
             "Experiments": [
@@ -125,9 +127,9 @@ def _load_handle(path: str, device: str) -> tuple[zoo_cache.ZooHandle | None, st
     try:
         return zoo_cache.get_zoo(path, device), None
     except CheckpointError as exc:
-        return None, str(exc)
+        return None, public.redact(str(exc))
     except Exception as exc:  # anything else about a bad folder: a message, not a traceback
-        return None, f"could not load the zoo at {path}: {type(exc).__name__}: {exc}"
+        return None, public.redact(f"could not load the zoo at {path}: {type(exc).__name__}: {exc}")
 
 
 def sidebar() -> Context:
@@ -139,14 +141,17 @@ def sidebar() -> Context:
     with st.sidebar:
         st.markdown("### Model zoo")
         locked = os.environ.get("SCL_ZOO_LOCKED", "").lower() in ("1", "true", "yes")
-        path = st.text_input(
-            "Zoo folder",
-            key="scl_zoo_path",
-            disabled=locked,
-            help="A folder with zoo.json and one checkpoint per variant. Also settable with "
-            "`streamlit run app/streamlit_app.py -- --zoo PATH` or the SCL_ZOO environment variable"
-            + (" (locked by SCL_ZOO_LOCKED on this server)." if locked else "."),
-        )
+        if public.enabled():  # public mode: the operator's zoos by name, never a typed server path
+            path = public.zoo_picker()
+        else:
+            path = st.text_input(
+                "Zoo folder",
+                key="scl_zoo_path",
+                disabled=locked,
+                help="A folder with zoo.json and one checkpoint per variant. Also settable with "
+                "`streamlit run app/streamlit_app.py -- --zoo PATH` or the SCL_ZOO environment variable"
+                + (" (locked by SCL_ZOO_LOCKED on this server)." if locked else "."),
+            )
         handle, error = _load_handle(path, device)
         if handle is None:
             st.error("No zoo loaded (see the page).", icon="⚠️")
@@ -154,7 +159,7 @@ def sidebar() -> Context:
             st.caption(f"**{handle.name}**: {', '.join(handle.variants)}")
         from models.data import dataset_names
 
-        names = dataset_names()
+        names = public.dataset_choices(dataset_names())
         default = handle.dataset_name if handle else None
         if state.get("scl_dataset_for") != path:  # a new zoo: follow its data set
             state["scl_dataset_for"] = path
@@ -163,12 +168,15 @@ def sidebar() -> Context:
             "Data set (test split)", names, key="scl_dataset",
             help="The gallery and the experiments use this data set's test split; by default the zoo's own.",
         )  # fmt: skip
-        with st.expander("Data location", expanded=False):
-            data_root = st.text_input(
-                "Data root (for cifar10, svhn, imagefolder...)",
-                value=(handle.data_root or "") if handle else "",
-                key=f"scl_data_root::{path}",
-            )
+        if public.enabled():  # the operator's folder for the chosen data set, never a typed one
+            data_root = public.dataset_root(dataset_name)
+        else:
+            with st.expander("Data location", expanded=False):
+                data_root = st.text_input(
+                    "Data root (for cifar10, svhn, imagefolder...)",
+                    value=(handle.data_root or "") if handle else "",
+                    key=f"scl_data_root::{path}",
+                )
         st.markdown(f"Device: **{device}**")
         if device == "cpu":
             st.caption("No GPU found: everything runs on the CPU.")
@@ -275,13 +283,13 @@ def results_or_quick(
         n = results_store.QUICK_SIZES[experiment]
         quick = results_store.quick_results(handle, ctx.dataset_args, experiment, n)
     if results.folder is None:
-        where = " or ".join(f"`{p}`" for p in results_store.results_folders(handle))
+        where = public.redact(" or ".join(f"`{p}`" for p in results_store.results_folders(handle)))
         st.info(
             f"**No precomputed results for zoo {handle.name!r}** (looked in {where}). Compute them with\n\n"
-            f"```\n{results_store.report_command(handle)}\n```"
+            f"```\n{public.redact(results_store.report_command(handle))}\n```"
         )
     else:
-        st.caption(f"Results read from `{results.folder}`.")
+        st.caption(public.redact(f"Results read from `{results.folder}`."))
     if experiment is not None and quick is None and ctx.dataset_name and results.folder is None:
         n = results_store.QUICK_SIZES[experiment]
         label = f"Compute a quick version now ({n} test images)"
@@ -390,5 +398,5 @@ def other_files(results: Results, hints: tuple[str, ...], shown: set[str]) -> No
 def zoo_header(ctx: Context) -> None:
     handle = ctx.handle
     if handle is not None:
-        st.caption(f"Zoo **{handle.name}** · data set **{ctx.dataset_name}** · device **{ctx.device}** · "
-                   f"`{Path(handle.path)}`")  # fmt: skip
+        st.caption(public.redact(f"Zoo **{handle.name}** · data set **{ctx.dataset_name}** · device **{ctx.device}** · "
+                                 f"`{Path(handle.path)}`"))  # fmt: skip
