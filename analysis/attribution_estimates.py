@@ -1,7 +1,7 @@
 """How long an attribution will take at this input size, and whether that makes it "slow" (opt-in in a page).
 
-:func:`estimate` multiplies the network's measured per-sample seconds (:func:`analysis.network_cost.sample_cost`:
-one timed forward+backward and one no-grad forward, measured once per network and input size) by the number of
+:func:`estimate` multiplies the network's measured per-sample seconds (:func:`analysis.network_cost.sample_times`:
+a timed forward+backward and no-grad forward of 2-32 samples, measured once per network and input size) by the number of
 samples the method runs with its options at that size:
 
 * ``integrated_gradients``: ``n_images * (n_steps + 2)`` forward+backward samples (the 2: captum's delta);
@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 
 from analysis.attributions import get_method, model_lock
-from analysis.network_cost import sample_cost
+from analysis.network_cost import sample_times
 
 __all__ = ["SLOW_SECONDS", "Estimate", "estimate"]
 
@@ -54,7 +54,7 @@ def estimate(
     shape = tuple(int(s) for s in input_shape)
     opts = get_method(method).options(input_size=shape, **options)
     with model_lock(model):
-        cost = sample_cost(model, shape)
+        cost = sample_times(model, shape)
     if method == "integrated_gradients":
         seconds = n_images * (int(opts["n_steps"]) + 2) * cost.backward_s
     elif method == "lime":

@@ -10,8 +10,9 @@ How it is measured (``measure_cost``), all on the model's own device and dtype, 
   fixed cost, not per sample.
 * ``forward_bytes`` (times ``MARGIN``): a no-grad forward keeps only the tensors in flight: ``FORWARD_LIVE`` times
   the largest activation, plus the input.
-* ``backward_s`` / ``forward_s``: wall seconds per sample of a forward+backward and of a no-grad forward of 2 to
-  32 samples (``TIMING_BYTES`` worth), the faster of two timed calls each (rough: other load inflates them).
+* ``backward_s`` / ``forward_s`` (:func:`sample_times`, measured only when asked: estimates need them, the methods
+  do not): wall seconds per sample of a forward+backward and of a no-grad forward of 2 to 32 samples
+  (``TIMING_BYTES`` worth), the faster of two timed calls each (rough: other load inflates them).
 
 :func:`forward_flops` counts one sample's forward FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (exact for
 convolutions and matrix products; element-wise ops are not counted); :func:`cost_scale` compares them with the
@@ -36,8 +37,11 @@ from models.networks import create_network, unwrap_model
 
 __all__ = [
     "SampleCost",
+    "SampleTimes",
     "measure_cost",
     "sample_cost",
+    "sample_times",
+    "measure_times",
     "reference_flops",
     "cost_scale",
     "forward_flops",
@@ -61,16 +65,25 @@ REFERENCE_NETWORK, REFERENCE_WIDTH, REFERENCE_SHAPE = "resnet18-cifar", 16, (3, 
 
 @dataclass(frozen=True)
 class SampleCost:
-    """Per-sample cost of a network at ``input_shape`` (C, H, W): bytes and seconds, forward and forward+backward."""
+    """Per-sample memory of a network at ``input_shape`` (C, H, W): a forward and a forward+backward, in bytes."""
 
     input_shape: tuple[int, ...]
     backward_bytes: int
     forward_bytes: int
+
+
+@dataclass(frozen=True)
+class SampleTimes:
+    """Per-sample wall seconds of a network at ``input_shape``: a forward+backward and a no-grad forward."""
+
+    input_shape: tuple[int, ...]
     backward_s: float
     forward_s: float
+    batch: int  # samples in the timed passes
 
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, SampleCost]] = weakref.WeakKeyDictionary()
+_TIMES: weakref.WeakKeyDictionary[nn.Module, dict[tuple, SampleTimes]] = weakref.WeakKeyDictionary()
 _GUARD = threading.Lock()
 
 
@@ -135,16 +148,28 @@ def measure_cost(model: nn.Module, input_shape: tuple[int, ...]) -> SampleCost:
         backward_bytes = MARGIN * (sum(saved.values()) + BACKWARD_LIVE * largest[0] + 2 * input_bytes)
         forward_bytes = MARGIN * (FORWARD_LIVE * largest[0] + input_bytes)
         del out, grad
-        _sync(device)
-        batch = int(min(TIMING_MAX, max(TIMING_MIN, TIMING_BYTES // max(1, backward_bytes))))
-        xb = torch.zeros((batch, *shape), device=device, dtype=dtype, requires_grad=True)
-        backward_s = _best_of(2, lambda: torch.autograd.grad(model(xb)[:, 0].sum(), xb), device, True) / batch
-        forward_s = _best_of(2, lambda: model(xb.detach()), device, False) / batch
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return SampleCost(shape, int(backward_bytes), int(forward_bytes), backward_s, forward_s)
+    return SampleCost(shape, int(backward_bytes), int(forward_bytes))
+
+
+def measure_times(model: nn.Module, input_shape: tuple[int, ...], backward_bytes: int) -> SampleTimes:
+    """Time ``model`` on zero-valued samples of ``input_shape``: the faster of two forward+backward and of two no-grad
+    forward calls on ``TIMING_BYTES // backward_bytes`` samples (2..32)."""
+    device, dtype = _device_dtype(model)
+    shape = tuple(int(s) for s in input_shape)
+    batch = int(min(TIMING_MAX, max(TIMING_MIN, TIMING_BYTES // max(1, int(backward_bytes)))))
+    xb = torch.zeros((batch, *shape), device=device, dtype=dtype, requires_grad=True)
+    was_training = model.training
+    model.eval()
+    try:
+        backward_s = _best_of(2, lambda: torch.autograd.grad(model(xb)[:, 0].sum(), xb), device, True) / batch
+        forward_s = _best_of(2, lambda: model(xb.detach()), device, False) / batch
+    finally:
+        model.train(was_training)
+    return SampleTimes(shape, backward_s, forward_s, batch)
 
 
 def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -174,6 +199,22 @@ def sample_cost(model: nn.Module, input_shape: tuple[int, ...]) -> SampleCost:
     with _GUARD:
         _CACHE.setdefault(key_model, {})[key] = cost
     return cost
+
+
+def sample_times(model: nn.Module, input_shape: tuple[int, ...]) -> SampleTimes:
+    """The cached :class:`SampleTimes` of ``model`` at ``input_shape``, measured on the first call (after
+    :func:`sample_cost`, whose bytes size the timed batch). Only estimates need it: the methods do not time."""
+    key_model = unwrap_model(model)
+    device, dtype = _device_dtype(model)
+    key = (tuple(int(s) for s in input_shape), str(dtype), str(device))
+    with _GUARD:
+        found = _TIMES.get(key_model, {}).get(key)
+    if found is not None:
+        return found
+    times = measure_times(model, key[0], sample_cost(model, key[0]).backward_bytes)
+    with _GUARD:
+        _TIMES.setdefault(key_model, {})[key] = times
+    return times
 
 
 _REFERENCE: list[int] = []
