@@ -24,10 +24,13 @@ from models.networks import create_network
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# One process per measurement: ru_maxrss is a high-water mark, so the IG peak is its rise over the mark left by
-# loading the network (and a forward, so lazy allocations are already paid for).
+# One process per measurement. The kernel's peak-RSS mark (VmHWM) is reset to the current RSS just before IG
+# (writing 5 to /proc/self/clear_refs), so the IG peak is VmHWM's rise over the RSS left by loading the network and a
+# forward (lazy allocations already paid for); ru_maxrss cannot be reset, and an earlier peak hid IG's rise.
 _PEAK_SCRIPT = """
-import json, resource, sys, torch
+import json, re, sys, torch
+def status(key):
+    return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 torch.set_num_threads(1)
 from analysis.attributions import explain
 from models.networks import create_network
@@ -36,9 +39,11 @@ model = create_network("resnet18", 10).eval()
 x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     model(x)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS")
 ex = explain("integrated_gradients", model, x, [3], n_steps=32, memory_budget=sys.argv[1])
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+after = status("VmHWM")
 print(json.dumps({"rise": after - before, "internal": ex.extras["internal_batch_size"],
                   "sample_bytes": ex.extras["sample_bytes"], "budget": ex.extras["memory_budget"]}))
 """

@@ -15,6 +15,7 @@ from PIL import Image
 from models.checkpoints import load_checkpoint
 from models.data import DATASETS
 from models.datasets import folders
+from models.datasets.registry import STREAMERS
 from models.runs import FINAL_FILE, RESUME_FILE
 from models.train import TrainConfig, train
 from models.train_cli import config_from_args
@@ -57,8 +58,8 @@ def test_streamed_training_reads_images_from_disk_and_never_holds_the_split(fold
 
     monkeypatch.setitem(DATASETS, "imagefolder", in_memory_loader)
     made, decoded = [], []
-    stream = folders.stream_imagefolder
-    monkeypatch.setattr(folders, "stream_imagefolder", lambda *a, **k: made.append(stream(*a, **k)) or made[-1])
+    stream = STREAMERS["imagefolder"]  # the registry's entry is what training calls
+    monkeypatch.setitem(STREAMERS, "imagefolder", lambda *a, **k: made.append(stream(*a, **k)) or made[-1])
     pixel_loader = folders._PixelLoader.__call__
     monkeypatch.setattr(folders._PixelLoader, "__call__", lambda self, path: decoded.append(path) or
                         pixel_loader(self, path))  # fmt: skip
