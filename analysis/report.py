@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import json
 import platform
 import shutil
 import signal
@@ -51,7 +50,7 @@ from analysis.experiments.settings import with_seeds
 from analysis.network_cost import zoo_cost_scale
 from analysis.paper import PAPER
 from analysis.report_markdown import write_report
-from analysis.results_store import FORMAT, clear_previous, dump_json, remove_experiment, reuse_experiment
+from analysis.results_store import FORMAT, clear_previous, dump_json, holds_report, remove_experiment, reuse_experiment
 from analysis.results_store import write_experiment as _write_experiment
 from analysis.roles import zoo_roles
 from analysis.settings_check import check_settings
@@ -103,12 +102,7 @@ def keep_previous_report(out: Path, log: Log) -> Path | None:
     """Move an earlier report in ``out`` (a folder whose summary.json says it is one) aside to
     ``<out>.old-<timestamp>``, so that a rerun without ``--resume`` neither deletes it nor mixes with it; returns
     where it went (None: there was no report)."""
-    summary = out / "summary.json"
-    try:
-        previous = json.loads(summary.read_text()) if summary.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        previous = None
-    if not isinstance(previous, dict) or previous.get("format") != FORMAT:
+    if not holds_report(out):
         return None
     kept = move_aside(out)
     log(f"[report] the previous report in {out} is kept as {kept} (nothing is deleted; --resume would reuse it)")

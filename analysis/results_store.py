@@ -144,15 +144,20 @@ def remove_experiment(out: Path, name: str) -> None:
     path.unlink(missing_ok=True)
 
 
-def clear_previous(out: Path, log: Callable[[str], None]) -> None:
-    """Remove an earlier report's files from ``out`` (only if its summary.json says it is one), so that the folder
-    never mixes two runs: results of experiments skipped this time would otherwise linger for the dashboard."""
+def holds_report(out: Path) -> bool:
+    """Whether ``out`` holds a report of this format (its summary.json says so); an unreadable one does not count."""
     summary = out / "summary.json"
     try:
         previous = json.loads(summary.read_text()) if summary.is_file() else None
     except (OSError, json.JSONDecodeError):
         previous = None
-    if not isinstance(previous, dict) or previous.get("format") != FORMAT:
+    return isinstance(previous, dict) and previous.get("format") == FORMAT
+
+
+def clear_previous(out: Path, log: Callable[[str], None]) -> None:
+    """Remove an earlier report's files from ``out`` (only if its summary.json says it is one), so that the folder
+    never mixes two runs: results of experiments skipped this time would otherwise linger for the dashboard."""
+    if not holds_report(out):
         return
     for name in ("results", "figures"):
         shutil.rmtree(out / name, ignore_errors=True)

@@ -80,6 +80,19 @@ def level_set(method: str, level: int) -> tuple[int, ...]:
     return tuple(range(MAX_LEVEL + 1))
 
 
+def prediction_fields(variant: str, preds: dict, i: int) -> dict[str, Any]:
+    """A row's prediction columns: the original (index 0 of ``preds``) and the perturbed image (index ``i``)."""
+    target = int(preds["pred"][0])
+    return {
+        "variant": variant, "target": target, "pred": target, "conf": float(preds["conf"][0]),
+        "pred_perturbed": int(preds["pred"][i]), "conf_perturbed": float(preds["conf"][i]),
+        "logits": preds["logits"][0], "logits_perturbed": preds["logits"][i],
+        "probs": preds["probs"][0], "probs_perturbed": preds["probs"][i],
+        "top": [int(c) for c in preds["top"][0]], "top_perturbed": [int(c) for c in preds["top"][i]],
+        "ds": float(preds["ds"][i]),
+    }  # fmt: skip
+
+
 def saliency_row(
     handle: ZooHandle,
     variant: str,
@@ -111,12 +124,7 @@ def saliency_row(
     i = preds["levels"].index(level)
     target = int(preds["pred"][0])
     row: dict[str, Any] = {
-        "variant": variant, "target": target, "pred": target, "conf": float(preds["conf"][0]),
-        "pred_perturbed": int(preds["pred"][i]), "conf_perturbed": float(preds["conf"][i]),
-        "logits": preds["logits"][0], "logits_perturbed": preds["logits"][i],
-        "probs": preds["probs"][0], "probs_perturbed": preds["probs"][i],
-        "top": [int(c) for c in preds["top"][0]], "top_perturbed": [int(c) for c in preds["top"][i]],
-        "ds": float(preds["ds"][i]), "maps": {}, "original_maps": {}, "extras": {}, "similarity": {},
+        **prediction_fields(variant, preds, i), "maps": {}, "original_maps": {}, "extras": {}, "similarity": {},
     }  # fmt: skip
     for method in methods:
         options = tuple(sorted((method_options or {}).get(method, {}).items()))
@@ -289,14 +297,8 @@ def job_row(variant: str, preds: dict, params: RowParams, maps: dict[str, Job], 
     (method -> error text). Only maps computed for ``params`` are in it."""
     level = params.level
     i = preds["levels"].index(level)
-    target = int(preds["pred"][0])
     row: dict[str, Any] = {
-        "variant": variant, "target": target, "pred": target, "conf": float(preds["conf"][0]),
-        "pred_perturbed": int(preds["pred"][i]), "conf_perturbed": float(preds["conf"][i]),
-        "logits": preds["logits"][0], "logits_perturbed": preds["logits"][i],
-        "probs": preds["probs"][0], "probs_perturbed": preds["probs"][i],
-        "top": [int(c) for c in preds["top"][0]], "top_perturbed": [int(c) for c in preds["top"][i]],
-        "ds": float(preds["ds"][i]), "maps": {}, "original_maps": {}, "extras": {}, "similarity": {},
+        **prediction_fields(variant, preds, i), "maps": {}, "original_maps": {}, "extras": {}, "similarity": {},
         "computed_for": params, "pending": {}, "failed": {},
     }  # fmt: skip
     for method, job in maps.items():
