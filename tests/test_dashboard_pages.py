@@ -428,7 +428,7 @@ def test_result_pages_fit_the_screen_and_are_photographed(tmp_path, monkeypatch)
     from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, running_dashboard, wait_idle
 
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"needs Debian's chromium at {CHROMIUM}")
+        pytest.fail(f"needs Debian's chromium at {CHROMIUM} (./lab test installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
     monkeypatch.setenv("STREAMLIT_SERVER_FILE_WATCHER_TYPE", "none")  # edits elsewhere in the tree: no rerun prompt
     update = os.environ.get("SCL_UPDATE_SCREENSHOTS", "") == "1"

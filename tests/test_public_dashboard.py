@@ -135,7 +135,7 @@ def test_public_dashboard_renders_under_its_csp_in_chromium(env, tiny_zoo):
 
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian chromium is not installed")
+        pytest.fail("Debian chromium is not installed at /usr/bin/chromium (./lab test installs it)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
