@@ -152,7 +152,7 @@ def test_a_new_shown_level_goes_before_every_session_s_background(runner):
     blocker = runner.submit("A", "heavy", lambda job: gate.wait(WAIT))
     background = [runner.submit("A", "heavy", lambda job, n=n: order.append(n)) for n in ("a1", "a2")]
     shown = runner.submit("B", "heavy", lambda job: order.append("b-shown"))
-    assert runner.put_first([shown]) == 3  # B's shown level, then A's background in its order
+    assert runner.put_first([shown]) == 1  # B's shown level goes before A's background (kept in its order)
     gate.set()
     assert blocker.wait(WAIT) and shown.wait(WAIT) and all(j.wait(WAIT) for j in background)
     assert order == ["b-shown", "a1", "a2"]
