@@ -135,7 +135,7 @@ def save(run: Run, final_metrics: dict[str, Any] | None = None) -> None:
     ckpt = make_checkpoint(
         run.model,
         variant=run.cfg.variant,
-        network=network_spec(run.cfg.network, run.num_classes, run.cfg.width),
+        network=network_spec(run.cfg.network, run.num_classes, run.cfg.width, **run.network_options),
         config=asdict(run.cfg),
         dataset=run.data_info,
         metrics={**metrics, "history": run.history} if final else metrics,

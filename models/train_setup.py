@@ -24,7 +24,7 @@ from models.data import load_dataset
 from models.devices import DistInfo, init_distributed, pick_device
 from models.errors import SettingsError
 from models.memory_format import default_channels_last, memory_format
-from models.networks import create_network, unwrap_model
+from models.networks import NETWORK_OPTIONS, create_network, unwrap_model
 from models.runs import RESUME_FILE, StopRequest
 from models.train_config import TrainConfig, check_resume_compatible, make_optimizer, small_set_batch_size
 
@@ -53,6 +53,12 @@ def load_init_weights(model: nn.Module, source: str | Path | dict[str, Any]) -> 
     own.update({k: v for k, v in src.items() if k not in head})
     model.load_state_dict(own)
     return sorted(head)
+
+
+def network_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """The options of a checkpoint's network spec that rebuild it as it was (an imported network's normalisation,
+    GradCAM layer, classifier and input size), so a fine-tune from it, and its checkpoints, keep them."""
+    return {k: spec[k] for k in NETWORK_OPTIONS if spec.get(k) is not None}
 
 
 def changed_classes_note(cfg: TrainConfig, init_ckpt: dict[str, Any], classes: list[str]) -> str | None:
@@ -93,6 +99,7 @@ class Run:
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None  # the streamed epoch's remaining batches
     seen: int = 0
     t0: float = field(default_factory=time.perf_counter)
+    network_options: dict[str, Any] = field(default_factory=dict)  # mean, std, GradCAM layer... kept in checkpoints
 
     @property
     def out(self) -> Path:
@@ -176,7 +183,8 @@ def setup_run(cfg: TrainConfig, data: TrainData | None = None) -> tuple[Run, dic
     if resume_ckpt is not None:
         check_resume_compatible(resume_ckpt["config"], cfg)
     torch.manual_seed(cfg.seed)
-    model = create_network(cfg.network, train_set.num_classes, width=cfg.width)
+    options = network_options((resume_ckpt or init_ckpt or {}).get("network") or {})  # an imported network's
+    model = create_network(cfg.network, train_set.num_classes, width=cfg.width, **options)
     if init_ckpt is not None:
         renewed = load_init_weights(model, init_ckpt)
         if renewed and dist_info.is_main:
@@ -201,6 +209,7 @@ def setup_run(cfg: TrainConfig, data: TrainData | None = None) -> tuple[Run, dic
         steps_per_epoch=steps_per_epoch,
         total_steps=max(1, round(cfg.epochs * steps_per_epoch)),
         in_memory=data is not None,
+        network_options=options,
     )
     return run, resume_ckpt
 

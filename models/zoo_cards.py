@@ -107,9 +107,15 @@ def _training_time(card: dict[str, Any]) -> str:
 
 
 def build_card(
-    variant: str, recipe: str, run_dir: Path, metrics: dict[str, Any], seconds: float | None
+    variant: str,
+    recipe: str,
+    run_dir: Path,
+    metrics: dict[str, Any],
+    seconds: float | None,
+    differences: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A variant's card: what actually ran (config, data set and epochs from the finished checkpoint)."""
+    """A variant's card: what actually ran (config, data set and epochs from the finished checkpoint).
+    ``differences`` from the paper: the recipe's in ``RECIPES`` unless given (a recipe made elsewhere)."""
     ckpt = load_checkpoint(run_dir / FINAL_FILE)
     cfg, history = ckpt["config"], ckpt["metrics"].get("history", [])
     width = cfg.get("width")
@@ -126,7 +132,7 @@ def build_card(
         "train_seconds": seconds,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "git_commit": ckpt["git_commit"],
-        "differences_from_paper": RECIPES[recipe]["differences_from_paper"],
+        "differences_from_paper": RECIPES[recipe]["differences_from_paper"] if differences is None else differences,
     }
 
 
