@@ -107,3 +107,80 @@ def fig_bars(summary: pd.DataFrame, value: str, group: str | None, path: Path, t
     ax.legend(fontsize=8)
     ax.set_title(title)
     return save(fig, path)
+
+
+def _ci_line(ax, x, g: pd.DataFrame, label: str, colour: str) -> None:
+    """A mean line with its 95% CI as a shaded band."""
+    ax.plot(x, g["mean"], "o-", label=label, color=colour, ms=3)
+    ax.fill_between(x, g["ci_low"], g["ci_high"], color=colour, alpha=0.2, lw=0)
+
+
+def fig_road(summary: pd.DataFrame, path: Path) -> str:
+    """ROAD: per method (a group of bars), each variant's mean MoRF, LeRF and combined score with its 95% CI."""
+    scores = list(dict.fromkeys(summary["score"]))
+    methods = list(dict.fromkeys(summary["method"]))
+    variants = list(dict.fromkeys(summary["variant"]))
+    width = 0.8 / max(1, len(variants))
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.4 * len(scores), 3.2), squeeze=False)
+    for ax, score in zip(axes[0], scores, strict=True):
+        for i, variant in enumerate(variants):
+            d = summary[(summary["score"] == score) & (summary["variant"] == variant)].set_index("method")
+            d = d.reindex(methods)
+            err = np.vstack([d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]])
+            ax.bar(np.arange(len(methods)) + i * width, d["mean"], width, yerr=np.nan_to_num(err), capsize=2,
+                   label=variant, color=_colour(variant, summary))  # fmt: skip
+        ax.set_xticks(np.arange(len(methods)) + width * (len(variants) - 1) / 2, methods, fontsize=7, rotation=20)
+        ax.axhline(0, color="grey", lw=0.5)
+        better = "lower" if score == "morf" else "higher"
+        ax.set_title(f"ROAD {score} ({better} = more faithful)", fontsize=9)
+    axes[0][0].set_ylabel("change of the target's probability")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def fig_sanity(summary: pd.DataFrame, path: Path, metric: str = "spearman") -> str:
+    """Cascading randomisation: ``metric`` to the trained model's map as the blocks are re-initialised from the
+    head down, one panel per method, one line (95% CI band) per variant."""
+    shown = summary[summary["metric"] == metric]
+    methods = list(dict.fromkeys(shown["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 3.4), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        layers: list[str] = []
+        for variant, g in shown[shown["method"] == method].groupby("variant", sort=False):
+            g = g.sort_values("step")
+            _ci_line(ax, g["step"].to_numpy(), g, str(variant), _colour(variant, summary))
+            layers = list(g["layer"])
+        ax.set_xticks(range(len(layers)), [str(lay).split(" ")[0] for lay in layers], rotation=60, fontsize=6)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(method)
+        ax.set_xlabel("randomised down to (cumulative)")
+    axes[0][0].set_ylabel(f"{metric} to the trained map")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Sanity check: cascading randomisation ({int(shown['n_images'].max())} images, 95% CIs)")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def fig_map_continuity(summary: pd.DataFrame, path: Path, metric: str = "spearman") -> str:
+    """Explanation continuity: ``metric`` of each level's map to the clean image's map, one row of panels per
+    method, one panel per kind, one line (95% CI band) per variant."""
+    shown = summary[summary["metric"] == metric]
+    methods, kinds = list(dict.fromkeys(shown["method"])), list(dict.fromkeys(shown["kind"]))
+    fig, axes = plt.subplots(len(methods), len(kinds), figsize=(3.0 * len(kinds), 2.8 * len(methods)),
+                             squeeze=False, sharey=True)  # fmt: skip
+    for r, method in enumerate(methods):
+        for c, kind in enumerate(kinds):
+            ax = axes[r][c]
+            d = shown[(shown["method"] == method) & (shown["kind"] == kind)]
+            for variant, g in d.groupby("variant", sort=False):
+                g = g.sort_values("level")
+                _ci_line(ax, g["level"].to_numpy(), g, str(variant), _colour(variant, summary))
+            ax.set_title(f"{method}: {kind}", fontsize=9)
+            ax.set_xticks(sorted(d["level"].unique()))
+            ax.set_xlabel("level (Table 1)")
+        axes[r][0].set_ylabel(f"{metric} to the clean map")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Explanation continuity ({int(shown['n_images'].max())} images, 95% CIs; 1 = unchanged)")
+    fig.tight_layout()
+    return save(fig, path)

@@ -29,7 +29,7 @@ def missing(status: Status, name: str) -> str | None:
     st = status.get(name, {"status": "skipped"})
     if st["status"] == "ok":
         return None
-    why = f" ({st['error']})" if st.get("error") else ""
+    why = f" ({st.get('error') or st['reason']})" if st.get("error") or st.get("reason") else ""
     return f"*Not available: experiment `{name}` {st['status']}{why}*"
 
 
@@ -184,3 +184,82 @@ def gradcam_claims_note(ctx: Context, claims: Sequence[Any]) -> str:
     which = ", ".join(f"`{v}` {r.size} (`{r.layer}`)" for v, r in coarse.items())
     return (f"**GradCAM resolution:** {', '.join(f'`{k}`' for k in keys)} rests on GradCAM maps below "
             f"{MIN_SIDE}x{MIN_SIDE}: {which}; see Section 4.5 for a finer layer.\n")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- ROAD, sanity checks, continuity
+
+
+def _ci_cell(mean: float, lo: float, hi: float) -> str:
+    """``mean [low, high]``, 3 significant digits each (ROAD's changes of a probability can be tiny)."""
+    return "n/a" if pd.isna(mean) else f"{num(mean)} [{num(lo)}, {num(hi)}]"
+
+
+def _notes(status: Status, name: str) -> list[str]:
+    return [f"- {note}" for note in status.get(name, {}).get("notes", [])]
+
+
+def section_road(ctx: Context, status: Status) -> str:
+    """ROAD per variant and method (mean [95% CI]) and the paired differences between variants."""
+    out = ["### Faithfulness by ROAD (most / least relevant first)", ""]
+    parts = ctx.results.get("road")
+    if parts is None:
+        return "\n".join([*out, missing(status, "road") or "", ""])
+    summary, paired = parts["road"], parts.get("paired")
+    cells = summary.assign(cell=[_ci_cell(r.mean, r.ci_low, r.ci_high) for r in summary.itertuples()])
+    piv = cells.pivot_table(index=["variant", "method"], columns="score", values="cell", aggfunc="first", sort=False)
+    piv = piv[[c for c in ("morf", "lerf", "combined") if c in piv.columns]]
+    n = summary.groupby("method", sort=False)["n_images"].max()
+    out += ["Mean over images with its bootstrap 95% CI (MoRF: lower = more faithful; LeRF and combined: higher "
+            f"= more faithful); images per method: {', '.join(f'{m} {k}' for m, k in n.items())}:", "",
+            md_table(piv.reset_index()), ""]  # fmt: skip
+    if paired is not None and len(paired):
+        t = paired.assign(**{"difference [95% CI]": [_ci_cell(r.effect, r.ci_low, r.ci_high)
+                                                      for r in paired.itertuples()],
+                             "p (Holm)": paired["p_holm"].map(lambda p: f"{p:.3g}"),
+                             "more faithful": paired["better"]})  # fmt: skip
+        out += ["Paired differences between variants on the same images (a - b; paired bootstrap):", "",
+                md_table(t[["method", "score", "comparison", "kind", "difference [95% CI]", "p (Holm)", "n_images",
+                            "more faithful"]]), ""]  # fmt: skip
+    return "\n".join([*out, *_notes(status, "road"), "", figure_md(status, "road", "road"), ""])
+
+
+def section_sanity(ctx: Context, status: Status) -> str:
+    """Cascading randomisation: the curves' figure, the last step's rank correlation per variant and method, and
+    the flagged methods."""
+    out = ["### Sanity checks: cascading model-parameter randomisation (Adebayo et al. 2018)", ""]
+    parts = ctx.results.get("sanity_checks")
+    if parts is None:
+        return "\n".join([*out, missing(status, "sanity_checks") or "", ""])
+    summary = parts["sanity_checks"]
+    last = summary[summary["step"] == summary.groupby(["variant", "method"])["step"].transform("max")]
+    cells = last.assign(cell=[_ci_cell(r.mean, r.ci_low, r.ci_high) for r in last.itertuples()])
+    piv = cells.pivot_table(index=["variant", "method"], columns="metric", values="cell", aggfunc="first",
+                            sort=False)  # fmt: skip
+    out += ["Similarity to the trained model's map once **every** block is random (mean [95% CI] over images; "
+            "near 0 = the map depends on the weights, as it should; the curves per block are in the figure and "
+            "`results/sanity_checks.csv`):", "", md_table(piv.reset_index()), ""]  # fmt: skip
+    return "\n".join([*out, *_notes(status, "sanity_checks"), "", figure_md(status, "sanity_checks", "sanity"), ""])
+
+
+def section_map_continuity(ctx: Context, status: Status) -> str:
+    """Explanation continuity: per variant and method, the Spearman to the clean map at the smallest and largest
+    level of each kind (mean [95% CI]; every level is in the figure and the CSV)."""
+    out = ["### Explanation continuity: how far the maps move under Table 1 perturbations", ""]
+    parts = ctx.results.get("explanation_continuity")
+    if parts is None:
+        return "\n".join([*out, missing(status, "explanation_continuity") or "", ""])
+    summary = parts["explanation_continuity"]
+    rho = summary[
+        (summary["metric"] == "spearman") & summary["level"].isin([summary["level"].min(), summary["level"].max()])
+    ]
+    cells = rho.assign(cell=[_ci_cell(r.mean, r.ci_low, r.ci_high) for r in rho.itertuples()])
+    piv = cells.pivot_table(index=["variant", "method"], columns=["kind", "level"], values="cell", aggfunc="first",
+                            sort=False)  # fmt: skip
+    piv.columns = [f"{k} L{lvl}" for k, lvl in piv.columns]
+    out += ["Spearman rank correlation of each variant's map of the perturbed copy to its map of the clean image "
+            "(mean [95% CI] over images; 1 = unchanged; L = level, every level in the figure); SSIM and top-10% "
+            "overlap are in "
+            "`results/explanation_continuity.csv`; the claim (section Claims) tests the per-image mean over kinds "
+            "and levels:", "", md_table(piv.reset_index()), ""]  # fmt: skip
+    return "\n".join([*out, *_notes(status, "explanation_continuity"), "",
+                      figure_md(status, "explanation_continuity", "explanation_continuity"), ""])  # fmt: skip

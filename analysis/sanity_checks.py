@@ -16,6 +16,8 @@ flags it.
 * :func:`sanity_summary`: per method, step and metric, the mean over images with its bootstrap 95% CI.
 * :func:`survives_randomisation`: True when, with every block random, the mean rank correlation to the trained
   map is still at least ``threshold`` (0.5 by default).
+* :func:`flagged_methods`: method -> why, for every method that survives randomisation for some variant: what each
+  page that shows the method warns about.
 
 Re-initialisation is PyTorch's own (each module's ``reset_parameters``, seeded per step), as Adebayo et al.'s
 cascade used the layers' initialisers. The model given is never modified.
@@ -40,6 +42,7 @@ from models.networks import unwrap_model
 __all__ = [
     "METRICS",
     "cascading_randomisation",
+    "flagged_methods",
     "randomisation_units",
     "randomise_",
     "sanity_summary",
@@ -173,3 +176,29 @@ def survives_randomisation(per_image: pd.DataFrame, method: str, threshold: floa
     last = rows[rows["step"] == rows["step"].max()]["spearman"].to_numpy(dtype=float)
     last = last[np.isfinite(last)]
     return bool(len(last)) and float(last.mean()) >= threshold
+
+
+def flagged_methods(per_image: pd.DataFrame | None, threshold: float = 0.5) -> dict[str, str]:
+    """method -> why it is flagged, for each method whose maps survive full randomisation
+    (:func:`survives_randomisation`) for at least one variant of ``per_image`` (the per-image table of
+    :func:`cascading_randomisation`, with a ``variant`` column when it covers several variants; None or empty: no
+    flag). The reason names the variants and their mean rank correlation once every block is random."""
+    if per_image is None or not len(per_image):
+        return {}
+    missing = {"method", "step", "spearman"} - set(per_image.columns)
+    if missing:
+        raise ValueError(f"sanity-check table lacks columns: {', '.join(sorted(missing))}")
+    table = per_image if "variant" in per_image.columns else per_image.assign(variant="the model")
+    flags: dict[str, str] = {}
+    for method, rows in table.groupby("method", sort=False):
+        survived = []
+        for variant, g in rows.groupby("variant", sort=False):
+            if survives_randomisation(g, str(method), threshold):
+                last = g[g["step"] == g["step"].max()]["spearman"].to_numpy(dtype=float)
+                survived.append(f"{variant} (rank correlation {np.nanmean(last):.2f})")
+        if survived:
+            flags[str(method)] = (f"fails the sanity check (Adebayo et al. 2018): with every block of the network "
+                                  f"re-initialised its maps still rank-correlate at least {threshold:g} with the "
+                                  f"trained model's for {', '.join(survived)}, so they say little about what the "
+                                  "model learned")  # fmt: skip
+    return flags

@@ -3,12 +3,13 @@ measurements of the zoo's checkpoints; ``training``: experiments that train). ``
 
 from __future__ import annotations
 
-from analysis.experiments import measure, training  # noqa: F401 (registers the runners)
+from analysis.experiments import explanations, measure, training  # noqa: F401 (registers the runners)
 from analysis.experiments.registry import EXPERIMENTS, Context, Experiment, Output, experiment
 from analysis.experiments.settings import FULL, QUICK, Settings, estimate_cpu_s, parse_overrides, with_seeds
 
 ORDER = ("continuity", "alpha_sweep", "neighbourhood_rank", "probes", "robustness", "eps_sweep", "attack_audit",
-         "attributions", "stability", "embeddings", "transfer", "fairness")  # fmt: skip
+         "attributions", "road", "stability", "sanity_checks", "explanation_continuity", "embeddings",
+         "transfer", "fairness")  # fmt: skip
 _ordered = {n: EXPERIMENTS[n] for n in ORDER if n in EXPERIMENTS}
 _ordered.update({n: e for n, e in EXPERIMENTS.items() if n not in _ordered})
 EXPERIMENTS.clear()

@@ -17,7 +17,8 @@ from analysis.report_figures import fig_continuity, fig_eps, fig_probe
 def run_continuity(ctx: Context) -> Output:
     from analysis.continuity import ds_tables
 
-    ds, per_image = ds_tables(ctx.models, ctx.eval.images, batch_size=ctx.settings.batch_size, progress=ctx.progress)
+    ds, per_image = ds_tables(ctx.models, ctx.eval.images, batch_size=ctx.settings.batch_size, progress=ctx.progress,
+                              labels=ctx.eval.labels)  # fmt: skip
     fig = fig_continuity(ds, figure_path(ctx, "fig3_continuity.png"))
     return Output({"continuity": ds, "per_image": per_image}, figures=[fig], ran={"n_images": len(ctx.eval)})
 
@@ -113,31 +114,37 @@ def _attribution_rows(variant, model, data, masks, method, options, steps) -> tu
 
 
 @experiment("attributions", "Attribution quality: mask share, deletion / insertion", "4.5, Figs. 11-13",
-            ("attr_images", "attr_method_names", "ig_steps", "lime_samples", "deletion_steps"))  # fmt: skip
+            ("attr_images", "attr_slow_images", "attr_method_names", "ig_steps", "lime_samples",
+             "deletion_steps"))  # fmt: skip
 def run_attributions(ctx: Context) -> Output:
     from analysis.attributions import get_method
 
     s = ctx.settings
-    data = ctx.first(s.attr_images)
+    sizes = {m: min(s.attr_images_for(m), len(ctx.eval)) for m in s.attr_method_names}  # slow methods: fewer
+    data = ctx.first(max(sizes.values(), default=0))
     has_masks = data.masks is not None
     masks = data.masks if has_masks else torch.ones(len(data), 1, *data.images.shape[-2:], dtype=torch.bool)
     rows, frames = [], []
     jobs = [(v, m) for v in ctx.models for m in s.attr_method_names]
     for variant, method in tqdm(jobs, desc="attributions", disable=not ctx.progress, unit="map set"):
         with quiet(not ctx.progress):  # lime draws a progress bar per image whatever it is told
-            row, each = _attribution_rows(variant, ctx.models[variant], data, masks.numpy(), method,
-                                          get_method(method).options(s), s.deletion_steps)  # fmt: skip
+            row, each = _attribution_rows(variant, ctx.models[variant], ctx.first(sizes[method]),
+                                          masks[: sizes[method]].numpy(), method, get_method(method).options(s),
+                                          s.deletion_steps)  # fmt: skip
         rows.append(row)
         frames.append(each)
     df, per_image = pd.DataFrame(rows), pd.concat(frames, ignore_index=True)
-    notes = [f"maps explain the true label of {len(data)} test images; mask share = positive attribution inside the "
+    counts = ", ".join(f"{m} {n}" for m, n in sizes.items())
+    notes = [f"maps explain the true label of the first test images of the subset ({counts}); "
+             "mask share = positive attribution inside the "
              "object mask / all positive attribution; AUCs of the target's softmax probability as the top-ranked "
              f"pixels are deleted (lower = more faithful) or inserted (higher = more faithful), {s.deletion_steps} "
              "steps"]  # fmt: skip
     if not has_masks:
         df["mask_share"] = per_image["mask_share"] = np.nan
         notes.append("the data set has no object masks: mask share not measured")
-    ran = {"n_images": len(data), **{m: get_method(m).options(s) for m in s.attr_method_names}}
+    ran = {"n_images": len(data), "images per method": counts,
+           **{m: get_method(m).options(s) for m in s.attr_method_names}}  # fmt: skip
     return Output({"attributions": df, "per_image": per_image}, notes, ran=ran)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from models import roles as R
 from models.errors import SettingsError
+from models.perturbations import KINDS
 
 
 @dataclass
@@ -35,8 +36,9 @@ class Settings:
     apgd_targets: int = 3  # APGD-T target classes (the top non-true classes)
     eps_images: int = 200
     eps_values_255: tuple[float, ...] = (0, 1, 2, 4, 8, 16, 32)
-    # attributions
-    attr_images: int = 64
+    # attributions: the gradient methods' claims on attr_images, the slow methods' (LIME, ScoreCAM) on attr_slow_images
+    attr_images: int = 500
+    attr_slow_images: int = 200
     attr_methods: tuple[str, ...] | None = None  # None: every registered attribution method
     ig_steps: int = 50
     lime_samples: int = 300
@@ -44,6 +46,14 @@ class Settings:
     stability_images: int = 12
     stability_methods: tuple[str, ...] | None = None  # None: every registered method that is not slow
     stability_levels: tuple[int, ...] = (1, 2, 4)
+    # ROAD (faithfulness): the attributions' methods and images; removed shares 100 - p for p in road_percentiles
+    road_percentiles: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+    # sanity checks (cascading randomisation) and explanation continuity: None = every in-report method not slow
+    sanity_images: int = 64
+    sanity_methods: tuple[str, ...] | None = None
+    map_continuity_images: int = 200
+    map_continuity_methods: tuple[str, ...] | None = None
+    map_continuity_levels: tuple[int, ...] = (1, 2, 3, 4)
     # embeddings: neighbour ranks of the perturbed copies of a few anchors among same-class test images
     embed_anchors: int = 20
     embed_same_class: int = 200
@@ -104,11 +114,38 @@ class Settings:
             return tuple(self.stability_methods)
         return tuple(name for name, method in METHOD_REGISTRY.items() if method.in_report and not method.slow)
 
+    def attr_images_for(self, method: str) -> int:
+        """How many test images the attribution experiments (mask share, deletion / insertion, ROAD) explain with
+        ``method``: ``attr_slow_images`` for a method registered as slow (LIME, ScoreCAM, Occlusion), else
+        ``attr_images``."""
+        from analysis.attributions import get_method
+
+        return self.attr_slow_images if get_method(method).slow else self.attr_images
+
+    @property
+    def sanity_method_names(self) -> tuple[str, ...]:
+        """The sanity checks' methods: ``sanity_methods``, or every in-report method not marked slow."""
+        return self._fast_or(self.sanity_methods)
+
+    @property
+    def map_continuity_method_names(self) -> tuple[str, ...]:
+        """The explanation-continuity methods: ``map_continuity_methods``, or every in-report method not slow."""
+        return self._fast_or(self.map_continuity_methods)
+
+    def _fast_or(self, names: tuple[str, ...] | None) -> tuple[str, ...]:
+        from analysis.attributions import METHOD_REGISTRY
+
+        if names is not None:
+            return tuple(names)
+        return tuple(name for name, method in METHOD_REGISTRY.items() if method.in_report and not method.slow)
+
 
 FULL = Settings()
 QUICK = dataclasses.replace(
     FULL, mode="quick", seeds=(0,), n_images=256, rank_anchors=20, rank_whole_test_split=False, pgd_images=64,
     audit_images=64, audit_steps=(10,), apgd_targets=1, eps_images=32, eps_values_255=(0, 2, 8, 32), attr_images=8,
+    attr_slow_images=8, road_percentiles=(20, 50, 80), sanity_images=4, sanity_methods=("gradcam",),
+    map_continuity_images=4, map_continuity_methods=("gradcam",), map_continuity_levels=(1, 4),
     ig_steps=16, lime_samples=100, deletion_steps=8, stability_images=4, stability_methods=("gradcam",),
     stability_levels=(1, 4), embed_anchors=1, embed_same_class=50, alphas=(0.0, 1.0), alpha_train_limit=512,
     alpha_val_size=64, alpha_eval_images=256, transfer_seeds=(0,), transfer_epochs=1.0, transfer_min_steps=4,
@@ -118,7 +155,8 @@ QUICK = dataclasses.replace(
 )  # fmt: skip
 
 SEED_FIELDS = ("seeds", "transfer_seeds", "fairness_seeds")
-NAME_LIST_FIELDS = ("attr_methods", "stability_methods")  # comma lists of names whose default (None) means "all"
+# comma lists of names whose default (None) means "all"
+NAME_LIST_FIELDS = ("attr_methods", "stability_methods", "sanity_methods", "map_continuity_methods")
 
 
 def parse_overrides(settings: Settings, pairs: Sequence[str]) -> Settings:
@@ -167,6 +205,20 @@ def with_seeds(settings: Settings, n: int) -> Settings:
 TRAIN_RATE = {R.BASELINE: 200.0, R.CONSTRAINED: 75.0, R.JITTER_CONTROL: 110.0, R.ADVERSARIAL: 60.0,
               R.ADVERSARIAL_CONSTRAINED: 50.0, R.MIXED_CONTROL: 55.0, R.OTHER: 75.0}  # fmt: skip
 INFER_RATE, ATTACK_STEP_RATE = 500.0, 310.0  # forwards/s; image x PGD-step/s (forward + backward)
+#: Attribution samples/s: forward+backward (IG at 50 steps: 0.19 s an image) and batched forwards (LIME at 300
+#: samples: 0.36 s an image); ROAD: seconds per image, percentile and direction (imputation + forward), all measured
+#: single-thread on the width-16 ResNet18 at 32x32.
+ATTR_BACKWARD_RATE, ATTR_FORWARD_RATE, ROAD_STEP_S = 270.0, 830.0, 0.011
+SANITY_STEPS = 12  # the trained model and a ResNet18's 11 randomisation blocks (head, 8 residual blocks, stem)
+
+
+def _map_s(method: str, s: Settings) -> float:
+    """Single-thread seconds of one image's map by ``method`` with the settings' options (at 32x32)."""
+    from analysis.attribution_estimates import samples_per_image
+    from analysis.attributions import get_method
+
+    backward, forward = samples_per_image(method, get_method(method).options(s), (3, 32, 32))
+    return backward / ATTR_BACKWARD_RATE + forward / ATTR_FORWARD_RATE
 
 
 def estimate_cpu_s(
@@ -196,8 +248,21 @@ def estimate_cpu_s(
         "robustness": v * s.pgd_images * 10 / ATTACK_STEP_RATE,
         "eps_sweep": v * s.eps_images * 10 * len(s.eps_values_255) / ATTACK_STEP_RATE,
         "attack_audit": (v * s.audit_images * 10 + adv * s.audit_images * robust_share * apgd) / ATTACK_STEP_RATE,
-        "attributions": v * s.attr_images * (0.19 * s.ig_steps / 50 + 0.36 * s.lime_samples / 300 + 0.05),
+        "attributions": v
+        * sum(
+            s.attr_images_for(m) * (_map_s(m, s) + 2 * (s.deletion_steps + 1) / INFER_RATE) for m in s.attr_method_names
+        ),
+        "road": v
+        * sum(
+            s.attr_images_for(m) * (_map_s(m, s) + 2 * len(s.road_percentiles) * ROAD_STEP_S)
+            for m in s.attr_method_names
+        ),
         "stability": v * s.stability_images * 13 * len(s.stability_method_names) * 0.1,
+        "sanity_checks": v * s.sanity_images * SANITY_STEPS * sum(_map_s(m, s) for m in s.sanity_method_names),
+        "explanation_continuity": v
+        * s.map_continuity_images
+        * (1 + len(KINDS) * len(s.map_continuity_levels))
+        * sum(_map_s(m, s) for m in s.map_continuity_method_names),
         "embeddings": v * s.embed_anchors * (s.embed_same_class + 17) / INFER_RATE,
         "transfer": transfer,
     }

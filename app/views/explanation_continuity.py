@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from app import components, figures, pickers, saliency_cache
+from app import components, figures, pickers, saliency_cache, sanity_flags
 from app.images import image_key as content_key
 from app.zoo_cache import attributions_module
 from models.objectives import variant_colour
@@ -40,6 +40,7 @@ measure = c2.selectbox("Measure", list(MEASURES), format_func=MEASURES.get, key=
 info = methods[method]
 st.caption(f"{info.label}: {'signed' if info.signed else 'positive'} maps" + (f"; cost {info.cost}" if info.cost
            else "") + ". Each variant explains the class it predicts on the clean image, at every level.")  # fmt: skip
+sanity_flags.warn_flagged(handle, [method])  # a method whose maps survive randomisation (sanity checks)
 if picked is None or not variants:
     st.stop()
 

@@ -1,7 +1,8 @@
 """Sanity checks of the attribution methods (Adebayo et al. 2018): each variant's blocks re-initialised from the
 head down on a copy of the model, and how close the maps stay to the trained model's (rank correlation, SSIM) over
-the first test images, with bootstrap 95% CIs; a method whose maps survive full randomisation is flagged. Computed on
-demand by ``analysis.sanity_checks``."""
+the first test images, with bootstrap 95% CIs; a method whose maps survive full randomisation is flagged, here and
+on every page that shows it (``app.sanity_flags``: this page's results and the report's). Computed on demand by
+``analysis.sanity_checks``."""
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from app import components, figures, pickers, saliency_cache
+from app import components, figures, pickers, saliency_cache, sanity_flags
 from app.zoo_cache import attributions_module
 from models.objectives import variant_colour
 
@@ -57,8 +58,10 @@ if st.button("Run the sanity check", key="sc_run", type="primary"):
         flags = {v: survives_randomisation(per_image[per_image["variant"] == v], method) for v in variants}
     store.clear()
     store[key] = {"per_image": per_image, "summary": summary, "flags": flags}
+    sanity_flags.record(handle, per_image)  # every page that shows the method flags it from now on
 result = store.get(key)
 if result is None:
+    sanity_flags.warn_flagged(handle, [method])  # known from the report or an earlier run in this session
     st.info("Press **Run the sanity check** to randomise each variant's blocks and compare the maps.")
     st.stop()
 
