@@ -107,10 +107,30 @@ def probability_bars(probs: Mapping[str, np.ndarray], classes: Sequence[str], to
     return fig
 
 
-def ds_curves(df: pd.DataFrame, value: str = "ds_mean", error: str | None = "ds_std", log_y: bool = True) -> go.Figure:
+def ci_error_bars(d: pd.DataFrame, y: str, ci: tuple[str, str] | None, scale: float = 1.0) -> dict | None:
+    """Plotly ``error_y`` of a 95% CI: asymmetric bars from ``d[y]`` to the ``ci`` columns (low, high), or None
+    when ``d`` has no such columns or no finite interval."""
+    if ci is None or not set(ci) <= set(d.columns):
+        return None
+    lo, hi = d[ci[0]].to_numpy(float), d[ci[1]].to_numpy(float)
+    if not np.isfinite(lo).any():
+        return None
+    v = d[y].to_numpy(float)
+    return dict(type="data", symmetric=False, array=np.nan_to_num((hi - v) * scale).clip(0),
+                arrayminus=np.nan_to_num((v - lo) * scale).clip(0), visible=True, thickness=1.2, width=3)  # fmt: skip
+
+
+def ds_curves(
+    df: pd.DataFrame,
+    value: str = "ds_mean",
+    error: str | None = "ds_std",
+    log_y: bool = True,
+    ci: tuple[str, str] | None = ("ci_low", "ci_high"),
+) -> go.Figure:
     """DS against perturbation level, one panel per kind, one line per variant (paper Fig. 3).
 
-    ``df`` columns: variant, kind, level, ``value`` (and ``error``). Level 0 (DS = 0) is not drawn on a log axis.
+    ``df`` columns: variant, kind, level, ``value`` (and ``error``, or the 95% CI columns ``ci``: drawn as error
+    bars, on a log axis too). Level 0 (DS = 0) is not drawn on a log axis.
     """
     kinds = list(dict.fromkeys(df["kind"]))
     variants = list(dict.fromkeys(df["variant"]))
@@ -123,12 +143,13 @@ def ds_curves(df: pd.DataFrame, value: str = "ds_mean", error: str | None = "ds_
             if log_y:
                 d = d[d[value] > 0]
             err = d[error] if error and error in d else None
+            bars = ci_error_bars(d, value, ci)
+            if bars is None and err is not None and not log_y:
+                bars = dict(type="data", array=err, visible=True, thickness=1)
             fig.add_trace(
                 go.Scatter(
                     x=d["level"], y=d[value], mode="lines+markers", name=variant, legendgroup=variant,
-                    showlegend=c == 1, line=dict(color=colours[variant]),
-                    error_y=dict(type="data", array=err, visible=True, thickness=1) if err is not None and not log_y
-                    else None,
+                    showlegend=c == 1, line=dict(color=colours[variant]), error_y=bars,
                     hovertemplate=f"{variant}, {kind} level %{{x}}: %{{y:.4g}}<extra></extra>",
                 ),
                 row=1, col=c,
@@ -228,6 +249,7 @@ def line_panels(
     dash: str | None = None,
     log_y: bool = False,
     x_title: str | None = None,
+    ci: tuple[str, str] | None = None,
 ) -> go.Figure:
     """Lines of ``y`` against ``x``, one line per ``colour`` value, one panel per ``panel`` value.
 
@@ -235,6 +257,7 @@ def line_panels(
     eps sweeps and the neighbourhood-rank curves. ``x_labels`` names a column with tick labels (a categorical
     axis). ``dash`` names a column of attribution methods: one line per (colour, method), dashed by
     ``method_dash``. ``log_y``: a log axis with a labelled tick per decade. Variants keep ``variant_colour``.
+    ``ci``: the columns (low, high) of each point's 95% CI, drawn as error bars (``ci_error_bars``).
     """
     panels = list(dict.fromkeys(df[panel])) if panel else [None]
     series = list(dict.fromkeys(df[colour]))
@@ -256,6 +279,7 @@ def line_panels(
                         x=d[x_labels] if x_labels else d[x], y=d[y] * scale, mode="lines+markers", name=name,
                         legendgroup=name, showlegend=c == 1,
                         line=dict(color=colours[s], dash=None if m is None else method_dash(str(m), styles)),
+                        error_y=ci_error_bars(d, y, ci, scale),
                         hovertemplate=f"{name}: %{{y:.3g}}<extra>%{{x}}</extra>",
                     ),
                     row=1, col=c,

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import components, figures
+from app import components, exports, figures
 from app.choices import only, variant_choice
 
 ctx = components.context()
@@ -31,8 +31,8 @@ if summary is not None:
         [pd.DataFrame({"variant": summary["variant"], "subset": label, "acc": summary[f"{col}_mean"],
                        "sd": summary.get(f"{col}_sd")}) for col, label in parts if f"{col}_mean" in summary]
     )  # fmt: skip
-    st.plotly_chart(figures.grouped_bars(long, "subset", "acc", error="sd", y_title="Test accuracy (%)"),
-                    key="fair_bars")  # fmt: skip
+    exports.chart(figures.grouped_bars(long, "subset", "acc", error="sd", y_title="Test accuracy (%)"), "fair_bars",
+                  "fairness", long, exports.provenance(ctx, name, error_bars="sd over seeds"))  # fmt: skip
     components.show_table(summary, name)  # accuracies in %, seed counts as counts (app.tables.is_accuracy)
 name = name_runs
 if runs is not None:
@@ -40,8 +40,9 @@ if runs is not None:
     if summary is None:
         cols = ["test_acc", "test_acc_red", "test_acc_blue"]
         means = runs.groupby("variant", sort=False, as_index=False)[cols].mean()
-        st.plotly_chart(figures.accuracy_bars(means, {"test_acc": "all", "test_acc_red": "red",
-                                                      "test_acc_blue": "blue"}), key="fair_bars")  # fmt: skip
+        exports.chart(figures.accuracy_bars(means, {"test_acc": "all", "test_acc_red": "red",
+                                                    "test_acc_blue": "blue"}), "fair_bars", "fairness", means,
+                      exports.provenance(ctx, name_runs, values="mean over seeds"))  # fmt: skip
     with st.expander("Every training run"):
         components.show_table(runs, name)
 components.report_status(results, "fairness")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import components, compute, figures, images, map_figures, pickers
+from app import components, compute, exports, figures, images, intervals, map_figures, pickers
 
 ctx = components.context()
 st.title("Robustness")
@@ -15,12 +15,16 @@ handle = components.require_zoo(ctx)
 components.zoo_header(ctx)
 results, quick = components.results_or_quick(ctx, "robustness", "Robustness")
 shown = set()
+CP_CAPTION = ("Error bars: Clopper-Pearson 95% CI of each accuracy over its n_images (the report keeps no per-image "
+              "correctness for every attack strength, and an accuracy k/n needs none).")  # fmt: skip
+NO_COUNTS = "The table has no image counts: no CI is drawn."
 
 name, rob = components.pick(results, quick, "robustness", {"variant", "clean_acc", "pgd_acc"}, "robust")
 if rob is not None:
     shown.add(name)
     st.subheader("Clean and PGD-10 accuracy")
-    st.plotly_chart(figures.accuracy_bars(rob, {"clean_acc": "clean", "pgd_acc": "PGD-10"}), key="rob_bars")
+    exports.chart(figures.accuracy_bars(rob, {"clean_acc": "clean", "pgd_acc": "PGD-10"}), "rob_bars", "robustness",
+                  rob, exports.provenance(ctx, name))  # fmt: skip
     components.report_status(results, "robustness")
     components.show_table(rob, name, percent_columns=("clean_acc", "pgd_acc"))
 
@@ -30,10 +34,17 @@ if audit is not None:
     shown.add(name)
     st.subheader("Attack audit")
     single = audit[audit["restarts"] == 1] if "restarts" in audit else audit
-    st.plotly_chart(figures.line_panels(single.assign(step_label=single["steps"].astype(str)), "steps", "accuracy",
-                                        panel="loss", x_labels="step_label", percent=True, y_title="accuracy (%)"),
-                    key="rob_audit")  # fmt: skip
-    st.caption("Accuracy under PGD with more steps (x), per loss (panels); restarts are in the table.")
+    if "n_images" in single:
+        single = intervals.accuracy_cis(single)
+    exports.chart(figures.line_panels(single.assign(step_label=single["steps"].astype(str)), "steps", "accuracy",
+                                      panel="loss", x_labels="step_label", percent=True, y_title="accuracy (%)",
+                                      ci=("ci_low", "ci_high")),
+                  "rob_audit", "attack_audit", single,
+                  exports.provenance(ctx, name, restarts=1 if "restarts" in audit else None))  # fmt: skip
+    st.caption(
+        "Accuracy under PGD with more steps (x), per loss (panels); restarts are in the table. "
+        + (CP_CAPTION if "n_images" in single else NO_COUNTS)
+    )
     if results.experiment("attack_audit").get("notes") is None:  # the report states its own warnings
         messages = compute.masking_warnings(audit)
         warnings = [m for m in messages if components.note_is_warning(m)]
@@ -53,9 +64,15 @@ name, sweep = components.pick(results, quick, "eps_sweep", {"variant", "eps_255"
 if sweep is not None:
     shown.add(name)
     st.subheader("Accuracy against the attack radius ε")
-    st.plotly_chart(figures.line_panels(sweep, "eps_255", "accuracy", percent=True, y_title="accuracy (%)"),
-                    key="rob_eps")  # fmt: skip
-    st.caption("x: ε in units of 1/255; PGD-10 with step ε/4; ε = 0 is the clean accuracy.")
+    if "n_images" in sweep:
+        sweep = intervals.accuracy_cis(sweep)
+    exports.chart(figures.line_panels(sweep, "eps_255", "accuracy", percent=True, y_title="accuracy (%)",
+                                      ci=("ci_low", "ci_high")), "rob_eps", "eps_sweep", sweep,
+                  exports.provenance(ctx, name))  # fmt: skip
+    st.caption(
+        "x: ε in units of 1/255; PGD-10 with step ε/4; ε = 0 is the clean accuracy. "
+        + (CP_CAPTION if "n_images" in sweep else NO_COUNTS)
+    )
     components.report_status(results, "eps_sweep")
 
 st.subheader("Adversarial examples")

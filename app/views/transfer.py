@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import components, figures
+from app import components, exports, figures
 from app.choices import only, variant_choice
 
 ctx = components.context()
@@ -23,15 +23,17 @@ chosen = variant_choice([*(summary["variant"] if summary is not None else []),
 summary, runs = only(summary, chosen), only(runs, chosen)
 if summary is not None:
     shown.add(name)
-    st.plotly_chart(figures.grouped_bars(summary, "target", "test_acc_mean", error="test_acc_sd",
-                                         y_title="Test accuracy (%)"), key="transfer_bars")  # fmt: skip
+    exports.chart(figures.grouped_bars(summary, "target", "test_acc_mean", error="test_acc_sd",
+                                       y_title="Test accuracy (%)"), "transfer_bars", "transfer", summary,
+                  exports.provenance(ctx, name, error_bars="sd over seeds"))  # fmt: skip
     components.show_table(summary, name)
 name = name_runs
 if runs is not None:
     shown.add(name)
     if summary is None:
         means = runs.groupby(["target", "variant"], sort=False, as_index=False)["test_acc"].mean()
-        st.plotly_chart(figures.grouped_bars(means, "target", "test_acc"), key="transfer_bars")
+        exports.chart(figures.grouped_bars(means, "target", "test_acc"), "transfer_bars", "transfer", means,
+                      exports.provenance(ctx, name_runs, values="mean over seeds"))  # fmt: skip
     with st.expander("Every fine-tuning run"):
         components.show_table(runs, name)
 components.report_status(results, "transfer")
