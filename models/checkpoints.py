@@ -326,11 +326,13 @@ def write_zoo_manifest(
     name: str | None = None,
     extra: dict[str, Any] | None = None,
     roles: dict[str, str] | None = None,
+    replicas: dict[str, dict[int, tuple[str, dict[str, Any]]]] | None = None,
 ) -> Path:
     """Write ``zoo.json`` for checkpoints already in ``folder``: ``files`` maps variant -> file name.
 
-    ``roles`` maps variant -> role (default: by name, see ``models.roles.default_role``). Refuses
-    (ZooMismatchError) checkpoints that disagree on data set, classes or input size.
+    ``roles`` maps variant -> role (default: by name, see ``models.roles.default_role``). ``replicas`` maps
+    variant -> {seed: (file name, card)} for the variant's checkpoints of other seeds (``models.replicas``).
+    Refuses (ZooMismatchError) checkpoints that disagree on data set, classes or input size.
     """
     from models.roles import check_role, default_role
 
@@ -350,6 +352,13 @@ def write_zoo_manifest(
             "role": role,
             "card": cards.get(variant, {}),
         }
+        extra_seeds = []
+        for seed, (rep_name, rep_card) in sorted(((replicas or {}).get(variant) or {}).items()):
+            rep_path = zoo_member(folder, rep_name, f"{variant} seed {seed}")
+            signatures[f"{variant} seed {seed}"] = data_signature(load_checkpoint(rep_path))
+            extra_seeds.append({"seed": int(seed), "file": rep_name, "sha256": sha256_file(rep_path), "card": rep_card})
+        if extra_seeds:
+            variants[variant]["replicas"] = extra_seeds
     check_same_data(signatures, f"zoo {folder}")
     manifest = {
         "format": ZOO_FORMAT,
@@ -418,9 +427,16 @@ def read_zoo_manifest(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_zoo(
-    folder: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True, allow_nan: bool = False
+    folder: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    verify: bool = True,
+    allow_nan: bool = False,
+    seed: int | None = None,
 ) -> Zoo:
     """Load every variant of a zoo, verifying sha256 hashes against the manifest.
+
+    ``seed`` loads each variant's checkpoint trained with that seed (``models.replicas``) instead of its primary
+    one; variants without that seed are left out (CheckpointError when none has it).
 
     Every file the manifest names must lie inside ``folder`` (checked for all before any is opened, see
     :func:`zoo_member`). Raises CheckpointError for a path outside the folder, a missing or changed file (one
@@ -433,6 +449,8 @@ def load_zoo(
     zoo = Zoo(folder, manifest)
     signatures = {f"{ZOO_MANIFEST} data set": data_signature({"dataset": manifest.get("dataset") or {}})}
     items = {v: item if isinstance(item, dict) else {} for v, item in manifest["variants"].items()}
+    if seed is not None:
+        items = _items_for_seed(folder, manifest, seed)
     paths = {v: zoo_member(folder, item.get("file"), v) for v, item in items.items()}  # all, before opening any
     for variant, item in items.items():
         path = paths[variant]
@@ -446,3 +464,18 @@ def load_zoo(
         zoo.entries[variant] = ZooEntry(variant, model, meta, item.get("card", {}), path)
     check_same_data(signatures, f"zoo {folder}")
     return zoo
+
+
+def _items_for_seed(folder: Path, manifest: dict[str, Any], seed: int) -> dict[str, dict[str, Any]]:
+    """Variant -> manifest entry (file, sha256, card) of its checkpoint trained with ``seed``."""
+    from models.replicas import entry_for_seed, zoo_seeds
+
+    items = {}
+    for variant in manifest["variants"]:
+        rep = entry_for_seed(manifest, variant, seed)
+        if rep is not None:
+            items[variant] = {"file": rep.file, "sha256": rep.sha256, "card": rep.card}
+    if not items:
+        held = sorted({s for seeds in zoo_seeds(manifest).values() for s in seeds})
+        raise CheckpointError(f"zoo {folder}: no variant has a checkpoint of seed {seed} (seeds: {held})")
+    return items

@@ -29,6 +29,7 @@ from models.devices import pick_device
 from models.errors import SettingsError, ZooError
 from models.objectives import PAPER_VARIANTS, VARIANTS
 from models.recipes import RECIPES, build_configs
+from models.replicas import replica_file, variant_replicas
 from models.runs import FINAL_FILE, RESUME_FILE
 from models.safe_output import folder_lock, move_aside, replacing, temp_sibling
 from models.train import CHANCE_MARGIN, TrainConfig, train
@@ -55,11 +56,29 @@ def _atomic_write(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _up_to_date(out: Path, variant: str, run_dir: Path, card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
+def _zoo_file(variant: str, seed: int, primary: int) -> str:
+    """The file of ``variant``'s checkpoint of ``seed`` inside the zoo: ``<variant>.pt`` for the recipe's seed."""
+    return f"{variant}.pt" if seed == primary else replica_file(variant, seed)
+
+
+def _up_to_date(out: Path, dest: str, run_dir: Path, card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
     """True when the zoo already holds this run's finished model with a card of the same recipe and evaluation."""
-    dest = out / f"{variant}.pt"
+    path = out / dest
     same_card = card is not None and (card.get("recipe"), card.get("pgd_eval_request")) == (recipe, pgd)
-    return same_card and dest.is_file() and sha256_file(dest) == sha256_file(run_dir / FINAL_FILE)
+    return same_card and path.is_file() and sha256_file(path) == sha256_file(run_dir / FINAL_FILE)
+
+
+def replicas_on_disk(manifest_path: Path) -> dict[str, dict[int, tuple[str, dict[str, Any]]]]:
+    """Variant -> {seed: (file, card)} of an existing zoo's replica checkpoints (the primary ones left out)."""
+    if not manifest_path.is_file():
+        return {}
+    manifest = json.loads(manifest_path.read_text())
+    found: dict[str, dict[int, tuple[str, dict[str, Any]]]] = {}
+    for variant in manifest.get("variants", {}):
+        for rep in variant_replicas(manifest, variant):
+            if not rep.primary:
+                found.setdefault(variant, {})[rep.seed] = (rep.file, rep.card)
+    return found
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
@@ -67,10 +86,10 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:  # noqa: ARG001 
 
 
 def _checked_configs(
-    recipe: str, work_dir: Path, variants: list[str] | None, overrides: dict[str, Any]
+    recipe: str, work_dir: Path, variants: list[str] | None, overrides: dict[str, Any], seed: int | None = None
 ) -> tuple[dict[str, TrainConfig], list[str]]:
     """Every variant's config under ``recipe`` and the variants to train, all flags checked before any training."""
-    configs = build_configs(recipe, work_dir, **overrides)
+    configs = build_configs(recipe, work_dir, **overrides, **({} if seed is None else {"seed": seed}))
     wanted = variants or [v for v in configs if v in PAPER_VARIANTS]  # controls only when asked for
     unknown = [v for v in wanted if v not in configs]
     if unknown:
@@ -114,21 +133,54 @@ def _cached_card(run_dir: Path, recipe: str, pgd: int) -> dict[str, Any] | None:
     return doc.get("card") if same == (sha256_file(run_dir / FINAL_FILE), recipe, pgd) else None
 
 
-def _publish(out: Path, updates: dict[str, tuple[Path, dict[str, Any]]], extra: dict[str, Any]) -> Path | None:
-    """Write the zoo ``out`` anew (its earlier variants plus ``updates``: variant -> (run folder, card)) into a
-    temporary sibling and swap it in once its manifest is written; returns where the earlier zoo was kept."""
+def _publish(
+    out: Path, updates: dict[tuple[str, int], tuple[Path, dict[str, Any]]], extra: dict[str, Any], primary: int
+) -> Path | None:
+    """Write the zoo ``out`` anew (its earlier checkpoints plus ``updates``: (variant, seed) -> (run folder, card))
+    into a temporary sibling and swap it in once its manifest is written; returns where the earlier zoo was kept.
+    The recipe's seed (``primary``) gives ``<variant>.pt``, other seeds ``seeds/<seed>/<variant>.pt``."""
     with replacing(out, folder=True) as staged:
         if out.is_dir():
             shutil.copytree(out, staged.path, symlinks=True, dirs_exist_ok=True)
         (staged.path / "cards").mkdir(exist_ok=True)
         cards = cards_on_disk(staged.path / ZOO_MANIFEST)
-        for variant, (run_dir, card) in updates.items():
-            shutil.copyfile(run_dir / FINAL_FILE, staged.path / f"{variant}.pt")
-            (staged.path / "cards" / f"{variant}.md").write_text(card_markdown(variant, card))
-            cards[variant] = card
+        replicas = replicas_on_disk(staged.path / ZOO_MANIFEST)
+        for (variant, seed), (run_dir, card) in updates.items():
+            dest = _zoo_file(variant, seed, primary)
+            (staged.path / dest).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / FINAL_FILE, staged.path / dest)
+            card_name = f"{variant}.md" if seed == primary else f"{variant}-seed{seed}.md"
+            (staged.path / "cards" / card_name).write_text(card_markdown(variant, card))
+            if seed == primary:
+                cards[variant] = card
+            else:
+                replicas.setdefault(variant, {})[seed] = (dest, card)
         files = {v: f"{v}.pt" for v in VARIANTS if (staged.path / f"{v}.pt").is_file()}
-        write_zoo_manifest(staged.path, files, cards, name=out.name, extra=extra)
+        replicas = {v: reps for v, reps in replicas.items() if v in files}
+        write_zoo_manifest(staged.path, files, cards, name=out.name, extra=extra, replicas=replicas)
     return staged.kept
+
+
+def _check_seeds(out: Path, recipe: str, seeds: list[int], wanted: list[str]) -> int:
+    """The recipe's (primary) seed, after checking that ``seeds`` can be trained into ``out``: without the
+    primary seed among them, every wanted variant must already have its primary checkpoint in the zoo."""
+    primary = int(RECIPES[recipe]["common"].get("seed", 0))
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise SettingsError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds >= 0")
+    if primary not in seeds:
+        have = cards_on_disk(out / ZOO_MANIFEST)
+        lacking = [v for v in wanted if v not in have]
+        if lacking:
+            raise SettingsError(
+                f"--seeds: {out} has no seed-{primary} checkpoint of {', '.join(lacking)}; "
+                f"add {primary} to --seeds (the recipe's seed gives each variant's primary checkpoint)"
+            )
+    return primary
+
+
+def _seed_work_dir(work_dir: Path, seed: int, primary: int) -> Path:
+    """Where a seed's training runs go: ``work_dir`` for the recipe's seed, ``work_dir/seed<N>`` for others."""
+    return work_dir if seed == primary else work_dir / f"seed{seed}"
 
 
 def train_zoo(
@@ -139,59 +191,90 @@ def train_zoo(
     fresh: bool = False,
     pgd_size: int | None = None,
     progress: bool = True,
+    seeds: list[int] | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Train (or resume) each variant, evaluate it, and write the zoo folder. Returns the cards.
+    """Train (or resume) each variant, evaluate it, and write the zoo folder. Returns the primary cards.
+
+    ``seeds`` trains every variant once per seed (standard from scratch, each fine-tune from the same seed's
+    standard); the recipe's seed gives each variant's primary checkpoint, the others its replicas
+    (``models.replicas``). Default: the recipe's seed only.
 
     Nothing is lost: training stops at a step boundary (see models.train) and each evaluation is kept in its run
     folder (``zoo_card.json``), so rerunning the same command continues. The zoo folder is never written in place:
-    once every variant is done, the new zoo (the earlier one's other variants included) is built in a temporary
-    sibling and swapped in, the earlier zoo kept as ``<out>.old-<timestamp>``; a failure leaves ``out`` as it was.
-    One process at a time writes ``out``. ``fresh`` moves earlier runs aside.
+    once every variant of a seed is done, the new zoo (the earlier one's other checkpoints included) is built in a
+    temporary sibling and swapped in, the earlier zoo kept as ``<out>.old-<timestamp>``; a failure leaves ``out``
+    as it was. One process at a time writes ``out``. ``fresh`` moves earlier runs aside.
     """
     out, work_dir = Path(out), Path(work_dir)
-    configs, wanted = _checked_configs(recipe, work_dir, variants, overrides)
+    _, wanted = _checked_configs(recipe, work_dir, variants, overrides)
+    primary = _check_seeds(out, recipe, seeds, wanted) if seeds else int(RECIPES[recipe]["common"].get("seed", 0))
     with folder_lock(out, "zoo build"):
-        cards = cards_on_disk(out / ZOO_MANIFEST)
-        updates: dict[str, tuple[Path, dict[str, Any]]] = {}
-        for variant in wanted:
-            cfg, run_dir = configs[variant], Path(configs[variant].out)
-            if fresh and run_dir.exists():
-                with folder_lock(run_dir, "training run"):  # never from under a live run
-                    moved = move_aside(run_dir)
-                print(f"[zoo] {variant}: --fresh: earlier run moved aside to {moved}", file=sys.stderr)
-            t0, trained_here = time.perf_counter(), False
-            if not (run_dir / FINAL_FILE).is_file():
-                resume = (run_dir / RESUME_FILE).is_file()
-                print(f"[zoo] {variant}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
-                train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)
-                trained_here = True
-            elif _up_to_date(out, variant, run_dir, cards.get(variant), recipe, pgd_size or 0):
-                print(f"[zoo] {variant}: already in {out}", file=sys.stderr)
-                continue
-            card = None if trained_here else _cached_card(run_dir, recipe, pgd_size or 0)
-            if card is None:
-                train_seconds = time.perf_counter() - t0
-                model, _ = load_model(run_dir / FINAL_FILE)
-                print(f"[zoo] {variant}: evaluating on the test split", file=sys.stderr)
-                metrics = evaluate_variant(model, cfg, pgd_size)
-                # a run finished before this command (only evaluated here) has no training time of its own
-                seconds = train_seconds if trained_here else cards.get(variant, {}).get("train_seconds")
-                card = {**build_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd_size or 0}
-                _flag_near_chance(variant, card, metrics)
-                cached = {"model_sha256": sha256_file(run_dir / FINAL_FILE), "recipe": recipe,
-                          "pgd_eval_request": pgd_size or 0, "card": card}  # fmt: skip
-                _atomic_write(run_dir / CARD_CACHE, json.dumps(cached, indent=2) + "\n")
-                print(json.dumps({"variant": variant, **{k: v for k, v in metrics.items() if k != "pgd_eval"}}))
-            else:
-                print(f"[zoo] {variant}: evaluated earlier ({run_dir / CARD_CACHE})", file=sys.stderr)
-            updates[variant] = (run_dir, card)
-        if updates:
-            kept = _publish(out, updates, {"recipe": recipe, "overrides": recipe_overrides(overrides)})
-            if kept is not None:
-                print(f"[zoo] the earlier zoo in {out} is kept as {kept} (nothing is deleted)", file=sys.stderr)
-            cards = cards_on_disk(out / ZOO_MANIFEST)
-    return cards
+        for seed in seeds or [primary]:
+            configs, _ = _checked_configs(
+                recipe, _seed_work_dir(work_dir, seed, primary), variants, overrides, None if seeds is None else seed
+            )
+            updates = _train_seed(out, recipe, configs, wanted, seed, primary, fresh, pgd_size or 0, progress)
+            if updates:
+                extra = {"recipe": recipe, "overrides": recipe_overrides(overrides)}
+                kept = _publish(out, updates, extra, primary)
+                if kept is not None:
+                    print(f"[zoo] the earlier zoo in {out} is kept as {kept} (nothing is deleted)", file=sys.stderr)
+    return cards_on_disk(out / ZOO_MANIFEST)
+
+
+def _train_seed(
+    out: Path,
+    recipe: str,
+    configs: dict[str, TrainConfig],
+    wanted: list[str],
+    seed: int,
+    primary: int,
+    fresh: bool,
+    pgd: int,
+    progress: bool,
+) -> dict[tuple[str, int], tuple[Path, dict[str, Any]]]:
+    """Train, resume or reuse each wanted variant of one seed; (variant, seed) -> (run folder, card) of those the
+    zoo ``out`` does not hold yet."""
+    cards = cards_on_disk(out / ZOO_MANIFEST)
+    replicas = replicas_on_disk(out / ZOO_MANIFEST)
+    label = "" if seed == primary else f" (seed {seed})"
+    updates: dict[tuple[str, int], tuple[Path, dict[str, Any]]] = {}
+    for variant in wanted:
+        cfg, run_dir = configs[variant], Path(configs[variant].out)
+        earlier = cards.get(variant) if seed == primary else replicas.get(variant, {}).get(seed, ("", None))[1]
+        if fresh and run_dir.exists():
+            with folder_lock(run_dir, "training run"):  # never from under a live run
+                moved = move_aside(run_dir)
+            print(f"[zoo] {variant}{label}: --fresh: earlier run moved aside to {moved}", file=sys.stderr)
+        t0, trained_here = time.perf_counter(), False
+        if not (run_dir / FINAL_FILE).is_file():
+            resume = (run_dir / RESUME_FILE).is_file()
+            print(f"[zoo] {variant}{label}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
+            train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)
+            trained_here = True
+        elif _up_to_date(out, _zoo_file(variant, seed, primary), run_dir, earlier, recipe, pgd):
+            print(f"[zoo] {variant}{label}: already in {out}", file=sys.stderr)
+            continue
+        card = None if trained_here else _cached_card(run_dir, recipe, pgd)
+        if card is None:
+            train_seconds = time.perf_counter() - t0
+            model, _ = load_model(run_dir / FINAL_FILE)
+            print(f"[zoo] {variant}{label}: evaluating on the test split", file=sys.stderr)
+            metrics = evaluate_variant(model, cfg, pgd)
+            # a run finished before this command (only evaluated here) has no training time of its own
+            seconds = train_seconds if trained_here else (earlier or {}).get("train_seconds")
+            card = {**build_card(variant, recipe, run_dir, metrics, seconds), "pgd_eval_request": pgd}
+            _flag_near_chance(variant, card, metrics)
+            cached = {"model_sha256": sha256_file(run_dir / FINAL_FILE), "recipe": recipe,
+                      "pgd_eval_request": pgd, "card": card}  # fmt: skip
+            _atomic_write(run_dir / CARD_CACHE, json.dumps(cached, indent=2) + "\n")
+            shown = {k: v for k, v in metrics.items() if k != "pgd_eval"}
+            print(json.dumps({"variant": variant, "seed": seed, **shown}))
+        else:
+            print(f"[zoo] {variant}{label}: evaluated earlier ({run_dir / CARD_CACHE})", file=sys.stderr)
+        updates[(variant, seed)] = (run_dir, card)
+    return updates
 
 
 def print_summary(folder: str | Path) -> None:
@@ -231,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="first N test images attacked with PGD-10 for the cards (0: the whole test split)",
     )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="train every variant once per seed (replicas; default: the recipe's seed only)",
+    )
     parser.add_argument("--fresh", action="store_true", help="move earlier runs aside (never deleted) and retrain")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a variant ends within 5 points of chance")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -267,6 +357,7 @@ def _main(argv: list[str] | None) -> int:
             args.fresh,
             args.pgd_eval_size,
             progress=not args.no_progress,
+            seeds=args.seeds,
             **overrides,
         )
     except KeyboardInterrupt:

@@ -1,0 +1,74 @@
+"""Seeds as a dimension of a zoo: ``train_zoo --seeds`` trains replicas, the manifest lists them, load_zoo picks one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models import train_zoo
+from models.checkpoints import CheckpointError, load_zoo, sha256_file
+from models.replicas import common_seeds, entry_for_seed, variant_replicas, zoo_seeds
+
+
+def seeds_argv(out: Path, work: Path, *seeds: int) -> list[str]:
+    return ["--out", str(out), "--work-dir", str(work), "--variants", "standard", "C", "--dataset", "digits",
+            "--train-limit", "80", "--batch-size", "40", "--warmup-steps", "1", "--epochs-scale", str(1 / 6),
+            "--pgd-eval-size", "4", "--num-threads", "1", "--no-progress", "--seeds", *map(str, seeds)]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_seeds_train_replicas_per_variant_each_fine_tune_from_its_own_seed(tmp_path, capsys, one_thread):
+    out, work = tmp_path / "zoo", tmp_path / "runs"
+    assert train_zoo.main(seeds_argv(out, work, 0, 1)) == 0
+    assert train_zoo.main(seeds_argv(out, work, 2)) == 0  # a later session adds a seed
+    err = capsys.readouterr().err
+    assert "standard: already in" not in err and "(seed 1): already" not in err  # seed 2 alone was asked for
+    assert "[zoo] C (seed 2): training" in err and "[zoo] C (seed 1): training" in err
+
+    manifest = json.loads((out / "zoo.json").read_text())
+    assert zoo_seeds(manifest) == {"standard": [0, 1, 2], "C": [0, 1, 2]}
+    assert common_seeds(manifest) == [0, 1, 2]
+    for variant in ("standard", "C"):
+        reps = variant_replicas(manifest, variant)
+        assert [r.card["config"]["seed"] for r in reps] == [0, 1, 2]  # each card says the seed it was trained with
+        assert len({sha256_file(out / r.file) for r in reps}) == 3  # three different trainings
+        assert all(sha256_file(out / r.file) == r.sha256 for r in reps)
+    for seed in (1, 2):  # C of seed s is fine-tuned from standard of seed s, not from seed 0
+        init = entry_for_seed(manifest, "C", seed).card["config"]["init"]
+        assert Path(init) == work / f"seed{seed}" / "standard" / "model.pt"
+    assert Path(entry_for_seed(manifest, "C", 0).card["config"]["init"]) == work / "standard" / "model.pt"
+
+    one = load_zoo(out, seed=1)
+    assert one.variants == ["standard", "C"]
+    assert one["C"].path == out / "seeds" / "1" / "C.pt" and one["C"].card["config"]["seed"] == 1
+    assert load_zoo(out)["C"].path == out / "C.pt"  # the primary checkpoint by default
+    with pytest.raises(CheckpointError, match=r"no variant has a checkpoint of seed 7 \(seeds: \[0, 1, 2\]\)"):
+        load_zoo(out, seed=7)
+
+    before = (out / "zoo.json").read_bytes()
+    capsys.readouterr()
+    assert train_zoo.main(seeds_argv(out, work, 0, 1, 2)) == 0  # up to date: nothing retrained or rewritten
+    assert capsys.readouterr().err.count("already in") == 6 and (out / "zoo.json").read_bytes() == before
+
+
+def test_seeds_without_the_primary_need_a_zoo_that_has_it(tmp_path, capsys):
+    code = train_zoo.main(seeds_argv(tmp_path / "zoo", tmp_path / "runs", 1, 2))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "has no seed-0 checkpoint of standard, C" in err and "add 0 to --seeds" in err
+    assert not (tmp_path / "runs").exists()  # refused before any training
+
+
+def test_repeated_seeds_are_refused(tmp_path, capsys):
+    assert train_zoo.main(seeds_argv(tmp_path / "zoo", tmp_path / "runs", 0, 0)) == 2
+    assert "give distinct seeds" in capsys.readouterr().err
+
+
+def test_a_manifest_without_replicas_reads_as_one_seed_per_variant():
+    manifest = {"variants": {"standard": {"file": "standard.pt", "sha256": "a", "card": {"config": {"seed": 3}}},
+                             "C": {"file": "C.pt", "sha256": "b", "card": {}}}}  # fmt: skip
+    assert zoo_seeds(manifest) == {"standard": [3], "C": [0]}
+    assert common_seeds(manifest) == [] and common_seeds(manifest, ["C"]) == [0]
+    assert entry_for_seed(manifest, "standard", 3).primary and entry_for_seed(manifest, "standard", 0) is None
