@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from analysis import precomputed_store
 from analysis.embeddings import Anchor
 from analysis.service_api import AnchorViewRequest, PredictionsRequest, ProjectionRequest, RepresentationsRequest
 from app import compute, long_lived
@@ -100,7 +101,10 @@ def whole_set_ready(handle: ZooHandle, dataset: tuple, n: int, representation: s
                     method: str, seed: int = 0) -> bool:  # fmt: skip
     """Whether the whole-set map is on disk already (then the page draws it without asking)."""
     reps, fitted = _whole_set_paths(handle, dataset, n, representation, variants, method, seed)
-    return all(p.is_file() for p in reps.values()) and (fitted is None or fitted.is_file())
+    stored = precomputed_store.has_representations  # scl-precompute's whole-set embeddings
+    return all(p.is_file() or stored(handle.model(v), dataset, n, representation) for v, p in reps.items()) and (
+        fitted is None or fitted.is_file()
+    )
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

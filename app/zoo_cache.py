@@ -20,6 +20,7 @@ from typing import Any
 import streamlit as st
 import torch
 
+from analysis import precomputed_store
 from app import long_lived
 from models.assets import default_zoo
 from models.checkpoints import CheckpointError, Zoo, load_zoo, read_zoo_manifest
@@ -139,6 +140,7 @@ def open_zoo(path: str | os.PathLike, device: str | None = None) -> ZooHandle:
     path = str(Path(path).expanduser().resolve())
     stamp = manifest_stamp(path)
     zoo = load_zoo(path, device)
+    precomputed_store.attach(zoo)  # gallery maps and embeddings from scl-precompute, if any
     if not zoo.entries:
         raise CheckpointError(f"zoo {path} lists no variants")
     first = next(iter(zoo.entries.values()))
