@@ -153,6 +153,7 @@ def sidebar() -> Context:
                 + (" (locked by SCL_ZOO_LOCKED on this server)." if locked else "."),
             )
         handle, error = _load_handle(path, device)
+        handle = seed_picker(handle, path, device)
         if handle is None:
             st.error("No zoo loaded (see the page).", icon="⚠️")
         else:
@@ -184,6 +185,41 @@ def sidebar() -> Context:
     ctx = Context(path, device, handle, error, dataset_name, data_root or None)
     state["scl_context"] = ctx
     return ctx
+
+
+def seed_picker(handle: zoo_cache.ZooHandle | None, path: str, device: str) -> zoo_cache.ZooHandle | None:
+    """A zoo with replicas (several training seeds per variant): which seed's checkpoints the pages show."""
+    from models.replicas import variant_replicas, zoo_seeds
+
+    if handle is None:
+        return None
+    manifest = handle.zoo.manifest
+    seeds = sorted({s for held in zoo_seeds(manifest).values() for s in held})
+    if len(seeds) < 2:
+        return handle
+    primary = {variant_replicas(manifest, v)[0].seed for v in handle.variants}
+    options = [None, *[s for s in seeds if s not in primary]]
+    chosen = st.selectbox(
+        "Training seed", options, key=f"scl_seed::{path}",
+        format_func=lambda s: "primary checkpoints" if s is None else f"seed {s}",
+        help="This zoo holds several training runs per variant. The zoo page shows every seed's cards with "
+        "their mean and spread; the other pages show the checkpoints of the seed chosen here "
+        "(variants without it are left out).",
+    )  # fmt: skip
+    if chosen is None:
+        return handle
+    picked, error = _load_handle_seed(path, device, chosen)
+    if picked is None:
+        st.warning(error or f"seed {chosen} could not be loaded; showing the primary checkpoints")
+        return handle
+    return picked
+
+
+def _load_handle_seed(path: str, device: str, seed: int) -> tuple[zoo_cache.ZooHandle | None, str | None]:
+    try:
+        return zoo_cache.get_zoo(path, device, seed), None
+    except Exception as exc:  # a missing or changed replica file: a message, the primary checkpoints shown
+        return None, public.redact(f"seed {seed}: {exc}")
 
 
 @functools.cache

@@ -25,6 +25,7 @@ from app import long_lived
 from models.assets import default_zoo
 from models.checkpoints import CheckpointError, Zoo, load_zoo, read_zoo_manifest
 from models.data import ImageDataset, load_dataset
+from models.replicas import entry_for_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ZOO = default_zoo()  # the clone's assets/zoo/default, an installed wheel's copy, or under $SCL_ASSETS
@@ -70,18 +71,23 @@ class ZooHandle:
     data_root: str | None
     image_size: int
     classes: list[str] | None = None
+    seed: int | None = None  # the replicas of this seed (models.replicas); None: each variant's primary checkpoint
 
     @property
     def variants(self) -> list[str]:
         return self.zoo.variants
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.path, self.device, self.stamp)
+    def key(self) -> tuple[str, str, int, int | None]:
+        """The arguments of the cached loader: also the key of everything computed about this zoo."""
+        return (self.path, self.device, self.stamp, self.seed)
 
     @property
     def hashes(self) -> dict[str, str]:
         """The manifest's sha256 of each variant's checkpoint (the key of anything stored about this zoo)."""
+        if self.seed is not None:
+            reps = {v: entry_for_seed(self.zoo.manifest, v, self.seed) for v in self.variants}
+            return {v: str(rep.sha256 if rep else "") for v, rep in reps.items()}
         listed = self.zoo.manifest.get("variants") or {}
         return {v: str((listed.get(v) or {}).get("sha256", "")) for v in self.variants}
 
@@ -134,12 +140,13 @@ def _image_size(dataset: dict[str, Any], config: dict[str, Any]) -> int:
     return 224 if dataset.get("name") == "imagefolder" else 32
 
 
-def open_zoo(path: str | os.PathLike, device: str | None = None) -> ZooHandle:
-    """Load a zoo folder (pure; raises CheckpointError). The cached form is :func:`get_zoo`."""
+def open_zoo(path: str | os.PathLike, device: str | None = None, seed: int | None = None) -> ZooHandle:
+    """Load a zoo folder (pure; raises CheckpointError), with the checkpoints of ``seed`` when given. The cached
+    form is :func:`get_zoo`."""
     device = device or device_name()
     path = str(Path(path).expanduser().resolve())
     stamp = manifest_stamp(path)
-    zoo = load_zoo(path, device)
+    zoo = load_zoo(path, device, seed=seed)
     precomputed_store.attach(zoo)  # gallery maps and embeddings from scl-precompute, if any
     if not zoo.entries:
         raise CheckpointError(f"zoo {path} lists no variants")
@@ -156,18 +163,20 @@ def open_zoo(path: str | os.PathLike, device: str | None = None) -> ZooHandle:
         data_root=config.get("data_root"),
         image_size=_image_size(dataset, config),
         classes=list(dataset["classes"]) if dataset.get("classes") else None,
+        seed=seed,
     )
 
 
 @st.cache_resource(show_spinner="Loading the model zoo...", max_entries=4)
-def _cached_zoo(path: str, device: str, stamp: int) -> ZooHandle:
-    return long_lived.freeze(open_zoo(path, device))
+def _cached_zoo(path: str, device: str, stamp: int, seed: int | None = None) -> ZooHandle:
+    return long_lived.freeze(open_zoo(path, device, seed))
 
 
-def get_zoo(path: str | os.PathLike, device: str | None = None) -> ZooHandle:
-    """The loaded zoo at ``path`` (cached per server process; reloaded when its manifest changes)."""
+def get_zoo(path: str | os.PathLike, device: str | None = None, seed: int | None = None) -> ZooHandle:
+    """The loaded zoo at ``path`` (cached per server process; reloaded when its manifest changes); ``seed``: the
+    checkpoints trained with that seed instead of the primary ones."""
     resolved = str(Path(path).expanduser().resolve())
-    return _cached_zoo(resolved, device or device_name(), manifest_stamp(resolved))
+    return _cached_zoo(resolved, device or device_name(), manifest_stamp(resolved), seed)
 
 
 @st.cache_resource(show_spinner="Loading the data set (built once, then cached on disk)...", max_entries=6)

@@ -6,7 +6,8 @@ import numpy as np
 import streamlit as st
 
 from analysis.formatting import round_significant
-from app import cards, components, figures, images, map_figures
+from analysis.seed_spread import seed_card_table, seed_spread
+from app import cards, components, figures, images, map_figures, seed_figures
 from app.choices import only, variant_choice
 from models.objectives import get_variant
 
@@ -58,6 +59,21 @@ ds_cols = [c for c in metrics.columns if c.startswith("ds_level1_")]
 table = metrics.assign(**{c: metrics[c].map(round_significant) for c in ds_cols})
 components.show_table(table[[c for c in table.columns if c != "objective"] + ["objective"]])  # numbers first
 st.caption("Accuracies in %; DS level 1 per kind and summed over kinds, to 3 significant digits as on the cards.")
+
+seed_rows = seed_card_table(handle.zoo.manifest)
+if seed_rows["seed"].nunique() > 1:
+    st.subheader("Seeds: how much a variant moves between training runs")
+    spread = seed_spread(seed_rows[seed_rows["variant"].isin(chosen)])
+    st.caption(
+        "This zoo holds several training runs (seeds) per variant; each fine-tune starts from the same seed's "
+        "standard. Mean over seeds, with the sample standard deviation and the range; a difference between "
+        "variants smaller than this spread says little about the training method. The sidebar's *Training seed* "
+        "chooses the checkpoints the other pages show."
+    )
+    st.plotly_chart(seed_figures.seed_spread_bars(seed_rows[seed_rows["variant"].isin(chosen)]), key="zoo_seeds")
+    components.show_table(spread, "seed_spread")
+    with st.expander("Every checkpoint's card metrics"):
+        components.show_table(seed_rows[seed_rows["variant"].isin(chosen)], "seed_cards")
 
 st.subheader("Cards in full")
 for variant in chosen:

@@ -1,0 +1,95 @@
+"""A zoo with replicas in the dashboard: the zoo page shows each variant's seed spread, the sidebar picks a seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.seed_spread import seed_card_table, seed_spread
+from models.checkpoints import atomic_torch_save, make_checkpoint, network_spec, write_zoo_manifest
+from models.networks import create_network
+from tests.test_app import ENTRY, TIMEOUT, AppTest, assert_clean
+from tests.test_dashboard_pages import _point_results_at
+
+VARIANTS = ("standard", "C")
+ACCURACY = {("standard", 0): 0.50, ("standard", 1): 0.60, ("C", 0): 0.40, ("C", 1): 0.70}
+
+
+def make_seeded_zoo(folder: Path) -> Path:
+    """Two variants x two seeds of untrained width-4 networks on digits; cards carry per-seed accuracies."""
+    dataset = {"name": "digits", "split": "train", "size": 1437, "num_classes": 10}
+    folder.mkdir(parents=True, exist_ok=True)
+    files, cards, replicas = {}, {}, {}
+    for i, variant in enumerate(VARIANTS):
+        for seed in (0, 1):
+            torch.manual_seed(100 * seed + i)
+            model = create_network("resnet18-cifar", 10, width=4)
+            ckpt = make_checkpoint(model, variant=variant, network=network_spec("resnet18-cifar", 10, 4),
+                                   config={"variant": variant, "dataset": "digits", "seed": seed}, dataset=dataset,
+                                   metrics={})  # fmt: skip
+            name = f"{variant}.pt" if seed == 0 else f"seeds/{seed}/{variant}.pt"
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(ckpt, folder / name)
+            card = {"variant": variant, "config": {"seed": seed},
+                    "metrics": {"test_clean_acc": ACCURACY[(variant, seed)], "test_pgd10_acc": 0.1 * seed,
+                                "ds_level1_sum": 1.0 + seed}}  # fmt: skip
+            if seed == 0:
+                files[variant], cards[variant] = name, card
+            else:
+                replicas.setdefault(variant, {})[seed] = (name, card)
+    write_zoo_manifest(folder, files, cards, name="seeded", replicas=replicas)
+    return folder
+
+
+@pytest.fixture
+def seeded_zoo(tmp_path, monkeypatch, cache_dir) -> Path:
+    zoo = make_seeded_zoo(tmp_path / "zoo")
+    monkeypatch.setenv("SCL_ZOO", str(zoo))
+    _point_results_at(monkeypatch, tmp_path / "results")
+    return zoo
+
+
+def test_seed_spread_is_the_mean_and_spread_over_each_variants_seeds(tmp_path):
+    manifest = json.loads((make_seeded_zoo(tmp_path / "zoo") / "zoo.json").read_text())
+    table = seed_card_table(manifest)
+    assert list(zip(table["variant"], table["seed"], table["primary"], strict=True)) == [
+        ("standard", 0, True), ("standard", 1, False), ("C", 0, True), ("C", 1, False)]  # fmt: skip
+    spread = seed_spread(table).set_index("variant")
+    for variant in VARIANTS:
+        values = [ACCURACY[(variant, s)] for s in (0, 1)]
+        assert spread.loc[variant, "test_clean_acc_mean"] == pytest.approx(np.mean(values))
+        assert spread.loc[variant, "test_clean_acc_std"] == pytest.approx(np.std(values, ddof=1))
+        assert spread.loc[variant, "n_seeds"] == 2 and spread.loc[variant, "seeds"] == [0, 1]
+
+
+def open_zoo_page() -> AppTest:
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at.switch_page("views/zoo.py")
+    return at.run()
+
+
+def test_zoo_page_shows_the_seed_spread_and_the_sidebar_picks_a_seed(seeded_zoo):
+    at = open_zoo_page()
+    assert_clean(at)
+    assert any("Seeds" in h.value for h in at.subheader)
+    clean = [m.value for m in at.metric if m.label == "Clean accuracy"]
+    assert clean == ["50.0%", "40.0%"]  # the primary checkpoints by default
+    picker = next(s for s in at.sidebar.selectbox if s.label == "Training seed")
+    assert picker.options == ["primary checkpoints", "seed 1"]
+    picker.set_value(1)
+    at.run()
+    assert_clean(at)
+    assert [m.value for m in at.metric if m.label == "Clean accuracy"] == ["60.0%", "70.0%"]  # seed 1's cards
+
+
+def test_a_zoo_without_replicas_shows_no_seed_picker(tiny_zoo, tmp_path, monkeypatch, cache_dir):
+    monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
+    _point_results_at(monkeypatch, tmp_path / "results")
+    at = open_zoo_page()
+    assert_clean(at)
+    assert not [s for s in at.sidebar.selectbox if s.label == "Training seed"]
+    assert not any("Seeds" in h.value for h in at.subheader)
