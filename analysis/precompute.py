@@ -118,10 +118,16 @@ def plan(variants: Sequence[str], indices: Sequence[int], n_images: int, kinds: 
     return items
 
 
-def _existing(path: Path, required: Sequence[str], log: Callable[[str], None]) -> dict[str, np.ndarray] | None:
+def _existing(path: Path, required: Sequence[str], wanted: Sequence[int],
+              log: Callable[[str], None]) -> dict[str, np.ndarray] | None:  # fmt: skip
+    """The chunk already at ``path``: only its ``index`` when it holds every ``wanted`` image (then it is skipped),
+    every array when some are missing (to extend it); None when absent or unreadable (said in one line)."""
     if not path.is_file():
         return None
     try:
+        small = store.read_arrays(path, ("index", "fingerprint") if "fingerprint" in required else ("index",))
+        if set(wanted) <= set(small["index"].tolist()):
+            return small
         return store.read_chunk(path, required)
     except store.CorruptChunk as exc:
         log(f"note: {exc}; computing it again (the unreadable file is kept beside it as .old-...)")
@@ -265,8 +271,10 @@ def precompute(
                 settings = store.embedding_settings(item.variant, hashes[item.variant], item.representation, spec, n)
             folder = store.entry_dir(root, settings)
             path = folder / store.chunk_name(item.first)
-            required = ("index", *MAP_ROWS, "levels") if item.what == "maps" else ("index", "rep", "pred")
-            old = _existing(path, required, log)
+            required = (
+                ("index", *MAP_ROWS, "levels") if item.what == "maps" else ("index", "rep", "pred", "fingerprint")
+            )
+            old = _existing(path, required, item.indices, log)
             have = set(old["index"].tolist()) if old is not None else set()
             todo = [i for i in item.indices if i not in have]
             if item.what == "embeddings" and old is not None and str(old.get("fingerprint")) != fingerprint:

@@ -224,7 +224,7 @@ def write_index(root: str | os.PathLike) -> Path:
             count = 0
             for chunk in chunk_files(folder):
                 try:
-                    count += len(read_chunk(chunk)["index"])
+                    count += len(read_arrays(chunk, ("index",))["index"])
                 except CorruptChunk:
                     continue
             entries[f"{what}/{folder.parent.name}/{folder.name}"] = {**settings, "images": count,
@@ -290,26 +290,83 @@ def _digest_of(image: np.ndarray) -> str:
     return digest
 
 
-_INDEXES: dict[str, tuple[tuple, dict[str, tuple[Path, int]]]] = {}
+@dataclass(frozen=True)
+class _Row:
+    """Where one image's maps are: its chunk file, row, the class they explain and the levels stored."""
+
+    path: Path
+    row: int
+    target: int
+    levels: tuple[int, ...]
 
 
-def _maps_index(folder: Path) -> dict[str, tuple[Path, int]]:
-    """digest -> (chunk file, row) of one maps entry, rebuilt when its chunk files change."""
-    files = chunk_files(folder)
-    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files if p.exists())
+_INDEXES: dict[str, tuple[int, dict[str, _Row]]] = {}
+
+
+def read_arrays(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Only the named arrays of a chunk (an ``.npz`` is read member by member); CorruptChunk when unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in names if k not in z.files]
+            if missing:
+                raise CorruptChunk(f"{path} lacks {', '.join(missing)}")
+            return {k: z[k] for k in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise CorruptChunk(f"{path} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def read_row(path: str | os.PathLike, name: str, row: int) -> np.ndarray:
+    """Row ``row`` of array ``name`` of a chunk, read from the file alone (not the whole array: a chunk of 224-px
+    maps is tens of MB); CorruptChunk when unreadable."""
+    fmt = np.lib.format
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return read_arrays(path, (name,))[name][row]
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError("bad local header")
+            f.seek(
+                info.header_offset
+                + 30
+                + int.from_bytes(local[26:28], "little")
+                + int.from_bytes(local[28:30], "little")
+            )
+            version = fmt.read_magic(f)
+            shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+            if fortran or not shape or not 0 <= row < shape[0] or dtype.hasobject:
+                raise ValueError(f"row {row} of an array of shape {shape}")
+            count = int(np.prod(shape[1:], dtype=np.int64))
+            f.seek(row * count * dtype.itemsize, os.SEEK_CUR)
+            data = np.fromfile(f, dtype=dtype, count=count)
+        if data.size != count:
+            raise ValueError("truncated")
+        return data.reshape(shape[1:])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise CorruptChunk(f"{path} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def _maps_index(folder: Path) -> dict[str, _Row]:
+    """digest -> :class:`_Row` of one maps entry, from the chunks' small arrays (digest, target, levels); rebuilt
+    when the folder changes (every chunk is renamed into it, so its modification time moves: one stat a lookup)."""
+    stamp = folder.stat().st_mtime_ns
     with _GUARD:
         known = _INDEXES.get(str(folder))
     if known is not None and known[0] == stamp:
         return known[1]
-    index: dict[str, tuple[Path, int]] = {}
-    for path in files:
+    index: dict[str, _Row] = {}
+    for path in chunk_files(folder):
         try:
-            digests = read_chunk(path, ("index", "digest", "target", "levels", "maps"))["digest"]
+            z = read_arrays(path, ("digest", "target", "levels"))
         except CorruptChunk as exc:
             report_corrupt(exc)
             continue
-        for row, digest in enumerate(digests.tolist()):
-            index[str(digest)] = (path, row)
+        levels = tuple(int(lv) for lv in z["levels"].tolist())
+        for row, (digest, target) in enumerate(zip(z["digest"].tolist(), z["target"].tolist(), strict=True)):
+            index[str(digest)] = _Row(path, row, int(target), levels)
     with _GUARD:
         _INDEXES[str(folder)] = (stamp, index)
     return index
@@ -322,8 +379,7 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
-def _lookup(model: Any, image: np.ndarray, kind: str, method: str,
-            options: Mapping[str, Any]) -> tuple[Path, int] | None:  # fmt: skip
+def _lookup(model: Any, image: np.ndarray, kind: str, method: str, options: Mapping[str, Any]) -> _Row | None:
     ref = _ref(model)
     if ref is None or not all(_plain(v) for k, v in options.items() if k not in RUNTIME_OPTIONS):
         return None  # a baseline image or other array option: not a settings key, computed as before
@@ -334,25 +390,37 @@ def _lookup(model: Any, image: np.ndarray, kind: str, method: str,
     return _maps_index(folder).get(_digest_of(image))
 
 
-def stored_maps(model: Any, image: np.ndarray, kind: str, method: str, target: int, levels: Sequence[int],
-                options: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
-    """The stored maps of ``levels`` (``level_maps``' dict, possibly fewer levels: those stored), or None when the
-    model has no store or the image (an upload), settings or target are not in it."""
+def _stored_levels(
+    model: Any,
+    image: np.ndarray,
+    kind: str,
+    method: str,
+    target: int,
+    levels: Sequence[int],
+    options: Mapping[str, Any] | Iterable[tuple[str, Any]],
+) -> tuple[_Row | None, list[int]]:
+    """The index row of this image's maps (None: not stored for this target) and which of ``levels`` it holds."""
     found = _lookup(model, image, kind, method, dict(options))
+    if found is None or found.target != int(target):
+        return None, []
+    return found, [int(lv) for lv in levels if int(lv) in found.levels]
+
+
+def stored_maps(model: Any, image: np.ndarray, kind: str, method: str, target: int, levels: Sequence[int],
+                options: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> dict[str, Any] | None:  # fmt: skip
+    """The stored maps of ``levels`` (``level_maps``' dict, possibly fewer levels: those stored), or None when the
+    model has no store or the image (an upload), settings or target are not in it, or its file is unreadable."""
+    found, wanted = _stored_levels(model, image, kind, method, target, levels, options)
     if found is None:
         return None
-    path, row = found
+    cols = [found.levels.index(lv) for lv in wanted]
     try:
-        z = read_chunk(path, ("digest", "target", "levels", "maps"))
-    except CorruptChunk as exc:
-        report_corrupt(exc)
+        maps = read_row(found.path, "maps", found.row)
+        with np.load(found.path, allow_pickle=False) as z:
+            extras = {k[len("extra_") :]: z[k][found.row] for k in z.files if k.startswith("extra_")}
+    except (CorruptChunk, OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        report_corrupt(exc if isinstance(exc, CorruptChunk) else CorruptChunk(f"{found.path} is unreadable ({exc})"))
         return None
-    if int(z["target"][row]) != int(target):
-        return None
-    stored = [int(lv) for lv in z["levels"].tolist()]
-    wanted = [int(lv) for lv in levels if int(lv) in stored]
-    cols = [stored.index(lv) for lv in wanted]
-    extras = {k[len("extra_") :]: z[k][row] for k in z if k.startswith("extra_")}
     out_extras = []
     for c in cols:
         one: dict[str, float] = {}
@@ -361,14 +429,21 @@ def stored_maps(model: Any, image: np.ndarray, kind: str, method: str, target: i
             if not np.isnan(value):
                 one[name] = int(value) if name in ("map_side", "n_segments") else value
         out_extras.append(one)
-    return {"levels": wanted, "maps": np.asarray(z["maps"][row][cols], dtype=np.float32), "extras": out_extras}
+    return {"levels": wanted, "maps": np.asarray(maps[cols], dtype=np.float32), "extras": out_extras}
 
 
-def has_maps(model: Any, image: np.ndarray, kind: str, method: str, target: int, levels: Sequence[int],
-             options: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> bool:  # fmt: skip
-    """Whether every one of ``levels`` is stored for this image, settings and target."""
-    found = stored_maps(model, image, kind, method, target, levels, options)
-    return found is not None and len(found["levels"]) == len(set(int(lv) for lv in levels))
+def has_maps(
+    model: Any,
+    image: np.ndarray,
+    kind: str,
+    method: str,
+    target: int,
+    levels: Sequence[int],
+    options: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+) -> bool:
+    """Whether every one of ``levels`` is stored for this image, settings and target (from the index alone)."""
+    found, wanted = _stored_levels(model, image, kind, method, target, levels, options)
+    return found is not None and len(wanted) == len(set(int(lv) for lv in levels))
 
 
 def level_maps(model: Any, image: np.ndarray, kind: str, method: str, target: int,

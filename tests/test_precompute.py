@@ -264,3 +264,20 @@ def test_only_an_attached_model_with_the_same_target_is_looked_up(zoo):
     found = store.stored_maps(model, ds.images[1].numpy(), "brightness", "gradcam", target, (4, 0))
     assert found is not None and found["levels"] == [4, 0]
     assert store.stored_maps(model, ds.images[1].numpy(), "brightness", "gradcam", (target + 1) % 10, (4,)) is None
+
+
+def test_a_row_is_read_alone_and_equals_the_whole_array(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"index": np.arange(3), "maps": rng.random((3, 5, 7, 9), dtype=np.float32)}
+    path = tmp_path / store.chunk_name(0)
+    store.write_chunk(path, arrays)
+    first = path.read_bytes()
+    for row in range(3):
+        assert np.array_equal(store.read_row(path, "maps", row), arrays["maps"][row])
+    store.write_chunk(path, arrays)  # the same arrays give the same bytes; the earlier file is kept aside
+    assert path.read_bytes() == first and len(list(tmp_path.glob("chunk-000000.npz.old-*"))) == 1
+    with pytest.raises(store.CorruptChunk, match="unreadable"):
+        store.read_row(path, "maps", 3)
+    path.write_bytes(first[: len(first) // 2])
+    with pytest.raises(store.CorruptChunk, match=str(path)):
+        store.read_row(path, "maps", 0)
