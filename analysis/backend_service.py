@@ -10,6 +10,15 @@ file (``backend.yaml`` beside this project documents every key and its default).
 plain JSON (``analysis.service_wire``); ``GET /zoos`` lists the served zoos by name with their checkpoints'
 sha256 (never their paths). With ``SCL_TOKEN`` set every request needs ``Authorization: Bearer TOKEN``;
 error messages never show absolute paths. The client is ``analysis.service_client.RemoteComputeService``.
+
+Heavy maps (IG, LIME: what the dashboard runs as heavy jobs) can also be jobs across the wire
+(``analysis.service_jobs``): ``POST /<zoo>/jobs`` with a ``MapsRequest`` answers a job id, ``GET /<zoo>/jobs/<id>``
+its state, fraction done, seconds left and queue position, ``POST /<zoo>/jobs/<id>/cancel`` stops it,
+``GET /<zoo>/jobs/<id>/result`` fetches it once and ``GET /<zoo>/jobs/stats`` counts jobs by outcome. They run in
+one more deployment per zoo (one replica, so every poll finds its job; its own copy of the zoo, so heavy work never
+delays the batched light requests), clients (``X-SCL-Session``) take turns under the per-session quota of
+``SCL_HEAVY_RUNNING`` / ``SCL_HEAVY_PER_MINUTE``, and a job its client stopped polling for
+``job_orphan_timeout_s`` is cancelled.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,7 @@ import numpy as np
 
 from analysis import service_api as api
 from analysis import service_wire as wire
+from analysis.jobs_protocol import HeavyQuota, QuotaExceeded
 from analysis.public_mode import ENV_TOKEN, Catalogue, NotOffered, bearer, is_public, redact_paths, token_ok
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +68,10 @@ class BackendConfig:
     batch_wait_timeout_s: float = 0.01
     public: bool = False
     token: str | None = None
+    jobs_workers: int = 1  # heavy jobs computed at once per zoo (the jobs deployment's threads)
+    jobs_num_cpus: float = 0.0  # the jobs deployment's CPUs (0: it shares the replicas' cores)
+    jobs_num_gpus: float = 0.0  # its GPU share (e.g. 0.5 beside one replica with 0.5)
+    job_orphan_timeout_s: float = 30.0  # a job its client has not polled for this long is cancelled
 
     @classmethod
     def load(cls, path: str | os.PathLike | None) -> BackendConfig:
@@ -159,7 +173,8 @@ class ZooServer:
         out: list[api.LevelMaps | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            if r.method in BATCH_SAFE_METHODS:
+            named = any(k in ("baseline", "baselines") and isinstance(v, str) for k, v in r.options)
+            if r.method in BATCH_SAFE_METHODS and not named:  # a baseline by name: built per image, unbatched
                 groups.setdefault((r.variant, r.method, r.options), []).append(i)
             else:
                 out[i] = self.local.maps(r)
@@ -178,6 +193,44 @@ class ZooServer:
     def single(self, method: str, request: Any) -> Any:
         """The unbatched call of ``method`` on the in-process service."""
         return getattr(self.local, method)(request)
+
+    # -------------------------------------------------------------- heavy maps as jobs
+
+    def enable_jobs(self, workers: int = 1, quota: HeavyQuota | None = None, orphan_timeout_s: float = 30.0) -> None:
+        """Serve heavy maps as jobs (``analysis.service_jobs``) from this server."""
+        from analysis.service_jobs import ServiceJobs
+
+        self.jobs = ServiceJobs(lambda r, progress, stop: self.local.maps(r, progress, stop), workers, quota,
+                                orphan_timeout_s)  # fmt: skip
+
+    def jobs_request(self, parts: Sequence[str], http_method: str, body: bytes, client: str) -> tuple[int, bytes]:
+        """One call of the job endpoints: ``parts`` is the path after ``jobs`` ([], [id], [id, 'cancel'|'result'])."""
+        from analysis.service_jobs import UnknownJob
+
+        jobs = getattr(self, "jobs", None)
+        try:
+            if jobs is None:
+                raise ValueError("this backend serves no jobs")
+            if not parts and http_method == "POST":
+                return 200, wire.dumps(jobs.submit(client, wire.request_of("maps", body)))
+            if parts == ["stats"]:
+                return 200, wire.dumps(jobs.stats())
+            if not parts or not parts[0].isdigit() or len(parts) > 2:
+                raise ValueError("job endpoints: POST jobs, GET jobs/<id>, POST jobs/<id>/cancel, GET jobs/<id>/result")
+            job_id, op = int(parts[0]), (parts[1] if len(parts) == 2 else "status")
+            if op == "status":
+                return 200, wire.dumps(jobs.status(job_id))
+            if op == "cancel":
+                return 200, wire.dumps(jobs.cancel(job_id))
+            if op == "result":
+                return 200, wire.dumps(jobs.result(job_id))
+            raise ValueError(f"unknown job operation {op!r}")
+        except QuotaExceeded as exc:
+            return 429, wire.dumps({"error": str(exc), "retry_s": exc.retry_s})
+        except UnknownJob as exc:
+            return 404, wire.dumps({"error": exc.args[0]})
+        except Exception as exc:  # noqa: BLE001 - one JSON message, paths redacted
+            return self.error(exc)
 
     # -------------------------------------------------------------- the wire
 
@@ -219,6 +272,14 @@ def _cached_dataset(name: str, split: str, root: str | None, image_size: int | N
 # ----------------------------------------------------------------------------- on Ray Serve
 
 
+def _jobs_parts(path: str) -> list[str] | None:
+    """The path after ``/<zoo>/jobs`` as parts, or None when ``path`` is not a job endpoint."""
+    parts = path.strip("/").split("/")
+    if "jobs" not in parts:
+        return None
+    return parts[len(parts) - parts[::-1].index("jobs") :]
+
+
 def _deployments():
     """The Serve deployment classes (built on first use: importing ray takes seconds)."""
     from ray import serve
@@ -233,8 +294,8 @@ def _deployments():
         """One zoo: ``POST /<zoo>/<method>`` with a request of ``analysis.service_wire``; ``GET /<zoo>/info``: its
         variants and this replica's batch counts (batches, requests, largest batch per batched method)."""
 
-        def __init__(self, name: str, path: str, cfg: dict[str, Any]) -> None:
-            self.name = name
+        def __init__(self, name: str, path: str, cfg: dict[str, Any], jobs: Any = None) -> None:
+            self.name, self.jobs = name, jobs  # jobs: the handle of this zoo's ZooJobs deployment
             self.server = ZooServer(path, cfg["device"], Catalogue.from_mapping(cfg), cfg["public"], cfg["token"])
             self.stats = {m: {"batches": 0, "requests": 0, "largest": 0} for m in ("predictions", "maps")}
             size = int(cfg["max_batch_size"]) if cfg["batching"] else 1
@@ -262,6 +323,10 @@ def _deployments():
             if refused:
                 return respond(*refused)
             method = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+            parts = _jobs_parts(request.url.path)
+            if parts is not None and self.jobs is not None:  # heavy maps as jobs: the one jobs replica answers
+                client = request.headers.get("x-scl-session", "")
+                return respond(*await self.jobs.call.remote(parts, request.method, await request.body(), client))
             try:
                 if request.method == "GET" and method == "info":
                     return respond(200, wire.dumps({**zoo_info(self.server.zoo.path), "batches": self.stats}))
@@ -277,6 +342,18 @@ def _deployments():
                 return respond(*self.server.error(exc))
 
     @serve.deployment
+    class ZooJobs:
+        """One zoo's heavy maps as jobs (one replica: every poll finds its job); reached through ZooDeployment."""
+
+        def __init__(self, path: str, cfg: dict[str, Any]) -> None:
+            self.server = ZooServer(path, cfg["device"], Catalogue.from_mapping(cfg), cfg["public"], cfg["token"])
+            quota = HeavyQuota(*cfg["quota"])
+            self.server.enable_jobs(int(cfg["jobs_workers"]), quota, float(cfg["job_orphan_timeout_s"]))
+
+        async def call(self, parts: list[str], http_method: str, body: bytes, client: str) -> tuple[int, bytes]:
+            return await asyncio.to_thread(self.server.jobs_request, parts, http_method, body, client)
+
+    @serve.deployment
     class ZooIndex:
         """``GET /zoos``: name -> variants, checkpoint sha256 and data set of every served zoo."""
 
@@ -288,7 +365,7 @@ def _deployments():
                 return respond(401, wire.dumps({"error": "this backend needs an access token"}))
             return respond(200, wire.dumps(self.listing))
 
-    return ZooDeployment, ZooIndex
+    return ZooDeployment, ZooJobs, ZooIndex
 
 
 def serve_zoos(cfg: BackendConfig) -> str:
@@ -299,19 +376,26 @@ def serve_zoos(cfg: BackendConfig) -> str:
     if "zoos" in zoos:
         raise ValueError("a zoo cannot be named 'zoos' (the listing's route)")
     listing = {name: zoo_info(path) for name, path in zoos.items()}  # every manifest checked before Ray starts work
-    ZooDeployment, ZooIndex = _deployments()
+    ZooDeployment, ZooJobs, ZooIndex = _deployments()
+    quota = HeavyQuota.from_env({**os.environ, "SCL_PUBLIC": "1"} if cfg.public else os.environ)
     serve.start(http_options={"host": cfg.host, "port": int(cfg.port)})
     settings = {"device": cfg.device, "public": bool(cfg.public), "token": cfg.token, "zoos": zoos,
                 "datasets": cfg.datasets, "batching": bool(cfg.batching), "max_batch_size": int(cfg.max_batch_size),
-                "batch_wait_timeout_s": float(cfg.batch_wait_timeout_s)}  # fmt: skip
+                "batch_wait_timeout_s": float(cfg.batch_wait_timeout_s), "jobs_workers": int(cfg.jobs_workers),
+                "job_orphan_timeout_s": float(cfg.job_orphan_timeout_s), "quota": astuple(quota)}  # fmt: skip
     scaling: dict[str, Any] = (
         {"autoscaling_config": dict(cfg.autoscaling)} if cfg.autoscaling else {"num_replicas": int(cfg.num_replicas)}
     )
     for name, path in zoos.items():
+        folder = str(Path(path).expanduser().resolve())
+        jobs = ZooJobs.options(
+            name=f"jobs-{name}", num_replicas=1, max_ongoing_requests=int(cfg.max_ongoing_requests),
+            ray_actor_options={"num_cpus": float(cfg.jobs_num_cpus), "num_gpus": float(cfg.jobs_num_gpus)},
+        ).bind(folder, settings)  # fmt: skip
         app = ZooDeployment.options(
             name=f"zoo-{name}", max_ongoing_requests=int(cfg.max_ongoing_requests),
             ray_actor_options={"num_cpus": float(cfg.num_cpus), "num_gpus": float(cfg.num_gpus)}, **scaling,
-        ).bind(name, str(Path(path).expanduser().resolve()), settings)  # fmt: skip
+        ).bind(name, folder, settings, jobs)  # fmt: skip
         serve.run(app, name=f"zoo-{name}", route_prefix=f"/{name}")
     index = ZooIndex.options(name="zoos", ray_actor_options={"num_cpus": 0}).bind(listing, cfg.token)
     serve.run(index, name="zoos", route_prefix="/zoos")

@@ -12,6 +12,8 @@ Variants are named, images are float32 (3, H, W) arrays in [0, 1], data sets are
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from analysis import precomputed_store
 from models.checkpoints import Zoo
 from models.data import ImageDataset
 from models.perturbations import KINDS, MAX_LEVEL
@@ -196,7 +199,11 @@ class ComputeService(Protocol):
 
     def predictions(self, request: PredictionsRequest) -> LevelPredictions: ...
 
-    def maps(self, request: MapsRequest) -> LevelMaps: ...
+    def maps(self, request: MapsRequest, progress: Callable[[float], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> LevelMaps:  # fmt: skip
+        """With ``progress``/``should_stop`` (``analysis.jobs_protocol``) the maps are a job: its fraction done is
+        reported and it stops with ``Cancelled`` when asked to (remotely: the backend's job endpoints)."""
+        ...
 
     def adversarial(self, request: AdversarialRequest) -> AdversarialResult: ...
 
@@ -214,6 +221,21 @@ class ComputeService(Protocol):
 # ----------------------------------------------------------------------------- in this process
 
 
+@functools.cache
+def _accepts(method: str) -> frozenset[str]:
+    from analysis.attributions import get_method
+
+    params = inspect.signature(get_method(method).function).parameters
+    return frozenset(p for p in ("progress", "should_stop") if p in params)
+
+
+def job_arguments(method: str, progress: Callable[[float], None] | None,
+                  should_stop: Callable[[], bool] | None) -> dict[str, Any]:  # fmt: skip
+    """The job-protocol arguments (``analysis.jobs_protocol``) that ``method``'s function accepts, of those given."""
+    given = {"progress": progress, "should_stop": should_stop}
+    return {k: v for k, v in given.items() if v is not None and k in _accepts(method)}
+
+
 def _load_dataset(name: str, split: str = "test", root: str | None = None, image_size: int | None = None):
     from models.data import load_dataset
 
@@ -223,7 +245,9 @@ def _load_dataset(name: str, split: str = "test", root: str | None = None, image
 class LocalComputeService:
     """:class:`ComputeService` on a loaded zoo in this process. ``load_dataset(name, split, root, image_size)`` turns
     a :data:`DatasetSpec` into the data set (default ``models.data.load_dataset``; the dashboard passes its cached
-    loader); ``class_name`` names class indices in tables."""
+    loader); ``class_name`` names class indices in tables; ``models`` (variant -> module, default the zoo's) are the
+    modules it computes with: the dashboard gives its heavy jobs private copies, so they never hold the lock of the
+    model a light request waits for."""
 
     def __init__(
         self,
@@ -231,13 +255,18 @@ class LocalComputeService:
         load_dataset: Callable[..., ImageDataset] | None = None,
         class_name: Callable[[int], str] = str,
         data_root: str | None = None,
+        models: Mapping[str, nn.Module] | None = None,
     ) -> None:
         self.zoo, self.class_name, self.data_root = zoo, class_name, data_root
         self.load_dataset = load_dataset or _load_dataset
+        precomputed_store.attach(zoo, models)  # maps and embeddings of scl-precompute are read, not computed
+        self.models = models
 
     def _model(self, variant: str) -> nn.Module:
         if variant not in self.zoo.entries:
             raise KeyError(f"unknown variant {variant!r}; the zoo has {', '.join(self.zoo.variants)}")
+        if self.models is not None:
+            return self.models[variant]
         return self.zoo.entries[variant].model
 
     def _models(self, variants: Sequence[str]) -> dict[str, nn.Module]:
@@ -259,11 +288,22 @@ class LocalComputeService:
         out = level_predictions(self._model(request.variant), request.image, request.kind, request.levels)
         return LevelPredictions(**out)
 
-    def maps(self, request: MapsRequest) -> LevelMaps:
-        from analysis.per_image import level_maps
+    def maps(self, request: MapsRequest, progress: Callable[[float], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> LevelMaps:  # fmt: skip
+        from analysis.jobs_protocol import check_stop
+        from analysis.precomputed_store import level_maps  # the stored levels read, the others computed
 
+        check_stop(should_stop, f"{request.method} maps")
+        opts = dict(request.options)
+        if any(isinstance(opts.get(k), str) for k in ("baseline", "baselines")):  # a baseline by name: its image
+            from analysis.attribution_baselines import named_baselines
+            from analysis.attributions import get_method
+            from analysis.per_image import level_batch
+
+            batch = level_batch(request.image, request.kind, request.levels)
+            opts = named_baselines(get_method(request.method).function, opts, batch)
         out = level_maps(self._model(request.variant), request.image, request.kind, request.method, request.target,
-                         request.levels, **dict(request.options))  # fmt: skip
+                         request.levels, **opts, **job_arguments(request.method, progress, should_stop))  # fmt: skip
         return LevelMaps(**out)
 
     def adversarial(self, request: AdversarialRequest) -> AdversarialResult:
@@ -296,6 +336,9 @@ class LocalComputeService:
 
         model = self._model(request.variant)
         ds = self.load_dataset(*request.dataset)
+        stored = precomputed_store.stored_representations(model, request.dataset, ds.images, request.representation)
+        if stored is not None:  # scl-precompute's
+            return Representations(**stored)
         with model_lock(model):
             out = whole_set_representations({request.variant: model}, ds.images, request.representation,
                                             progress=progress)  # fmt: skip

@@ -4,23 +4,32 @@ It implements ``analysis.service_api.ComputeService``, so the dashboard uses it 
 default. A backend that cannot be reached (down, restarting, overloaded) raises :class:`BackendUnavailable`,
 whose message names the backend's URL and says the page retries; the next request simply tries again, so the
 dashboard picks the backend up when it is back. A request the backend refuses raises :class:`BackendError`.
+
+``maps`` with ``progress`` or ``should_stop`` (what the dashboard's heavy jobs pass) runs as a job on the backend
+(``analysis.service_jobs``): submitted, polled every ``poll_s`` (the fraction goes to ``progress``), cancelled
+there when ``should_stop`` says so, its result fetched once; past the backend's per-session quota
+``analysis.jobs_protocol.QuotaExceeded`` is raised with the backend's message.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 
 from analysis import service_api as api
 from analysis import service_wire as wire
+from analysis.jobs_protocol import Cancelled, QuotaExceeded, report
 from analysis.public_mode import ENV_TOKEN
 
 ENV_BACKEND = "SCL_BACKEND"
 DEFAULT_TIMEOUT_S = 600.0  # a whole-set map or a LIME job may take minutes on a CPU backend
+POLL_S = 0.25  # how often a job's status is asked for (also the backend's sign that its client is still there)
 _local = threading.local()  # one keep-alive HTTP session per thread (requests.Session is not thread-safe)
 
 
@@ -48,10 +57,13 @@ def zoo_list(url: str, token: str | None = None, timeout: float = 10.0) -> dict[
     return _call(url.rstrip("/") + "/zoos", None, token, timeout, url)
 
 
-def _call(endpoint: str, body: bytes | None, token: str | None, timeout: float, url: str) -> Any:
+def _call(endpoint: str, body: bytes | None, token: str | None, timeout: float, url: str,
+          client: str | None = None) -> Any:  # fmt: skip
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if client:
+        headers["X-SCL-Session"] = client
     for attempt in (1, 2):  # a kept-alive connection the backend closed (a restart): once more on a fresh one
         try:
             if body is None:
@@ -71,6 +83,8 @@ def _call(endpoint: str, body: bytes | None, token: str | None, timeout: float, 
         payload = wire.loads(resp.content)
     except wire.WireError:
         raise BackendError(f"the backend at {url} answered HTTP {resp.status_code} without a result") from None
+    if resp.status_code == 429 and isinstance(payload, dict):  # a quota: the backend's message is for the user
+        raise QuotaExceeded(str(payload.get("error") or "over this backend's quota"), payload.get("retry_s") or 0)
     if resp.status_code != 200:
         message = payload.get("error") if isinstance(payload, dict) else None
         raise BackendError(str(message or f"the backend at {url} answered HTTP {resp.status_code}"))
@@ -80,8 +94,11 @@ def _call(endpoint: str, body: bytes | None, token: str | None, timeout: float, 
 class RemoteComputeService:
     """:class:`analysis.service_api.ComputeService` of zoo ``zoo`` on the backend at ``url`` (http://host:port)."""
 
-    def __init__(self, url: str, zoo: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str, zoo: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 client: str | None = None, poll_s: float = POLL_S) -> None:  # fmt: skip
         self.url, self.zoo, self.token, self.timeout = url.rstrip("/"), zoo, token, timeout
+        self.client = client or uuid.uuid4().hex  # whose turn and quota the backend counts its jobs in
+        self.poll_s = float(poll_s)
 
     @classmethod
     def for_hashes(cls, url: str, hashes: Mapping[str, str], environ: Mapping[str, str] | None = None,
@@ -109,8 +126,46 @@ class RemoteComputeService:
     def predictions(self, request: api.PredictionsRequest) -> api.LevelPredictions:
         return self._post("predictions", request)
 
-    def maps(self, request: api.MapsRequest) -> api.LevelMaps:
-        return self._post("maps", request)
+    def maps(self, request: api.MapsRequest, progress: Callable[[float], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> api.LevelMaps:  # fmt: skip
+        if progress is None and should_stop is None:
+            return self._post("maps", request)  # a light request: batched with the others'
+        return self.maps_job(request, progress, should_stop)
+
+    def _job_call(self, tail: str, body: bytes | None = None, timeout: float = 30.0) -> Any:
+        return _call(f"{self.url}/{self.zoo}/jobs{tail}", body, self.token, timeout, self.url, self.client)
+
+    def maps_job(self, request: api.MapsRequest, progress: Callable[[float], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_status: Callable[[dict], None] | None = None) -> api.LevelMaps:  # fmt: skip
+        """``request`` as a job on the backend: polled until done (``on_status`` hears every status: state,
+        fraction, remaining_s, position), cancelled there when ``should_stop`` returns True (then ``Cancelled``)."""
+        status = self._job_call("", wire.dumps(request))
+        job, finished = int(status["job"]), False
+        try:
+            while True:
+                if on_status is not None:
+                    on_status(status)
+                state = status["state"]
+                if state == "done":
+                    finished = True
+                    return self._job_call(f"/{job}/result", None, self.timeout)
+                if state in ("failed", "cancelled"):
+                    finished = True
+                    if state == "cancelled":
+                        raise Cancelled(f"the backend cancelled job {job}")
+                    raise BackendError(str(status.get("error") or f"job {job} failed on the backend"))
+                report(progress, float(status.get("fraction") or 0.0))
+                if should_stop is not None and should_stop():
+                    raise Cancelled(f"{request.method} maps cancelled")
+                time.sleep(self.poll_s)
+                status = self._job_call(f"/{job}")
+        finally:
+            if not finished:  # cancelled here, or this side failed: the backend stops it too (best effort)
+                try:
+                    self._job_call(f"/{job}/cancel", b"{}", 10.0)
+                except (BackendUnavailable, BackendError):
+                    pass
 
     def adversarial(self, request: api.AdversarialRequest) -> api.AdversarialResult:
         return self._post("adversarial", request)

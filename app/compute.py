@@ -7,7 +7,10 @@ Pages call these (or the saliency and embeddings caches, which call ``analysis/`
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,7 +21,7 @@ from analysis.service_api import AdversarialRequest, ComputeService, LocalComput
 from analysis.service_client import ENV_BACKEND
 from app.zoo_cache import ZooHandle, _cached_zoo, get_dataset
 
-__all__ = ["cached_adversarial", "masking_warnings", "probes", "service"]
+__all__ = ["cached_adversarial", "heavy_service", "masking_warnings", "probes", "service"]
 
 
 def _service(zoo_key: tuple) -> ComputeService:
@@ -38,6 +41,48 @@ def _service_for(zoo_key: tuple, backend: str) -> ComputeService:
 def service(handle: ZooHandle) -> ComputeService:
     """The compute service of ``handle``'s zoo (one per loaded zoo and server process)."""
     return _service(handle.key)
+
+
+class PrivateCopies(Mapping):
+    """variant -> a private copy of the zoo's model, made on first use (under the shared model's lock), so a long
+    IG or LIME never holds the lock a light request waits for; the shared model where it cannot be copied."""
+
+    def __init__(self, handle: ZooHandle) -> None:
+        self.handle, self._copies, self._guard = handle, {}, threading.Lock()
+
+    def __getitem__(self, variant: str) -> Any:
+        with self._guard:
+            model = self._copies.get(variant)
+            if model is None:
+                shared = self.handle.model(variant)
+                try:
+                    with self.handle.lock(variant):
+                        model = copy.deepcopy(shared)
+                except Exception:  # noqa: BLE001 - a wrapper that cannot be copied: share it (light waits on its lock)
+                    model = shared
+                self._copies[variant] = model
+            return model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.handle.variants)
+
+    def __len__(self) -> int:
+        return len(self.handle.variants)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _heavy_service_for(zoo_key: tuple, backend: str) -> ComputeService:
+    if backend:  # the backend runs heavy maps as its own jobs (progress and Cancel over the wire)
+        return _service_for(zoo_key, backend)
+    handle = _cached_zoo(*zoo_key)
+    return LocalComputeService(handle.zoo, get_dataset, handle.class_name, handle.data_root,
+                               models=PrivateCopies(handle))  # fmt: skip
+
+
+def heavy_service(handle: ZooHandle) -> ComputeService:
+    """The compute service the heavy jobs (IG, LIME) call: in this process, one on private copies of the models;
+    with ``SCL_BACKEND``, the backend's (the same as :func:`service`)."""
+    return _heavy_service_for(handle.key, os.environ.get(ENV_BACKEND) or "")
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -11,10 +11,6 @@ request waits for. Each row carries :class:`RowParams`, what it was computed for
 
 from __future__ import annotations
 
-import copy
-import functools
-import inspect
-import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +19,10 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import long_lived
-from app.jobs import Job, JobProgress, JobRunner
+from analysis.precomputed_store import has_maps
+from analysis.service_api import ComputeService, MapsRequest, PredictionsRequest
+from app import compute, long_lived
+from app.jobs import Job, JobProgress, JobRunner, QuotaExceeded
 from app.zoo_cache import ZooHandle, _cached_zoo, attributions_module, get_dataset
 from models.perturbations import MAX_LEVEL
 
@@ -196,61 +194,37 @@ class RowParams:
     settings: tuple
 
 
-@functools.cache
-def _accepted(method: str) -> frozenset[str]:
-    """Which of the job-protocol arguments (``progress``, ``should_stop``) the method's function accepts."""
-    params = inspect.signature(method_info()[method].function).parameters
-    return frozenset(p for p in ("progress", "should_stop") if p in params)
+def _predictions_job(job: Job, service: ComputeService, request: PredictionsRequest) -> dict:
+    return vars(service.predictions(request))
 
 
-def _predictions_job(job: Job, model: torch.nn.Module, image: np.ndarray, kind: str) -> dict:
-    return per_image_module().level_predictions(model, image, kind)
-
-
-def _map_job(job: Job, model: torch.nn.Module, image: np.ndarray, kind: str, method: str, target: int,
-             level: int, options: tuple) -> dict:  # fmt: skip
-    """One method's map of one level; the method reports progress and checks for cancellation where it can."""
+def _map_job(job: Job, service: ComputeService, request: MapsRequest, heavy: bool) -> dict:
+    """One method's map of one level through the compute service (which also turns a baseline given by name into
+    its image). A heavy one is a job there too: the method (or the backend) reports progress and stops when the
+    job is cancelled; a light one is one plain call (the backend batches it with others)."""
     job.check()
-    accepted = _accepted(method)
-    extra = {"progress": job.report} if "progress" in accepted else {}
-    if "should_stop" in accepted:
-        extra["should_stop"] = job.should_stop
-    per_image = per_image_module()
-    res = per_image.level_maps(model, image, kind, method, int(target), (int(level),), **dict(options), **extra)
-    return {"map": res["maps"][0], "extras": res["extras"][0]}
-
-
-_HEAVY_COPIES: dict[tuple, torch.nn.Module] = {}
-_HEAVY_GUARD = threading.Lock()
-
-
-def heavy_model(handle: ZooHandle, variant: str) -> torch.nn.Module:
-    """A private copy of ``variant``'s model for the heavy pool (made once per loaded zoo), so a long IG or LIME
-    never holds the shared model's lock; the shared model itself where it cannot be copied."""
-    key = (handle.key, variant)
-    with _HEAVY_GUARD:
-        model = _HEAVY_COPIES.get(key)
-        if model is None:
-            for stale in [k for k in _HEAVY_COPIES if k[0] != handle.key]:  # another zoo was loaded: drop its copies
-                del _HEAVY_COPIES[stale]
-            shared = handle.model(variant)
-            try:
-                with handle.lock(variant):
-                    model = copy.deepcopy(shared)
-            except Exception:  # noqa: BLE001 - a wrapper that cannot be copied: share it (light waits on its lock)
-                model = shared
-            _HEAVY_COPIES[key] = model
-        return model
+    res = service.maps(request, progress=job.report, should_stop=job.should_stop) if heavy else service.maps(request)
+    return {"map": res.maps[0], "extras": res.extras[0]}
 
 
 def submit_predictions(runner: JobRunner, session: str, handle: ZooHandle, variants: Sequence[str],
                        image: np.ndarray, img_key: str, kind: str, group: Hashable) -> dict[str, Job]:  # fmt: skip
-    """A light job per variant: predictions and DS of every level (one forward pass)."""
+    """A light job per variant: predictions and DS of every level (one forward pass, through the compute
+    service: ``BackendUnavailable`` when it is a backend that cannot be reached)."""
+    svc = compute.service(handle)
     return {
-        v: runner.submit(session, "light", _predictions_job, handle.model(v), image, kind, device=handle.device,
-                         key=("pred", handle.key, v, img_key, kind), group=group, label=f"predictions {v}")
+        v: runner.submit(session, "light", _predictions_job, svc, PredictionsRequest(v, image, kind),
+                         device=handle.device, key=("pred", handle.key, v, img_key, kind), group=group,
+                         label=f"predictions {v}")
         for v in variants
     }  # fmt: skip
+
+
+class MapSteps(list):
+    """:func:`submit_maps`' ((variant, method, level), job) list; ``quota`` is the message of a per-session quota
+    that refused some heavy jobs (None when none was refused)."""
+
+    quota: str | None = None
 
 
 def map_levels(method: str, level: int, with_original: bool = True) -> list[int]:
@@ -264,28 +238,45 @@ def map_levels(method: str, level: int, with_original: bool = True) -> list[int]
 
 def submit_maps(runner: JobRunner, session: str, handle: ZooHandle, image: np.ndarray, img_key: str, kind: str,
                 targets: dict[str, int], methods: Sequence[str], method_options: dict[str, dict] | None,
-                level: int, group: Hashable, heavy: bool = True) -> list[tuple[tuple[str, str, int], Job]]:  # fmt: skip
+                level: int, group: Hashable, heavy: bool = True) -> MapSteps:  # fmt: skip
     """One job per (variant, method, level), submitted shown level first (every variant), then level 0, then the
     rest; returns ((variant, method, level), job) in that order. ``heavy=False`` submits no heavy job (after a
-    cancel) and returns only the heavy jobs that already exist."""
+    cancel) and returns only the heavy jobs that already exist, as does a session over its heavy-job quota (the
+    message in ``quota``). Every map is computed by the compute service (``app.compute``; heavy ones by
+    :func:`app.compute.heavy_service`)."""
     settings = dict(method_settings(methods, method_options))
     plan = {m: map_levels(m, level) for m in methods}
     steps = sorted({(rank, m) for m in methods for rank in range(len(plan[m]))})
-    out = []
+    light_svc, heavy_svc = compute.service(handle), compute.heavy_service(handle)
+    out = MapSteps()
     for rank, method in steps:
         lv = plan[method][rank]
-        is_heavy = heavy_method(method)
-        for v in targets:
+        for v in targets:  # a map in scl-precompute's store is a light read
+            stored = has_maps(handle.model(v), image, kind, method, int(targets[v]), (int(lv),), settings[method])
+            is_heavy = heavy_method(method) and not stored
             key = ("map", handle.key, v, img_key, kind, method, int(targets[v]), settings[method], lv)
-            if is_heavy and not heavy:
+            if is_heavy and (not heavy or out.quota is not None):
                 known = runner.find(key)
-                if known is not None and known.state == "done":
+                if known is not None and (known.state == "done" or (out.quota is not None and known.pending)):
                     out.append(((v, method, lv), known))
                 continue
-            model = heavy_model(handle, v) if is_heavy else handle.model(v)
-            job = runner.submit(session, "heavy" if is_heavy else "light", _map_job, model, image, kind, method,
-                                int(targets[v]), lv, settings[method], key=key, group=group, device=handle.device,
-                                label=f"{method_info()[method].label} {v} level {lv}")  # fmt: skip
+            request = MapsRequest(v, image, kind, method, int(targets[v]), (int(lv),), settings[method])
+            try:
+                job = runner.submit(
+                    session,
+                    "heavy" if is_heavy else "light",
+                    _map_job,
+                    heavy_svc if is_heavy else light_svc,
+                    request,
+                    is_heavy,
+                    key=key,
+                    group=group,
+                    device=handle.device,
+                    label=f"{method_info()[method].label} {v} level {lv}",
+                )
+            except QuotaExceeded as exc:  # the rest of this view's heavy maps wait for the session's quota
+                out.quota = str(exc)
+                continue
             out.append(((v, method, lv), job))
     return out
 
@@ -293,23 +284,31 @@ def submit_maps(runner: JobRunner, session: str, handle: ZooHandle, image: np.nd
 def job_row(variant: str, preds: dict, params: RowParams, maps: dict[str, Job], originals: dict[str, Job | None],
             with_original: bool) -> dict[str, Any]:  # fmt: skip
     """One variant's row from finished jobs, as :func:`saliency_row` builds it, plus ``computed_for`` (the
-    :class:`RowParams`), ``pending`` (method -> JobProgress of what is still running or queued) and ``failed``
-    (method -> error text). Only maps computed for ``params`` are in it."""
+    :class:`RowParams`), ``pending`` (method -> JobProgress of what is still running or queued), ``ahead``
+    (method -> how many queued jobs go before its first queued one), ``failed`` (method -> error text) and
+    ``notices`` (messages for the user, not failures: a backend not reachable, a quota). Only maps computed for
+    ``params`` are in it."""
     level = params.level
     i = preds["levels"].index(level)
     row: dict[str, Any] = {
         **prediction_fields(variant, preds, i), "maps": {}, "original_maps": {}, "extras": {}, "similarity": {},
-        "computed_for": params, "pending": {}, "failed": {},
+        "computed_for": params, "pending": {}, "ahead": {}, "failed": {}, "notices": [],
     }  # fmt: skip
     for method, job in maps.items():
         original = originals.get(method) if level else job
         needed = [job] + ([original] if with_original and original is not None else [])
         failed = [j for j in needed if j.state == "failed"]
         if failed:
-            row["failed"][method] = f"{type(failed[0].error).__name__}: {failed[0].error}"
+            if notice(failed[0].error) is not None:
+                row["notices"].append(notice(failed[0].error))
+            else:
+                row["failed"][method] = f"{type(failed[0].error).__name__}: {failed[0].error}"
             continue
         if not all(j.state == "done" and j.result is not None for j in needed):  # drawn only when all is there
             row["pending"][method] = JobProgress(*map(_mean_or_none, zip(*(j.progress for j in needed), strict=True)))
+            ahead = [p for p in (j.position for j in needed if j.state == "queued") if p is not None]
+            if ahead:
+                row["ahead"][method] = min(ahead)
             continue
         row["maps"][method], row["extras"][method] = job.result["map"], job.result["extras"]
         if original is not None and original.state == "done" and original.result is not None:
@@ -317,6 +316,16 @@ def job_row(variant: str, preds: dict, params: RowParams, maps: dict[str, Job], 
                 row["original_maps"][method] = original.result["map"]
             row["similarity"][method] = per_image_module().map_similarity(original.result["map"], job.result["map"])
     return row
+
+
+def notice(error: BaseException | None) -> str | None:
+    """The message for the user when ``error`` is not a failure of the computation: the compute backend cannot be
+    reached (the page offers Retry) or a per-session quota refused the job; None otherwise."""
+    from analysis.service_client import BackendUnavailable
+
+    if isinstance(error, BackendUnavailable | QuotaExceeded):
+        return str(error)
+    return None
 
 
 def _mean_or_none(values: tuple) -> float | None:

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-0123"
 # float32 arithmetic: batched and unbatched passes may sum in another order (a few ulps of float32 per layer).
 RTOL, ATOL = 1e-4, 1e-5
+ORPHAN_S = 3.0  # the served zoo's jobs: given up this long after their client's last poll
+WAIT = 120  # seconds: an upper bound for what the service should do at once, never a measured time
 
 
 def free_port() -> int:
@@ -46,7 +48,8 @@ def backend(tmp_path_factory, tiny_zoo):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the test's own instance, loopback only
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     cfg = BackendConfig(port=free_port(), device="cpu", zoos={"tiny": str(tiny_zoo)}, token=TOKEN,
-                        public=True, datasets={"digits": None}, batch_wait_timeout_s=0.05)  # fmt: skip
+                        public=True, datasets={"digits": None}, batch_wait_timeout_s=0.05,
+                        job_orphan_timeout_s=ORPHAN_S)  # fmt: skip
     try:
         url = serve_zoos(cfg)
         yield url
@@ -167,6 +170,51 @@ def test_errors_are_clear_and_show_no_path(backend, remote, tiny_zoo):
         remote.anchor_view(anchor_req)
     assert "cannot be chosen on this server" in str(info.value)
     assert "/" not in str(info.value).replace("</", "")  # no absolute path at all
+
+
+def _until(condition, what: str) -> None:
+    """Poll ``condition`` until it holds (an upper bound of WAIT seconds, not a measured time)."""
+    import threading
+
+    tick = threading.Event()
+    for _ in range(int(WAIT / 0.1)):
+        if condition():
+            return
+        tick.wait(0.1)
+    raise AssertionError(f"not within {WAIT} s: {what}")
+
+
+def _ig(steps: int, batch: int, seed: int = 30, **extra) -> api.MapsRequest:
+    options = (("n_steps", steps), ("internal_batch_size", batch), *extra.items())
+    return api.MapsRequest("standard", image(seed), "contrast", "integrated_gradients", 1, (2,), options)
+
+
+def test_heavy_maps_as_jobs_progress_cancel_and_result(backend, local, remote):
+    """A heavy map as a job on the service: its result equals the embedded one, its fraction rises while it runs,
+    and Cancel stops the computation on the service."""
+    from analysis.jobs_protocol import Cancelled
+
+    seen: list[float] = []
+    req = _ig(64, 8)
+    assert_same(local.maps(req), remote.maps(req, progress=seen.append, should_stop=lambda: False))
+    assert seen == sorted(seen)
+    stats = remote._job_call("/stats")
+    mid: list[float] = []
+    with pytest.raises(Cancelled):
+        remote.maps(_ig(20_000, 1, integration_method="riemann_trapezoid"),
+                    progress=lambda f: mid.append(f) if 0 < f < 1 else None,
+                    should_stop=lambda: len(set(mid)) >= 2)  # fmt: skip
+    assert max(mid) > min(mid)
+    _until(lambda: remote._job_call("/stats")["cancelled"] > stats["cancelled"], "the cancelled job stopped")
+
+
+def test_the_service_gives_up_a_job_whose_client_went_away(backend, remote):
+    job = remote._job_call("", wire.dumps(_ig(50_000, 1, seed=31, integration_method="riemann_trapezoid")))["job"]
+    before = remote._job_call("/stats")["orphaned"]  # the job is never polled again: its client has gone
+    _until(lambda: remote._job_call("/stats")["orphaned"] > before, "the orphaned job was given up")
+    with pytest.raises(BackendError, match="not on this backend"):
+        remote._job_call(f"/{job}")
+    _until(lambda: remote._job_call("/stats")["running"] == 0, "nothing left running")
 
 
 def test_dead_port_raises_backend_unavailable():
