@@ -23,7 +23,7 @@ from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
-from analysis.statistics import mean_ci, proportion
+from analysis.statistics import TestResult, mean_ci, proportion
 from models.checkpoints import load_model
 from models.data import ImageDataset, load_dataset
 from models.evaluation import predict_logits
@@ -53,16 +53,22 @@ def ds_tables(
     levels: Sequence[int] = LEVELS,
     batch_size: int = 512,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """DS(x, P(x)) per variant x kind x level (paper Fig. 3): the summary over ``images`` and every image's DS.
 
     Summary columns: variant, kind, level, ds_mean, ds_std, ds_median, n. Per-image columns: variant, kind, level,
-    image, ds. Clean logits are computed once per variant.
+    image, ds. Clean logits are computed once per variant. With ``labels``, DS on each variant's own logit scale
+    too: the summary gains ``spread`` (``same_class_spread`` of the clean logits) and ``ds_normalised_mean``, the
+    per-image table ``ds_normalised`` (ds / spread).
     """
     rows, per_image = [], []
+    spreads: dict[str, float] = {}
     bar = tqdm(total=len(models) * len(kinds) * len(levels), desc="DS", disable=not progress, unit="cell")
     for variant, model in models.items():
         clean = predict_logits(model, images, batch_size)
+        if labels is not None:
+            spreads[variant] = same_class_spread(clean, labels)
         for kind in kinds:
             for level in levels:
                 bar.set_postfix_str(f"{variant} {kind} {level}")
@@ -77,7 +83,12 @@ def ds_tables(
                 bar.update(1)
     bar.close()
     summary = pd.DataFrame(rows, columns=["variant", "kind", "level", "ds_mean", "ds_std", "ds_median", "n"])
-    return summary, (pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame())
+    each = pd.concat(per_image, ignore_index=True) if per_image else pd.DataFrame()
+    if spreads and len(each):
+        each = normalise_ds(each, spreads)
+        summary["spread"] = summary["variant"].map(spreads)
+        summary["ds_normalised_mean"] = summary["ds_mean"] / summary["spread"]
+    return summary, each
 
 
 def ds_table(
@@ -376,3 +387,21 @@ def alpha_sweep_trend(sweep: pd.DataFrame, value: str = "ds_level1_sum", directi
     """``trend_test`` over ``alpha_sweep``'s table: alphas as treatments, seeds as blocks (use ``trend_test`` with
     ``block="image"`` on per-image DS at each alpha when those are kept)."""
     return trend_test(sweep, "alpha", "seed", value, direction)
+
+
+def alpha_trend_result(
+    sweep: pd.DataFrame, value: str = "ds_level1_sum", direction: str = "decreasing", block: str = "seed"
+) -> TestResult:
+    """Alpha's trend over the whole sweep as a comparison for the claims' verdict rule: ``effect`` the mean over
+    blocks of each block's Spearman rho between alpha and ``value``, its percentile-bootstrap 95% CI over blocks,
+    and the two-sided p of Page's L test (twice the smaller one-sided p, at most 1). ``n_seeds``: the blocks."""
+    down = trend_test(sweep, "alpha", block, value, "decreasing")
+    up = trend_test(sweep, "alpha", block, value, "increasing")
+    wide = sweep.pivot_table(index=block, columns="alpha", values=value, aggfunc="mean").sort_index(axis=1).dropna()
+    alphas = wide.columns.to_numpy(float)
+    rhos = [float(stats.spearmanr(alphas, row).statistic) if np.ptp(row) > 0 else 0.0 for row in wide.to_numpy(float)]
+    mean, lo, hi = mean_ci(rhos)
+    p = min(1.0, 2 * min(down.p, up.p))
+    chosen = down if direction == "decreasing" else up
+    return TestResult(mean, lo, hi, p, f"{chosen.test}; two-sided; effect: mean Spearman rho per {block}",
+                      n_seeds=chosen.n_blocks)  # fmt: skip

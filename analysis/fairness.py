@@ -13,6 +13,12 @@ pixels (``background_colours``), not assumed from the generator.
 
 Training settings of the adversarial variants follow the CPU zoo recipe (``models.recipes.RECIPES``): PGD with
 ``pgd_steps`` = 3 steps of 2.5*eps/3 at eps 8/255; C uses the per-sample colour jitter of ``models.perturbations``.
+
+Two designs (``DESIGNS``), run with the same variants, seeds and settings: ``paper`` (the set above: the colour is
+independent of the label, so it is a background shift with nothing to learn from it) and ``shortcut``
+(``colour-bias-shortcut``: 95% of each class on its own colour in training, colours independent of the label in
+test; ``test_acc_on_colour`` / ``test_acc_off_colour`` split its test images by whether their colour is their
+class's training colour).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from torch import nn
 
 from analysis.transfer import run_training
 from models.data import COLOUR_BIAS_COLOURS, DATASETS, ImageDataset
+from models.datasets.colour_bias import shortcut_colour_index
 from models.evaluation import predict_logits
 from models.objectives import VARIANTS
 from models.train import TrainConfig
@@ -36,9 +43,11 @@ from models.train_setup import validation_count
 
 FAIRNESS_COLUMNS = [
     "variant", "seed", "test_acc", "test_acc_red", "test_acc_blue", "n_red", "n_blue", "val_acc", "n_train", "n_val",
-    "train_seconds",
+    "train_seconds", "design", "test_acc_on_colour", "test_acc_off_colour", "n_on_colour",
 ]  # fmt: skip
 SOURCES = ("fashion-mnist", "digits")
+#: design -> its data set: the paper's (colour independent of the label) and the shortcut one
+DESIGNS = {"paper": "colour-bias", "shortcut": "colour-bias-shortcut"}
 EPS = 8 / 255
 
 
@@ -58,17 +67,28 @@ def background_colours(images: torch.Tensor) -> np.ndarray:
     return np.asarray(names)[sims.argmax(1).numpy()]
 
 
-def colour_bias_loader(source: str, train_limit: int | None = None, test_limit: int | None = None):
-    """A loader ``(split) -> ImageDataset`` of the colour-bias set over ``source`` (the first ``train_limit`` /
-    ``test_limit`` images of each split; the 95/5 colours are assigned within them), each split loaded once."""
+def check_design(design: str) -> str:
+    """``design`` if it is one of ``DESIGNS``, else ValueError naming them."""
+    if design not in DESIGNS:
+        raise ValueError(f"colour-bias design must be one of {', '.join(DESIGNS)}, got {design!r}")
+    return design
+
+
+def colour_bias_loader(
+    source: str, train_limit: int | None = None, test_limit: int | None = None, design: str = "paper"
+):
+    """A loader ``(split) -> ImageDataset`` of the colour-bias set of ``design`` over ``source`` (the first
+    ``train_limit`` / ``test_limit`` images of each split; the colours are assigned within them), each split loaded
+    once."""
     if source not in SOURCES:
         raise ValueError(f"colour-bias source must be one of {', '.join(SOURCES)}, got {source!r}")
+    name = DATASETS[DESIGNS[check_design(design)]]
     cache: dict[str, ImageDataset] = {}
 
     def load(split: str) -> ImageDataset:
         if split not in cache:
             limit = train_limit if split == "train" else test_limit
-            cache[split] = DATASETS["colour-bias"](split, None, source=source, **({"limit": limit} if limit else {}))
+            cache[split] = name(split, None, source=source, **({"limit": limit} if limit else {}))
         return cache[split]
 
     return load
@@ -97,6 +117,7 @@ def fairness_table(
     pgd_step: float | None = None,
     device: str = "auto",
     threads: int | None = 1,
+    design: str = "paper",
 ) -> pd.DataFrame:
     """Train each variant from scratch on the colour-bias training split, per seed, and score it (Table 4).
 
@@ -110,18 +131,27 @@ def fairness_table(
     split: the training distribution (with ``val_size=0``, on the training images themselves). ``threads`` fixes
     torch's thread count during each run, so the same command, seeds and thread count give the same numbers.
 
+    ``design`` (``DESIGNS``): "paper" (runs in ``out_dir``) or "shortcut" (runs in ``out_dir/shortcut``), the same
+    settings otherwise.
+
     Columns: variant, seed, test_acc, test_acc_red, test_acc_blue (NaN when a colour is absent), n_red, n_blue
     (test images per background colour), val_acc, n_train and n_val (the images trained on and held out, as
-    ``models.train`` split them), train_seconds.
+    ``models.train`` split them), train_seconds, design, and for the shortcut design test_acc_on_colour /
+    test_acc_off_colour / n_on_colour (test images on their class's training colour, or not; NaN / 0 for the
+    paper's, whose red / blue columns are NaN / 0 for the shortcut's).
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    out_dir = Path(out_dir)
-    loader = colour_bias_loader(source, train_limit, test_limit)
+    out_dir = Path(out_dir) / ("shortcut" if check_design(design) == "shortcut" else "")
+    loader = colour_bias_loader(source, train_limit, test_limit, design)
     test = loader("test")
-    colours = background_colours(test.images)
     labels = test.labels.numpy()
+    if design == "paper":
+        colours = background_colours(test.images)
+    else:  # the loader's seed (0): each test image's colour index, drawn independently of its label
+        on_colour = shortcut_colour_index(labels, "test", 0, len(test.classes)) == labels
+        colours = np.where(on_colour, "on", "off")
     rows = []
     train_set = loader("train")
     n_val = validation_count(len(train_set), val_size)
@@ -131,7 +161,7 @@ def fairness_table(
         if progress:
             print(f"[fairness {done}/{len(jobs)}] {variant}, seed {seed}", flush=True)
         cfg = TrainConfig(
-            variant=variant, dataset="colour-bias", network=network, width=width, epochs=epochs,
+            variant=variant, dataset=DESIGNS[design], network=network, width=width, epochs=epochs,
             batch_size=batch_size, preset=preset, lr=lr, schedule=schedule, warmup_steps=warmup_steps, alpha=alpha,
             pgd_eps=EPS, pgd_steps=pgd_steps, val_size=val_size,
             pgd_step=pgd_step if pgd_step is not None else 2.5 * EPS / max(1, pgd_steps), eval_pgd_subset=0,
@@ -139,7 +169,8 @@ def fairness_table(
             out=str(out_dir / variant / f"seed-{seed}"), num_threads=threads,
         )  # fmt: skip
         metrics, model, seconds = run_training(cfg, progress=progress, data=train_set, reuse=True)
-        rows.append({**_fairness_row(variant, seed, metrics, model, seconds, test, colours, labels), **split})
+        row = _fairness_row(variant, seed, metrics, model, seconds, test, colours, labels)
+        rows.append({**row, **split, "design": design})
     return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
 
 
@@ -153,7 +184,8 @@ def _fairness_row(
     colours: np.ndarray,
     labels: np.ndarray,
 ) -> dict[str, Any]:
-    """One run's row: test accuracy overall and per background colour, validation accuracy, training seconds."""
+    """One run's row: test accuracy overall and per background colour (``colours``: red / blue, or on / off the
+    class's training colour), validation accuracy, training seconds."""
     correct = predict_logits(model, test.images).argmax(1).numpy() == labels
     row = {"variant": variant, "seed": int(seed), "test_acc": float(correct.mean()),
            "val_acc": float(metrics.get("val_clean_acc", np.nan)), "train_seconds": round(seconds, 2)}  # fmt: skip
@@ -161,4 +193,8 @@ def _fairness_row(
         sel = colours == name
         row[f"test_acc_{name}"] = float(correct[sel].mean()) if sel.any() else float("nan")
         row[f"n_{name}"] = int(sel.sum())
+    for name in ("on", "off"):
+        sel = colours == name
+        row[f"test_acc_{name}_colour"] = float(correct[sel].mean()) if sel.any() else float("nan")
+    row["n_on_colour"] = int((colours == "on").sum())
     return row

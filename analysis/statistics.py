@@ -10,11 +10,13 @@
 * ``pair_verdict`` / ``claim_verdict``: the verdict rule (see ``pair_verdict``).
 * ``two_level_bootstrap`` / ``two_level_paired_bootstrap``: seeds, then images within seeds (n = seeds x images);
   ``adjust`` / ``adjust_across``: Holm or Benjamini-Hochberg over any set of comparisons (a whole claims table);
-  ``noninferiority``: a one-sided p for "a is not worse than b by more than a margin". Not used by the shipped
-  report yet (issue 23): they are for a zoo with several seeds per variant.
+  ``noninferiority``: a one-sided p for "a is not worse than b by more than a margin" (paired images, or Welch over
+  seeds).
+* ``VERDICT_RULE``: the one written rule; ``pair_verdict`` and ``noninferiority_verdict`` apply it, and the README,
+  REPORT.md and every claim's rule quote it.
 
 With one trained checkpoint per variant, image-level tests speak about these checkpoints, not about the training
-method: a second training run could land elsewhere.
+method: a second training run could land elsewhere (``scope``: >= ``MIN_METHOD_SEEDS`` seeds per variant).
 """
 
 from __future__ import annotations
@@ -32,6 +34,28 @@ HOLDS, PARTLY, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "partly", "does not 
 QUICK_VERDICT = "not decided at quick scale"
 LEVEL = 0.95
 N_RESAMPLES = 10_000
+ALPHA = 0.05
+#: How the report adjusts p-values across all its comparisons (a key of ``ADJUSTMENTS``).
+REPORT_ADJUSTMENT = "holm"
+#: The one written verdict rule: ``pair_verdict``, ``noninferiority_verdict`` and ``claim_verdict`` are this, and
+#: the README, REPORT.md and every claim's rule quote it.
+VERDICT_RULE = (
+    "A comparison holds when its 95% CI excludes the null value (0 for a difference, 50% for a share) on the "
+    "paper's side and its adjusted p < 0.05; it does not hold when its 95% CI excludes the null value on the other "
+    "side and its adjusted p < 0.05; otherwise it is inconclusive. A non-inferiority comparison holds when its 95% "
+    "CI lies above minus the margin and its adjusted one-sided non-inferiority p < 0.05, and does not hold when its "
+    "95% CI lies below minus the margin. The adjusted p is Holm's over every comparison of the report. A verdict "
+    "over several comparisons (the paper's pairs, or the controls) holds when all hold, is partly when some hold "
+    "and some do not hold, does not hold when some do not hold and none holds, and is inconclusive otherwise."
+)
+#: Seeds per variant from which a verdict speaks about the training method rather than about these checkpoints.
+MIN_METHOD_SEEDS = 3
+SCOPE_METHOD, SCOPE_CHECKPOINTS = "about the training method", "about these checkpoints"
+
+
+def scope(n_seeds: int | None) -> str:
+    """What a verdict on ``n_seeds`` independently trained checkpoints per variant speaks about."""
+    return SCOPE_METHOD if (n_seeds or 1) >= MIN_METHOD_SEEDS else SCOPE_CHECKPOINTS
 
 
 @dataclass
@@ -157,25 +181,52 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out.tolist()
 
 
-def pair_verdict(result: TestResult, direction: str, p_adjusted: float | None = None, alpha: float = 0.05) -> str:
-    """The verdict on one comparison from its 95% CI of ``effect`` (a - b) and its (Holm-adjusted) p-value.
+def pair_verdict(
+    result: TestResult, direction: str, p_adjusted: float | None = None, alpha: float = ALPHA, null: float = 0.0
+) -> str:
+    """The verdict on one comparison (``VERDICT_RULE``) from its 95% CI of ``effect`` and its adjusted p-value.
 
-    ``direction`` is the paper's: "higher" (a > b) or "lower". Holds when the CI excludes 0 on the paper's side and
-    the adjusted p is below ``alpha``; does not hold when it excludes 0 on the other side (same p condition);
-    inconclusive otherwise (a tie, a CI that straddles 0, or no CI).
+    ``direction`` is the paper's: "higher" (effect > ``null``) or "lower". Holds when the CI excludes ``null`` on
+    the paper's side and the adjusted p is below ``alpha``; does not hold when it excludes ``null`` on the other
+    side and the adjusted p is below ``alpha``; inconclusive otherwise (a tie, a CI that straddles ``null``, a CI
+    that excludes it with an adjusted p of ``alpha`` or more, or no CI).
     """
-    if direction not in ("higher", "lower"):
-        raise ValueError("direction must be 'higher' or 'lower'")
+    _check_direction(direction)
     lo, hi = result.ci_low, result.ci_high
     p = result.p if p_adjusted is None else p_adjusted
     if not (np.isfinite(lo) and np.isfinite(hi)) or not np.isfinite(p) or p >= alpha:
         return INCONCLUSIVE
-    sign = 1 if direction == "higher" else -1
-    if (lo > 0 and sign > 0) or (hi < 0 and sign < 0):
+    above, below = lo > null, hi < null
+    if (above and direction == "higher") or (below and direction == "lower"):
         return HOLDS
-    if (lo > 0 and sign < 0) or (hi < 0 and sign > 0):
+    if above or below:
         return FAILS
     return INCONCLUSIVE
+
+
+def noninferiority_verdict(
+    result: TestResult, margin: float, direction: str = "higher", p_adjusted: float | None = None,
+    alpha: float = ALPHA,
+) -> str:  # fmt: skip
+    """The verdict on a non-inferiority comparison (``VERDICT_RULE``): holds when the 95% CI lies on the paper's
+    side of minus the margin ("higher": above -margin; "lower": below +margin) and the adjusted one-sided
+    non-inferiority p (``result.p``, from ``noninferiority``) is below ``alpha``; does not hold when the CI lies
+    entirely beyond the margin on the other side; inconclusive otherwise."""
+    _check_direction(direction)
+    lo, hi = result.ci_low, result.ci_high
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return INCONCLUSIVE
+    p = result.p if p_adjusted is None else p_adjusted
+    inside = lo > -margin if direction == "higher" else hi < margin
+    beyond = hi < -margin if direction == "higher" else lo > margin
+    if inside and np.isfinite(p) and p < alpha:
+        return HOLDS
+    return FAILS if beyond else INCONCLUSIVE
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in ("higher", "lower"):
+        raise ValueError("direction must be 'higher' or 'lower'")
 
 
 def claim_verdict(pair_verdicts: Sequence[str]) -> str:
@@ -198,7 +249,6 @@ def claim_verdict(pair_verdicts: Sequence[str]) -> str:
 
 
 # --- verdicts about training methods (issue 23): seeds x images, adjustment across a report, non-inferiority ---
-# Not used by the shipped report yet: it has one checkpoint per variant and Holm within each claim.
 
 ADJUSTMENTS = {"holm": "Holm step-down (family-wise error)", "bh": "Benjamini-Hochberg (false discovery rate)"}
 
@@ -306,17 +356,20 @@ def noninferiority(
     a: Sequence[float], b: Sequence[float], margin: float, direction: str = "higher", method: str = "t",
     n_resamples: int = N_RESAMPLES, seed: int = 0,
 ) -> TestResult:  # fmt: skip
-    """Non-inferiority of a to b on paired images: one-sided p of H0 "a is worse than b by ``margin`` or more".
+    """Non-inferiority of a to b: one-sided p of H0 "a is worse than b by ``margin`` or more".
 
     ``direction`` "higher": a metric where larger is better (H0: mean(a - b) <= -margin); "lower": smaller is
-    better (H0: mean(a - b) >= +margin). ``method`` "t": one-sided paired t-test (scipy.stats.ttest_1samp of the
-    differences against the margin); "bootstrap": the share of ``paired_bootstrap``-style resampled means on H0's
-    side (+1 smoothing). The CI is the two-sided paired-bootstrap 95% CI of a - b, for display.
+    better (H0: mean(a - b) >= +margin). On paired images, ``method`` "t": one-sided paired t-test
+    (scipy.stats.ttest_1samp of the differences against the margin); "bootstrap": the share of
+    ``paired_bootstrap``-style resampled means on H0's side (+1 smoothing); the CI is the two-sided paired-bootstrap
+    95% CI of a - b. ``method`` "welch": a and b are independent per-seed values (one training run each): one-sided
+    Welch t-test of a + margin against b (or a - margin for "lower"), and Welch's two-sided 95% CI of a - b.
     """
     if margin < 0:
         raise ValueError(f"the non-inferiority margin must be >= 0, got {margin}")
-    if direction not in ("higher", "lower"):
-        raise ValueError("direction must be 'higher' or 'lower'")
+    _check_direction(direction)
+    if method == "welch":
+        return _noninferiority_welch(a, b, margin, direction)
     boot_res = paired_bootstrap(a, b, n_resamples, seed)
     x, y = _finite(a), _finite(b)
     keep = np.isfinite(x) & np.isfinite(y)
@@ -334,6 +387,19 @@ def noninferiority(
         on_h0 = (means <= bound).sum() if direction == "higher" else (means >= bound).sum()
         p = float((on_h0 + 1) / (n_resamples + 1))
     else:
-        raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
+        raise ValueError(f"method must be 't', 'bootstrap' or 'welch', got {method!r}")
     test = f"non-inferiority, margin {margin:g}, one-sided ({'paired t' if method == 't' else 'bootstrap'})"
     return TestResult(boot_res.effect, boot_res.ci_low, boot_res.ci_high, p, test, int(keep.sum()))
+
+
+def _noninferiority_welch(a: Sequence[float], b: Sequence[float], margin: float, direction: str) -> TestResult:
+    x, y = _finite(a), _finite(b)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    base = welch(x, y)
+    test = f"non-inferiority, margin {margin:g}, one-sided (Welch t over seeds)"
+    if not np.isfinite(base.ci_low):
+        return TestResult(base.effect, base.ci_low, base.ci_high, math.nan, test, n_seeds=base.n_seeds)
+    shifted = x + margin if direction == "higher" else x - margin
+    alternative = "greater" if direction == "higher" else "less"
+    p = float(stats.ttest_ind(shifted, y, equal_var=False, alternative=alternative).pvalue)
+    return TestResult(base.effect, base.ci_low, base.ci_high, p, test, n_seeds=base.n_seeds)

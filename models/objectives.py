@@ -1,8 +1,10 @@
-"""The training variants as loss functions: the paper's ``standard``, ``C``, ``ADV``, ``ADV+C`` and two controls.
+"""The training variants as loss functions: the paper's ``standard``, ``C``, ``ADV``, ``ADV+C`` and three controls.
 
 ``VARIANT_REGISTRY`` holds one :class:`Variant` per name (loss, objective, help, colour, role);
-``register_variant`` adds one. The controls isolate one term each: ``standard+jitter`` (C without the
-continuity term) and ``ADV-mixed`` (ADV+C without the pairing term).
+``register_variant`` adds one. The controls isolate one term each: ``C-control`` (C without the continuity term,
+on C's path: fine-tuned from standard for C's epochs), ``standard+jitter`` (the same loss trained from scratch on
+standard's recipe: "standard+jitter (scratch)", not matched to C's path) and ``ADV-mixed`` (ADV+C without the
+pairing term).
 
 Reductions, everywhere in this project:
 
@@ -220,8 +222,11 @@ for _variant in (
             "Adversarial logit pairing: mixed clean/PGD cross-entropy plus α·DS(x, x_adv).", "#AB63FA",
             adversarial=True, role="adversarial+constrained", paper=True),
     Variant("standard+jitter", jitter_augmented_loss, "(CE(F(x), y) + CE(F(P(x)), y))/2, P as in C, no DS",
-            "Control for C: the same colour jitter as augmentation, without the continuity term.", "#19A7CE",
-            role="baseline+jitter", control_of="C"),
+            "Control for C, trained from scratch on standard's recipe: the same colour jitter as augmentation, "
+            "without the continuity term.", "#19A7CE", role="baseline+jitter", control_of="C"),
+    Variant("C-control", jitter_augmented_loss, "(CE(F(x), y) + CE(F(P(x)), y))/2, P as in C, no DS, on C's path",
+            "Matched control for C: fine-tuned from standard for C's epochs like C, with C's colour jitter as "
+            "augmentation and no continuity term.", "#0B6E4F", role="baseline+jitter-finetuned", control_of="C"),
     Variant("ADV-mixed", mixed_adversarial_loss, "(CE(F(x), y) + CE(F(x_adv), y))/2, α = 0",
             "Control for ADV+C (Kannan et al.'s baseline): mixed clean/PGD cross-entropy, no pairing term.",
             "#D62728", adversarial=True, role="adversarial-mixed", control_of="ADV+C"),

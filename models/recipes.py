@@ -3,7 +3,9 @@
 A *recipe* says how each variant is trained. ``cpu-default`` (the shipped zoo)
 trains ``standard`` from scratch and fine-tunes C, ADV and ADV+C from it; the
 ``paper-*`` recipes use the paper's networks and hyper-parameters for a GPU.
-``python -m models.train_zoo --recipe NAME`` trains one.
+``python -m models.train_zoo --recipe NAME`` trains one. Every recipe with a ``C`` gets the matched control
+``C-control`` (``matched_control``): C's entry with alpha 0, so it is fine-tuned from standard for C's epochs with
+C's jitter as augmentation and no DS term.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from models.objectives import VARIANTS
 from models.runs import FINAL_FILE
 from models.train_config import TrainConfig
 
-__all__ = ["EPS", "RECIPES", "build_configs", "recipe_variants"]
+__all__ = ["EPS", "RECIPES", "build_configs", "matched_control", "recipe_variants"]
 
 EPS = 8 / 255
 
@@ -48,8 +50,9 @@ RECIPES: dict[str, dict[str, Any]] = {
             "alpha": 0.03,
             "init": "standard",
         },
-        # Controls (trained only when named in --variants): standard's recipe with C's jitter as augmentation,
-        # and Kannan et al.'s mixed clean/adversarial CE (alpha 0) on ADV+C's epochs and schedule.
+        # Controls (trained only when named in --variants): C-control (added below: C's path, jitter, no DS);
+        # standard+jitter, "standard+jitter (scratch)": standard's recipe with C's jitter as augmentation, kept
+        # beside the matched one; and Kannan et al.'s mixed clean/adversarial CE (alpha 0) on ADV+C's epochs.
         "standard+jitter": {"preset": "scratch", "epochs": 6},
         "ADV-mixed": {
             "preset": "finetune",
@@ -118,6 +121,17 @@ RECIPES: dict[str, dict[str, Any]] = {
         ],
     },
 }
+
+
+def matched_control(c_entry: dict[str, Any]) -> dict[str, Any]:
+    """The recipe entry of ``C-control`` from C's: the same preset, epochs, init and every other setting, alpha 0
+    (its loss has no DS term; 0 says so in the run's config)."""
+    return {**{k: v for k, v in c_entry.items() if k != "alpha"}, "alpha": 0.0}
+
+
+for _spec in RECIPES.values():
+    if "C" in _spec:
+        _spec["C-control"] = matched_control(_spec["C"])
 
 
 def build_configs(

@@ -26,6 +26,7 @@ CONSTRAINED = _role_of("C")
 ADVERSARIAL = _role_of("ADV")
 ADVERSARIAL_CONSTRAINED = _role_of("ADV+C")
 JITTER_CONTROL = _role_of("standard+jitter")
+MATCHED_JITTER_CONTROL = _role_of("C-control")
 MIXED_CONTROL = _role_of("ADV-mixed")
 
 
