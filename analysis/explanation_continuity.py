@@ -10,8 +10,9 @@ class fixed to the clean prediction (or the given targets), by Spearman's rank c
   bootstrap 95% CI (:func:`analysis.statistics.mean_ci`); images whose metric is undefined (NaN: a constant map has
   no ranks) are left out and counted.
 
-Not an experiment of the report (every registered experiment runs by default); the dashboard's explanation
-continuity page computes it on demand.
+The report's ``explanation_continuity`` experiment (:mod:`analysis.experiments.explanations`) runs it on the first
+test images, and its claim (:func:`analysis.claims.claim_explanation_continuity`) is decided from the per-image
+table; the dashboard's explanation continuity page computes it on demand.
 """
 
 from __future__ import annotations
