@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from analysis import claims as claims_mod
 from analysis.experiments import EXPERIMENTS, FULL, QUICK, Context, Settings, estimate_cpu_s, parse_overrides
+from analysis.experiments.registry import ExperimentSkipped
 from analysis.experiments.settings import with_seeds
 from analysis.network_cost import zoo_cost_scale
 from analysis.paper import PAPER
@@ -70,11 +71,12 @@ Log = Callable[[str], None]
 def build_context(
     zoo_path: str | Path, out: str | Path, settings: Settings, work_dir: Path, device: str = "auto",
     data_root: str | None = None, roots: dict[str, str] | None = None, progress: bool = True,
-    allow_nan: bool = False,
+    allow_nan: bool = False, zoo_seed: int | None = None,
 ) -> Context:  # fmt: skip
-    """Load the zoo and its data set's test split; the evaluation subset is a seeded permutation's first n."""
+    """Load the zoo (the checkpoints of training seed ``zoo_seed`` when given, ``models.replicas``) and its data
+    set's test split; the evaluation subset is a seeded permutation's first n."""
     dev = pick_device(device)
-    zoo = load_zoo(zoo_path, device=dev, allow_nan=allow_nan)
+    zoo = load_zoo(zoo_path, device=dev, allow_nan=allow_nan, seed=zoo_seed)
     if not zoo.entries:
         raise ValueError(f"zoo {zoo_path} has no variants")
     config = next(iter(zoo.entries.values())).meta.get("config", {})
@@ -130,6 +132,9 @@ def run_one(ctx: Context, name: str, log: Log) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         output = exp.run(ctx)
+    except ExperimentSkipped as exc:  # does not apply to this zoo: the reason goes into the report
+        log(f"[report] {name} skipped: {exc}")
+        return {"status": "skipped", "reason": str(exc)}
     except Exception as exc:  # one experiment's failure must not lose the others
         elapsed = time.perf_counter() - t0
         log(f"[report] {name} FAILED after {elapsed:.1f} s: {type(exc).__name__}: {exc}")
@@ -159,7 +164,9 @@ def write_summary(
     stopped before its end (it then has no REPORT.md or claims)."""
     import dataclasses
 
+    trained_with = {v: (e.card.get("config") or {}).get("seed") for v, e in ctx.zoo.entries.items()}
     summary = {"format": FORMAT, "zoo": str(ctx.zoo.path), "dataset": ctx.dataset, "mode": ctx.settings.mode,
+               "training_seeds": trained_with,
                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), "git_commit": git_commit(),
                "device": str(ctx.device), "torch_threads": torch.get_num_threads(), "host": platform.node(),
                "elapsed_s": round(total, 2), "cpu_s": round(cpu, 2), "roles": ctx.roles,
@@ -178,14 +185,15 @@ def run_report(
     zoo_path: str | Path, out: str | Path, settings: Settings = FULL, skip: Sequence[str] = (),
     only: Sequence[str] | None = None, work_dir: str | Path | None = None, device: str = "auto",
     data_root: str | None = None, roots: dict[str, str] | None = None, progress: bool = True,
-    log: Log | None = None, resume: bool = False, allow_nan: bool = False,
+    log: Log | None = None, resume: bool = False, allow_nan: bool = False, zoo_seed: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the selected experiments, write every file, return the summary (also written to summary.json).
 
     With ``resume`` an earlier report in ``out`` is kept: every experiment whose stored result was computed from
     the same checkpoints, data set and settings is reused, and only the selected ones without such a result run.
     Without it an earlier report is moved aside to ``<out>.old-<timestamp>`` (:func:`keep_previous_report`), never
-    deleted. One process at a time writes ``out`` (OutputInUse names the other one's pid).
+    deleted. One process at a time writes ``out`` (OutputInUse names the other one's pid). ``zoo_seed``: measure
+    the zoo's checkpoints of that training seed (a zoo with replicas) instead of its primary ones.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     unknown = [n for n in [*skip, *(only or [])] if n not in EXPERIMENTS]
@@ -199,7 +207,7 @@ def run_report(
         stack.enter_context(folder_lock(out, "report"))  # one report at a time writes ``out``
         tmp = tempfile.mkdtemp(prefix="scl-report-") if work_dir is None else None
         ctx = build_context(zoo_path, out, settings, Path(work_dir or tmp), device, data_root, roots, progress,
-                            allow_nan)  # fmt: skip
+                            allow_nan, zoo_seed)  # fmt: skip
         status = {n: {"status": "skipped"} for n in EXPERIMENTS if n not in selected}
         if resume:
             reused, selected = _reuse(ctx, selected, log)
@@ -261,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="small subsets, one seed, tiny training runs: checks the pipeline, decides no claim",
     )
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds of every training experiment")
+    parser.add_argument("--zoo-seed", type=int, default=None,
+                        help="measure the zoo's checkpoints of this training seed (a zoo with replicas; "
+                             "default: each variant's primary checkpoint)")  # fmt: skip
     parser.add_argument("--skip", default="", help="comma-separated experiments to leave out")
     parser.add_argument("--only", default="", help="comma-separated experiments to run (default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -307,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_report(args.zoo, args.out or f"reports/{Path(args.zoo).name}", settings,
                                  _names(args.skip), _names(args.only) or None, args.work_dir, args.device,
                                  args.data_root, roots, progress=not args.no_progress, resume=args.resume,
-                                 allow_nan=args.allow_nan)  # fmt: skip
+                                 allow_nan=args.allow_nan, zoo_seed=args.zoo_seed)  # fmt: skip
         finally:
             signal.signal(signal.SIGTERM, previous)
     except (ValueError, CheckpointError, LabError) as exc:

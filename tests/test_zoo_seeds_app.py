@@ -93,3 +93,19 @@ def test_a_zoo_without_replicas_shows_no_seed_picker(tiny_zoo, tmp_path, monkeyp
     assert_clean(at)
     assert not [s for s in at.sidebar.selectbox if s.label == "Training seed"]
     assert not any("Seeds" in h.value for h in at.subheader)
+
+
+def test_the_report_measures_the_checkpoints_of_a_chosen_training_seed(tmp_path, cache_dir, one_thread):
+    from analysis.report import main as report_main
+
+    zoo = make_seeded_zoo(tmp_path / "zoo")
+    out = tmp_path / "report-seed1"
+    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--only", "continuity", "--set", "n_images=8",
+            "--no-progress", "--device", "cpu", "--zoo-seed", "1"]  # fmt: skip
+    assert report_main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["training_seeds"] == {"standard": 1, "C": 1}
+    primary = tmp_path / "report-primary"
+    assert report_main([*args[:2], "--out", str(primary), *args[4:-2]]) == 0
+    assert json.loads((primary / "summary.json").read_text())["training_seeds"] == {"standard": 0, "C": 0}
+    assert report_main([*args[:-1], "7"]) == 2  # a seed the zoo does not hold: one clear error
