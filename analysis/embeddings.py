@@ -7,7 +7,9 @@ says where each perturbed copy falls among the original's neighbours (by DS, ran
 The dashboard's view: ``embed`` (logits or penultimate ``features``), ``shared_projection`` (one map for all variants:
 fitted on their union, or aligned by Procrustes), ``anchored_set`` / ``anchored_ranks`` (several anchors at once),
 ``nearest_neighbours``, and :func:`anchor_views` (the embeddings page's whole neighbourhood view: one shared map,
-ranks, predictions and DS to each point's anchor). The whole test set is :mod:`analysis.embeddings_whole_set`.
+ranks, predictions and DS to each point's anchor); ``explained_variance`` (the PCA axes' shares of variance) and
+``search_rows`` (the page's search by class or image number). The whole test set is
+:mod:`analysis.embeddings_whole_set`.
 """
 
 from __future__ import annotations
@@ -287,6 +289,55 @@ def shared_projection(
     maps = {v: project(representations[v], method, seed) for v in names}
     first = maps[names[0]]
     return {v: first if i == 0 else procrustes_align(first, maps[v]) for i, v in enumerate(names)}
+
+
+def explained_variance(
+    representations: dict[str, np.ndarray], align: str = "union", seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The share of variance (sklearn's ``explained_variance_ratio_``) on PC1 and PC2 of the PCA map that
+    ``shared_projection(representations, "pca", align=align)`` draws: for ``union`` one PCA of every variant's
+    points stacked (the same two numbers for all), for ``procrustes`` each variant's own PCA (after alignment a
+    variant's axes are rotated, but its plane keeps the sum). Variant -> array of 2 ratios (0 where a map has
+    fewer than two components)."""
+    from sklearn.decomposition import PCA
+
+    def ratios(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        out = np.zeros(2)
+        k = min(2, len(x), x.shape[1]) if x.ndim == 2 else 0
+        if len(x) >= 2 and k > 0:
+            out[:k] = PCA(n_components=k, random_state=seed).fit(x).explained_variance_ratio_
+        return np.nan_to_num(out)
+
+    names = list(representations)
+    if align == "union" and names:
+        shared = ratios(np.concatenate([np.asarray(representations[v]) for v in names]))
+        return {v: shared for v in names}
+    return {v: ratios(representations[v]) for v in names}
+
+
+def search_rows(points: pd.DataFrame, query: str) -> np.ndarray:
+    """The ``row`` values (else the index) of the points a search matches. ``query``: comma-separated terms, each
+    "#12" (test image 12: its ``dataset_index``), a class name (its ``true_name``, case-insensitive), a bare number
+    that is no class name (a test image number), or part of a class name ("dre" finds Dress)."""
+    rows = points["row"].to_numpy() if "row" in points else points.index.to_numpy()
+    names = points["true_name"].astype(str).str.lower() if "true_name" in points else pd.Series([""] * len(points))
+    known = set(names)
+    index = points["dataset_index"].to_numpy() if "dataset_index" in points else np.full(len(points), -1)
+    hit = np.zeros(len(points), dtype=bool)
+    for raw in str(query or "").replace(";", ",").split(","):
+        term = raw.strip().lower()
+        if not term:
+            continue
+        if term.startswith("#") and term[1:].strip().isdigit():
+            hit |= index == int(term[1:])
+        elif term in known:
+            hit |= (names == term).to_numpy()
+        elif term.isdigit():
+            hit |= index == int(term)
+        else:
+            hit |= names.str.contains(term, regex=False).to_numpy()
+    return rows[hit]
 
 
 # ----------------------------------------------------------------------------- several anchors

@@ -3,7 +3,8 @@
 ``whole_set_representations`` computes every variant's representation and predictions, ``whole_set_key`` names
 its cache file (``save_arrays`` / ``load_arrays``, atomic .npz), and ``whole_set_map`` draws the shared map, placing
 extra points (e.g. perturbed anchors) by their nearest test images (``place_by_neighbours``) where the
-projection has no transform; ``whole_set_tables`` turns them into the page's per-variant point tables.
+projection has no transform; ``whole_set_tables`` turns them into the page's per-variant point tables
+(``whole_set_explained_variance``: its PCA axes' shares of variance).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "whole_set_key",
     "whole_set_map",
     "whole_set_representations",
+    "whole_set_explained_variance",
     "whole_set_tables",
 ]
 
@@ -154,13 +156,7 @@ def whole_set_tables(
     ``overlay_reps`` are the anchor view's representations (variant -> (M, D), by the view's row)."""
     names = list(data)
     n = len(labels)
-    overlay_meta, extras = None, {}
-    if overlay_points is not None and overlay_reps is not None and names:
-        keep = overlay_points["role"] != "same_class"
-        overlay_meta = overlay_points[(overlay_points["variant"] == names[0]) & keep].drop(
-            columns=["variant", "x", "y"]
-        )
-        extras = {v: overlay_reps[v][overlay_meta["row"].to_numpy()] for v in names}
+    overlay_meta, extras = _overlay(names, overlay_points, overlay_reps)
     align = "union" if representation == "logits" else "procrustes"
     xy, extra_xy = whole_set_map(data, method, 0, align, extras or None, fitted)
     frames, overlays = {}, {}
@@ -180,3 +176,31 @@ def whole_set_tables(
             o["row"] = n + o["row"].to_numpy()
             overlays[v] = o
     return frames, overlays
+
+
+def _overlay(
+    names: list[str], overlay_points: pd.DataFrame | None, overlay_reps: dict[str, np.ndarray] | None
+) -> tuple[pd.DataFrame | None, dict[str, np.ndarray]]:
+    """The anchors' points of an anchor view to place on the whole-set map (same-class images left out: they are
+    in the test set already) and their representations per variant."""
+    if overlay_points is None or overlay_reps is None or not names:
+        return None, {}
+    keep = overlay_points["role"] != "same_class"
+    meta = overlay_points[(overlay_points["variant"] == names[0]) & keep].drop(columns=["variant", "x", "y"])
+    return meta, {v: overlay_reps[v][meta["row"].to_numpy()] for v in names}
+
+
+def whole_set_explained_variance(
+    data: dict[str, dict[str, np.ndarray]],
+    representation: str = "logits",
+    overlay_points: pd.DataFrame | None = None,
+    overlay_reps: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """PC1's and PC2's shares of variance of the whole-set PCA map that ``whole_set_tables`` draws with the same
+    arguments (fitted on the test set and the overlaid anchors' points together): variant -> 2 ratios."""
+    from analysis.embeddings import explained_variance
+
+    names = list(data)
+    _, extras = _overlay(names, overlay_points, overlay_reps)
+    reps = {v: np.concatenate([data[v]["rep"], extras[v]]) if v in extras else data[v]["rep"] for v in names}
+    return explained_variance(reps, "union" if representation == "logits" else "procrustes", 0)

@@ -13,6 +13,16 @@ from analysis.palette import CLASS_COLOURS
 from app.figures import KIND_COLOURS, kind_colour
 
 ANCHOR_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "pentagon", "hexagon", "star-triangle-up")
+MATCH_COLOUR = "#00B8D4"  # rings around a search's matches (cyan: no variant, kind or class colour is near it)
+
+
+def pca_axis_titles(ratios: Sequence[float], aligned: bool = False) -> tuple[str, str]:
+    """Axis titles of a PCA map: "PC1 (23.4%)", "PC2 (10.1%)" from the explained-variance ratios; a map rotated
+    onto another variant's by Procrustes says so, with its plane's total ("aligned PCA, plane 33.5%")."""
+    r = [100.0 * float(v) for v in ratios]
+    if aligned:
+        return (f"aligned PCA axis 1 (plane: {sum(r):.1f}% of variance)", "aligned PCA axis 2")
+    return f"PC1 ({r[0]:.1f}%)", f"PC2 ({r[1]:.1f}%)"
 
 
 def _hover(d: pd.DataFrame) -> list[str]:
@@ -80,13 +90,16 @@ def embedding_scatter(
     height: int = 380,
     ranges: tuple[Sequence[float], Sequence[float]] | None = None,
     selected: int | None = None,
+    axis_titles: tuple[str, str] | None = None,
+    highlight: Sequence[int] | None = None,
 ) -> go.Figure:
     """A 2-D neighbourhood projection: same-class images grey, perturbed copies coloured by kind and sized by level
     (one marker symbol per anchor), anchors black stars; no text labels (level and class are in the hover).
 
     ``df`` columns: x, y, role, kind, level, dataset_index, and optionally row (given back by ``selected_rows``),
     anchor, pred_name, true_name, ds (hover text). ``ranges`` fixes both axes (shared by a variant's panels);
-    ``selected`` rings the point of that row.
+    ``selected`` rings the point of that row; ``highlight`` rings the rows a search matched (trace "search matches");
+    ``axis_titles`` names the axes (e.g. ``pca_axis_titles``).
     """
     fig = go.Figure()
     anchors = [a for a in dict.fromkeys(df["anchor"])] if "anchor" in df else []
@@ -121,16 +134,39 @@ def embedding_scatter(
                 customdata=_rows(orig), hovertext=_hover(orig), hovertemplate="%{hovertext}<extra></extra>",
             )
         )  # fmt: skip
+    _mark_matches(fig, df, highlight)
     _mark_selected(fig, df, selected)
+    _layout(fig, title, height, ranges, axis_titles)
+    return fig
+
+
+def _layout(fig: go.Figure, title: str, height: int, ranges: tuple[Sequence[float], Sequence[float]] | None,
+            axis_titles: tuple[str, str] | None) -> None:  # fmt: skip
+    """The scatters' common layout: no tick labels (a projection's units mean nothing), axis titles when given."""
+    x_title, y_title = axis_titles or (None, None)
     fig.update_layout(
         title=dict(text=title, font_size=14), height=height, margin=dict(l=0, r=0, t=36, b=0),
-        legend=dict(orientation="h", y=-0.05), xaxis=dict(showticklabels=False, title=None),
-        yaxis=dict(showticklabels=False, title=None), clickmode="event+select", dragmode="pan",
+        legend=dict(orientation="h", y=-0.12 if axis_titles else -0.05),
+        xaxis=dict(showticklabels=False, title=dict(text=x_title, font_size=11) if x_title else None),
+        yaxis=dict(showticklabels=False, title=dict(text=y_title, font_size=11) if y_title else None),
+        clickmode="event+select", dragmode="pan",
     )  # fmt: skip
     if ranges is not None:
         fig.update_xaxes(range=list(ranges[0]))
         fig.update_yaxes(range=list(ranges[1]))
-    return fig
+
+
+def _mark_matches(fig: go.Figure, df: pd.DataFrame, rows: Sequence[int] | None) -> None:
+    """Rings around the rows a search matched (one trace, "search matches"; not selectable: no customdata)."""
+    if rows is None or not len(rows):
+        return
+    key = df["row"] if "row" in df else pd.Series(df.index, index=df.index)
+    hit = df[key.isin(set(int(r) for r in rows))]
+    if len(hit):
+        fig.add_trace(
+            go.Scatter(x=hit["x"], y=hit["y"], mode="markers", name="search matches", hoverinfo="skip",
+                       marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=2.5, color=MATCH_COLOUR)))
+        )  # fmt: skip
 
 
 def _mark_selected(fig: go.Figure, df: pd.DataFrame, selected: int | None) -> None:
@@ -153,10 +189,13 @@ def whole_set_scatter(
     ranges: tuple[Sequence[float], Sequence[float]] | None = None,
     height: int = 480,
     selected: int | None = None,
+    axis_titles: tuple[str, str] | None = None,
+    highlight: Sequence[int] | None = None,
 ) -> go.Figure:
     """The whole test set in WebGL (``go.Scattergl``, fine at 10,000+ points): one trace per value of ``colour_by``
     (true or predicted class, or correctness), and ``overlay`` (anchors and their perturbed copies, drawn like
-    ``embedding_scatter``'s) on top. ``df`` columns: x, y, row, dataset_index, pred_name, true_name."""
+    ``embedding_scatter``'s) on top. ``df`` columns: x, y, row, dataset_index, pred_name, true_name. ``highlight``
+    and ``axis_titles`` as in ``embedding_scatter``."""
     fig = go.Figure()
     palette = CLASS_COLOURS  # analysis.palette: never close to a variant's or a perturbation's colour
     groups = list(dict.fromkeys(df[colour_by])) if len(df) else []
@@ -180,15 +219,10 @@ def whole_set_scatter(
             fig.add_trace(go.Scattergl(x=trace.x, y=trace.y, mode="markers", name=trace.name, marker=marker,
                                        customdata=trace.customdata, hovertext=trace.hovertext,
                                        hovertemplate=trace.hovertemplate))  # fmt: skip
-    _mark_selected(fig, pd.concat([df, overlay]) if overlay is not None else df, selected)
-    fig.update_layout(
-        title=dict(text=title, font_size=14), height=height, margin=dict(l=0, r=0, t=36, b=0),
-        legend=dict(orientation="h", y=-0.05), xaxis=dict(showticklabels=False, title=None),
-        yaxis=dict(showticklabels=False, title=None), clickmode="event+select", dragmode="pan",
-    )  # fmt: skip
-    if ranges is not None:
-        fig.update_xaxes(range=list(ranges[0]))
-        fig.update_yaxes(range=list(ranges[1]))
+    everything = pd.concat([df, overlay]) if overlay is not None else df
+    _mark_matches(fig, everything, highlight)
+    _mark_selected(fig, everything, selected)
+    _layout(fig, title, height, ranges, axis_titles)
     return fig
 
 

@@ -1,14 +1,16 @@
 """Neighbourhood embeddings: where images' perturbed copies land among images of their class (paper Fig. 2), in
 one 2-D map shared by the variants, and the whole test set in WebGL."""
 
+import pandas as pd
 import streamlit as st
 
 from analysis.embeddings import Anchor
-from analysis.embeddings_whole_set import whole_set_tables
+from analysis.embeddings_whole_set import whole_set_explained_variance, whole_set_tables
 from app import (
     components,
     embedding_figures,
     embeddings_cache,
+    exports,
     figures,
     images,
     page_labels,
@@ -29,7 +31,8 @@ st.markdown(
     "other test images of the anchor's class (grey) to a representation, projected to 2-D **once for all "
     "variants**, so the panels share their axes and compare. A semantically continuous model keeps the perturbed "
     "copies next to their anchor. Hover a point for its classes and DS; click it for its image and nearest "
-    "neighbours."
+    "neighbours; search a class or a test image number to ring its points. PCA axes carry their share of the "
+    "variance; every map's coordinates download as CSV and the camera icon saves a map as SVG."
 )
 handle = components.require_zoo(ctx)
 components.zoo_header(ctx)
@@ -64,11 +67,47 @@ with c2:
     )
 with c3:
     kinds = st.multiselect("Perturbations", list(KINDS), default=list(KINDS), key="emb_kinds")
+query = st.text_input(
+    "Find points (class or test image number)",
+    key="emb_search",
+    placeholder="e.g. Dress, 12",
+    help="Comma-separated terms: a class name or part of one (the true class), or a test image number (#12; a "
+    "bare 12 unless a class is called 12). Their points are ringed in every map, and the first one is shown "
+    "beside its map until you click another point.",
+)
+emb = zoo_cache.embeddings_module(False)
 if not variants:
     st.info("Choose at least one variant.")
     st.stop()
 
 tab_anchor, tab_whole = st.tabs(["Anchors and their neighbourhoods", "Whole test set"])
+
+
+def axis_titles(explained: dict | None, variant: str, align: str) -> tuple[str, str] | None:
+    """PCA axis titles with their shares of variance (None for t-SNE / UMAP, whose axes mean nothing)."""
+    if explained is None:
+        return None
+    return embedding_figures.pca_axis_titles(
+        explained[variant], aligned=align == "procrustes" and variant != variants[0]
+    )
+
+
+def search_caption(query: str, counts: dict[str, int]) -> None:
+    """How many points of each map a search found (or that it found none)."""
+    if not query.strip():
+        return
+    if not any(counts.values()):
+        st.warning(f"Nothing in these maps matches {query!r} (a class name or a test image number).")
+    else:
+        st.caption(f"Search {query!r}: " + ", ".join(f"{v}: {n} point(s)" for v, n in counts.items()) + " ringed.")
+
+
+def explained_header(explained: dict | None) -> dict[str, str]:
+    """The explained variance of each PCA map for a CSV header."""
+    if explained is None:
+        return {}
+    return {"explained variance (PC1, PC2)": "; ".join(f"{v}: {100 * r[0]:.1f}%, {100 * r[1]:.1f}%"
+                                                        for v, r in explained.items())}  # fmt: skip
 
 
 def show_point(col, view: dict, variant: str, row: int, key: str) -> None:
@@ -194,6 +233,15 @@ with tab_anchor:
         )
         ranges = embedding_figures.shared_ranges([points])
         worst = int(ranks["n_candidates"].max()) if len(ranks) else n_same + 1
+        explained = emb.explained_variance(view["reps"], view["align"]) if method == "pca" else None
+        if explained is not None:
+            st.caption(
+                "Axis titles: each principal component's share of the variance ("
+                + ("of every variant's logits together: one PCA for all panels)." if view["align"] == "union" else
+                   f"each variant's own PCA; the other panels are rotated onto {variants[0]}'s, so their axes are "
+                   "no longer principal components and only their plane's share is given).")
+            )  # fmt: skip
+        counts = {}
         for start in range(0, len(variants), 2):
             cols = st.columns(2)
             for col, variant in zip(cols, variants[start : start + 2], strict=False):
@@ -202,13 +250,21 @@ with tab_anchor:
                 with col, st.container(border=True, key=f"emb_panel_{safe}"):
                     pts = points[points["variant"] == variant]
                     rk = ranks[ranks["variant"] == variant]
-                    fig = embedding_figures.embedding_scatter(pts, title=variant, ranges=ranges)
+                    matches = emb.search_rows(pts, query) if query.strip() else None
+                    counts[variant] = 0 if matches is None else len(matches)
+                    fig = embedding_figures.embedding_scatter(pts, title=variant, ranges=ranges, highlight=matches,
+                                                              axis_titles=axis_titles(explained, variant,
+                                                                                      view["align"]))  # fmt: skip
                     plot, side = st.columns([3, 1])
                     with plot:
-                        st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
+                        exports.chart(fig, key, f"embedding_{variant}_{method}", on_select="rerun",
+                                      selection_mode="points")  # fmt: skip
                     rows = embedding_figures.selected_rows(fig, selection(key))
                     if rows:
                         show_point(side, view, variant, rows[0], key)
+                    elif matches is not None and len(matches):
+                        show_point(side, view, variant, int(matches[0]), key)
+                        side.caption(f"First of {len(matches)} match(es); click a point for another.")
                     else:
                         side.caption("Click a point to see its image and nearest neighbours here.")
                     l1 = rk[rk["level"] == 1]["rank"]
@@ -233,9 +289,23 @@ with tab_anchor:
                         key=f"emb_rank_{safe}",
                         config={"displayModeBar": False},
                     )
+        search_caption(query, counts)
+        settings = dict(variants=", ".join(variants), representation=representation, method=PROJECTIONS[method],
+                        alignment=align, same_class_per_anchor_class=n_same, kinds=", ".join(kinds),
+                        anchors=", ".join(a.name for a in anchors), seed=0)  # fmt: skip
+        exports.csv_download(points, f"embedding_coordinates_{method}_{representation}",
+                             exports.provenance(ctx, "computed on the page (analysis.embeddings.anchor_views)",
+                                                **settings, **explained_header(explained)),
+                             key="emb_points_csv", label="Coordinates of every map (CSV)")  # fmt: skip
         with st.expander("All neighbour ranks"):
             table = ranks.pivot_table(index=["anchor", "kind", "level"], columns="variant", values="rank")
             st.dataframe(table[[v for v in variants if v in table.columns]], width="stretch")
+            exports.csv_download(
+                ranks,
+                f"neighbour_ranks_{method}_{representation}",
+                exports.provenance(ctx, "computed on the page", **settings),
+                key="emb_ranks_csv",
+            )
 
 with tab_whole:
     n = len(ds)
@@ -256,15 +326,18 @@ with tab_whole:
     with w2:
         overlay_on = st.toggle("Show the anchors' perturbed copies", value=True, key="emb_whole_overlay")
     ready = embeddings_cache.whole_set_ready(handle, ctx.dataset_args, n, representation, variants, method)
+    offer = st.empty()  # the "not cached yet" box and its button, gone once the map is drawn
     if not ready:
         cost = "about 8 s per variant for 10,000 images on two CPU cores" + (
             "" if method == "pca" else f", then {PROJECTIONS[method]} about 40 s per variant"
         )
-        st.info(f"The whole-set map for these settings is not cached yet ({cost}; once per zoo).")
-        go_on = st.button("Compute the whole-set map", key="emb_whole_compute", type="primary")
+        with offer.container():
+            st.info(f"The whole-set map for these settings is not cached yet ({cost}; once per zoo).")
+            go_on = st.button("Compute the whole-set map", key="emb_whole_compute", type="primary")
     else:
         go_on = True
     if go_on:
+        offer.empty()
         bar = st.progress(0.0, text="whole test set: starting") if not ready else None
         data, fitted = embeddings_cache.whole_set(
             handle,
@@ -283,22 +356,36 @@ with tab_whole:
                                             view["points"] if overlay else None, view["reps"] if overlay else None,
                                             class_name=handle.class_name)  # fmt: skip
         ranges = embedding_figures.shared_ranges(list(frames.values()) + list(overlays.values()))
+        explained = None
+        if method == "pca":
+            explained = whole_set_explained_variance(data, representation, view["points"] if overlay else None,
+                                                     view["reps"] if overlay else None)  # fmt: skip
         if method != "pca" and overlays:
             st.caption(
                 f"{PROJECTIONS[method]} has no out-of-sample transform: the anchors' copies are placed at the "
                 "distance-weighted mean position of their 10 nearest test images."
             )
+        whole_counts: dict[str, int] = {}
         for start in range(0, len(variants), 2):
             cols = st.columns(2)
             for col, variant in zip(cols, variants[start : start + 2], strict=False):
                 safe = variant.replace("+", "plus")
                 key = f"emb_whole_{safe}"
                 with col, st.container(border=True):
+                    both = pd.concat([frames[variant], overlays[variant]]) if variant in overlays else frames[variant]
+                    matches = emb.search_rows(both, query) if query.strip() else None
+                    whole_counts[variant] = 0 if matches is None else len(matches)
                     fig = embedding_figures.whole_set_scatter(
-                        frames[variant], variant, overlays.get(variant), colour_by, ranges=ranges
-                    )
-                    st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points")
+                        frames[variant], variant, overlays.get(variant), colour_by, ranges=ranges, highlight=matches,
+                        axis_titles=axis_titles(explained, variant, "union" if representation == "logits" else
+                                                "procrustes"),
+                    )  # fmt: skip
+                    exports.chart(fig, key, f"whole_set_{variant}_{method}", on_select="rerun",
+                                  selection_mode="points")  # fmt: skip
                     rows = embedding_figures.selected_rows(fig, selection(key))
+                    if not rows and matches is not None and len(matches):
+                        rows = [int(matches[0])]
+                        st.caption(f"First of {len(matches)} match(es) shown; click a point for another.")
                     if rows and rows[0] < n:
                         i = rows[0]
                         c_img, c_nn = st.columns([1, 3])
@@ -316,21 +403,30 @@ with tab_whole:
                         )
                     elif rows:
                         show_point(st.container(), view, variant, rows[0] - n, key)
+        search_caption(query, whole_counts)
+        table = pd.concat([pd.concat([frames[v], overlays[v]]).assign(variant=v) if v in overlays
+                           else frames[v].assign(variant=v) for v in variants], ignore_index=True)  # fmt: skip
+        exports.csv_download(
+            table[["variant", *[c for c in table.columns if c != "variant"]]],
+            f"whole_set_coordinates_{method}_{representation}",
+            exports.provenance(ctx, "the whole test split (analysis.embeddings_whole_set)",
+                               variants=", ".join(variants), representation=representation,
+                               method=PROJECTIONS[method], n_images=n,
+                               overlay="the anchors' points, rows numbered after the test set's" if overlays else None,
+                               seed=0, **explained_header(explained)),
+            key="emb_whole_csv", label="Coordinates of every map (CSV)",
+        )  # fmt: skip
 
 results = results_store.load_results(handle)
 name, report_ranks = results.find({"variant", "anchor", "kind", "level", "rank"}, "embeddings")
 if report_ranks is not None:
     with st.expander("Neighbour ranks over several anchors (from the report)"):
         shown = report_ranks[report_ranks["variant"].isin(variants)]
-        st.plotly_chart(
-            figures.line_panels(
-                shown.groupby(["variant", "kind", "level"], as_index=False, sort=False)["rank"].median(),
-                "level",
-                "rank",
-                panel="kind",
-                y_title="median neighbour rank",
-            ),
-            key="emb_report_ranks",
-        )
+        medians = shown.groupby(["variant", "kind", "level"], as_index=False, sort=False)["rank"].median()
+        exports.chart(figures.line_panels(medians, "level", "rank", panel="kind", y_title="median neighbour rank"),
+                      "emb_report_ranks", "neighbour_ranks_report", medians,
+                      exports.provenance(ctx, name, statistic="median over the report's anchors"))  # fmt: skip
+        st.caption("Median rank over the report's anchors; no CI is drawn (a median over a handful of anchors per "
+                   "point: the table below has every anchor's rank).")  # fmt: skip
         components.show_table(shown, name)
         components.report_status(results, "embeddings")
