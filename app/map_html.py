@@ -20,6 +20,9 @@ from app.map_figures import DIVERGING, POSITIVE, greyscale, image_uri, map_rows
 
 _BAR_PX = 10  # colour bar width
 _LABEL_PX = 46  # room for the colour bar's tick labels
+# A line of panels wraps onto further lines rather than running off the page (issue 24: every panel visible at
+# 1280-1920 px with any set of methods).
+_LINE_STYLE = "display:flex;flex-wrap:wrap;gap:8px 14px;align-items:flex-start;max-width:100%"
 
 
 def _lut(name: str) -> np.ndarray:
@@ -53,6 +56,12 @@ def blend(backdrop: np.ndarray, colours: np.ndarray, opacity: float) -> np.ndarr
 
 def _tick(value: float) -> str:
     return "0" if value == 0 else f"{value:.2g}"
+
+
+def colour_bar_strip(signed: bool, height: int) -> np.ndarray:
+    """uint8 (height, 3) colours of a vertical colour bar, the scale's top at row 0 (for exported PNGs)."""
+    lut = _LUTS[DIVERGING if signed else POSITIVE]
+    return lut[np.rint(np.linspace(255, 0, max(2, int(height)))).astype(np.int64)]
 
 
 def colour_bar_html(signed: bool, scale: float, height: int) -> str:
@@ -122,5 +131,29 @@ def saliency_comparison_html(
             tip = f"{title}: colours over {'±' if is_signed else '0 to '}{_tick(scale)}"
             bar = colour_bar_html(is_signed, scale, panel_px)
             panels.append(_panel(title, image_uri(colours, panel_px), panel_px, tip, bar))
-        lines.append(f'<div style="display:flex;gap:14px;align-items:flex-start">{"".join(panels)}</div>')
+        lines.append(f'<div style="{_LINE_STYLE}">{"".join(panels)}</div>')
     return f'<div class="scl-saliency" style="display:flex;flex-direction:column;gap:8px">{"".join(lines)}</div>'
+
+
+def difference_row_html(
+    title: str,
+    maps: Mapping[str, np.ndarray],
+    reference: str,
+    correlations: Mapping[str, float],
+    panel_px: int = 160,
+) -> str:
+    """One method's difference maps as HTML: for each variant its normalised map minus the reference's (signed, on
+    the diverging scale over [-m, m], m the largest |difference| of the row, 1 when all are 0), titled with its
+    Spearman ρ to the reference; one colour bar for the row. Panels wrap onto further lines."""
+    values = [np.nan_to_num(np.asarray(m, dtype=np.float64)) for m in maps.values()]
+    scale = max((float(np.abs(v).max()) for v in values if v.size), default=0.0) or 1.0
+    panels = []
+    for variant, m in maps.items():
+        rho = correlations.get(variant)
+        label = (f"{variant} (reference)" if variant == reference else
+                 f"{variant} − {reference}" + ("" if rho is None or rho != rho else f" · ρ = {rho:.2f}"))  # fmt: skip
+        tip = f"{title}: {label}; colours over ±{_tick(scale)} (normalised maps)"
+        panels.append(_panel(label, image_uri(colourise(m, True, scale), panel_px), panel_px, tip))
+    bar = colour_bar_html(True, scale, panel_px)
+    return (f'<div class="scl-difference" style="{_LINE_STYLE}">{"".join(panels)}'
+            f'<div style="padding-top:2.5em">{bar}</div></div>')  # fmt: skip

@@ -8,17 +8,35 @@ rows' fragment polls (``st.fragment(run_every=...)``) until it is done. Each row
 for the widgets' current (image, kind, level, method settings); anything else shows as busy.
 """
 
+import inspect
 import math
 import os
 import time
 
 import streamlit as st
 
+from analysis import gallery_filters as gf
+from analysis.attribution_baselines import BASELINES, DEFAULT_BASELINE, PAIR_BASELINES
+from analysis.gradcam_layers import default_layer, layer_candidates
 from analysis.gradcam_resolution import coarse_variants, gradcam_resolution, mark_table
+from analysis.map_comparison import compare_variants
 from analysis.per_image import perturbed_image
-from app import components, figures, jobs, map_figures, map_html, page_labels, pickers, saliency_cache
+from analysis.service_client import BackendUnavailable
+from app import (
+    components,
+    figures,
+    jobs,
+    map_export,
+    map_figures,
+    map_html,
+    page_labels,
+    pickers,
+    saliency_cache,
+    view_state,
+)
 from app.images import image_key as content_key
 from app.results_store import load_results
+from app.sanity_flags import warn_flagged
 from models.perturbations import KINDS, MAX_LEVEL
 
 POLL_S = 1.0  # how often the rows refresh while jobs run
@@ -42,8 +60,63 @@ runner = jobs.get_runner()
 session = jobs.current_session_id()
 runner.touch(session)
 
-picked = pickers.image_picker(ctx, key="sal")
 methods_info = saliency_cache.method_info()
+names = handle.classes or components.class_names(ctx, components.load_dataset(ctx, stop=False))
+SHAP_BASELINES = (*PAIR_BASELINES, *BASELINES)  # GradientSHAP's own default first: black and white
+manifest = view_state.manifest_hash(handle.zoo.manifest)
+
+
+def _takes(method: str, option: str) -> bool:
+    """Whether the registered method's function takes ``option`` (``baseline``, ``baselines``, ``layer``)."""
+    return option in inspect.signature(methods_info[method].function).parameters
+
+
+def _open_link() -> list[str]:
+    """A link's view (the URL's query parameters, :mod:`app.view_state`) written into the widgets' state, once per
+    session, before they are drawn; returns one line per parameter that could not be used."""
+    params = st.query_params.to_dict()
+    if not params:
+        return []
+    ds = components.load_dataset(ctx, stop=False)
+    choices = view_state.Choices(kinds=list(KINDS), max_level=MAX_LEVEL, variants=handle.variants,
+                                 methods=list(methods_info), baselines=BASELINES, shap_baselines=SHAP_BASELINES,
+                                 n_images=len(ds) if ds is not None else None,
+                                 n_classes=len(names) if names else None)  # fmt: skip
+    link, problems = view_state.from_query_params(params, choices)
+    if link.zoo and link.zoo != handle.name:
+        problems.append(f"the link was made on zoo {link.zoo!r}; this page shows zoo {handle.name!r}")
+    elif link.manifest and link.manifest != manifest:
+        problems.append(f"the zoo's manifest changed since the link was made (hash {link.manifest}, now {manifest}): "
+                        "the maps may differ")  # fmt: skip
+    if link.image is not None and ds is not None:
+        state.update(sal_source="Test-set gallery", sal_class="any class", sal_filter=gf.ALL, sal_example=link.image)
+    elif link.upload:
+        state["sal_source"] = "Upload an image"
+        state["sal_link_upload"] = link.upload
+    if link.kind:
+        state["sal_kind"] = link.kind
+    if link.level is not None:
+        state["sal_level_kept"] = link.level
+        state.pop("sal_level", None)  # the slider takes the kept level (see _display_controls)
+    if link.variants:
+        state["sal_variants"] = list(link.variants)
+    if link.methods:
+        state.update({f"sal_method_{m}": m in link.methods for m in methods_info})
+    for field, key in (("target", "sal_target"), ("baseline", "sal_baseline"), ("shap_baseline", "sal_shap_baseline"),
+                       ("layer", "sal_layer"), ("diff", "sal_diff_ref")):  # fmt: skip
+        if getattr(link, field):
+            state[key] = getattr(link, field)
+    state["sal_diff"] = bool(link.diff)
+    return problems
+
+
+if not state.get("sal_link_read"):  # a link opens its view once; afterwards the widgets rule
+    state["sal_link_read"] = True
+    state["sal_link_problems"] = _open_link()
+for problem in state.get("sal_link_problems", []):  # shown until the view moves away from the link's
+    st.warning(f"Link: {components.md_escape(problem)}.")
+
+picked = pickers.image_picker(ctx, key="sal")
 c1, c2 = st.columns([1.2, 3.0])
 with c1:
     kind = st.selectbox("Perturbation", list(KINDS), key="sal_kind",
@@ -60,6 +133,58 @@ for col, (name, info) in zip(method_cols, methods_info.items(), strict=False):
     )
     if col.checkbox(info.label, value=info.selected_by_default, key=f"sal_method_{name}", help=tip):
         methods.append(name)
+warn_flagged(handle, methods)  # a ticked method whose maps survive randomisation (sanity checks, issue 22)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _layers_of(zoo_key: tuple, variant: str, size: int, _model) -> tuple[list, object]:
+    """GradCAM's candidate layers of one variant at the zoo's input size, and its default (one probe each)."""
+    return layer_candidates(_model, size), default_layer(_model, size)
+
+
+layers = {v: _layers_of(handle.key, v, handle.image_size, handle.model(v)) for v in variants}
+common = [c.name for c in layers[variants[0]][0] if all(c.name in {d.name for d in layers[v][0]} for v in variants)] \
+    if variants else []  # fmt: skip
+sizes = {c.name: c.label for c in layers[variants[0]][0]} if variants else {}
+defaults = {v: layers[v][1] for v in variants}
+
+
+def _target_label(code: str) -> str:
+    if code == "predicted":
+        return "predicted (each variant's, on the original)"
+    if code == "true":
+        return "true class" + ("" if picked is not None and picked.label is not None else " (gallery images only)")
+    return f"class: {components.class_name(names, int(code.split(':')[1]))}"
+
+
+def _layer_label(code: str) -> str:
+    if code != "auto":
+        return sizes.get(code, code)
+    shown = {d.label for d in defaults.values()}
+    return "default: " + (next(iter(shown)) if len(shown) == 1 else "each variant's finest map not 1x1")
+
+
+n_classes = len(names) if names else 0
+target_codes = ["predicted", "true", *[f"class:{i}" for i in range(n_classes)]]
+layer_codes = ["auto", *common]
+for key, codes, fallback in (("sal_target", target_codes, "predicted"), ("sal_layer", layer_codes, "auto")):
+    if state.get(key, fallback) not in codes:  # a link's or an earlier zoo's value this page cannot offer
+        st.warning(f"{'Target' if key == 'sal_target' else 'GradCAM layer'} {state[key]!r} is not available here: "
+                   f"{fallback} instead.")  # fmt: skip
+        state[key] = fallback
+t1, t2, t3, t4 = st.columns(4)
+target_mode = t1.selectbox("Explain class", target_codes, key="sal_target", format_func=_target_label,
+                           help="Which class the maps explain: each variant's prediction on the original image "
+                           "(default), the image's true class, or any class.")  # fmt: skip
+baseline = t2.selectbox("IG baseline", BASELINES, index=BASELINES.index(DEFAULT_BASELINE), key="sal_baseline",
+                        help="What Integrated Gradients integrates from: a black image, a blurred copy of the "
+                        "image (Gaussian, sigma = side/16) or uniform noise (seeded).")  # fmt: skip
+shap_baseline = t3.selectbox("GradientSHAP baselines", SHAP_BASELINES, key="sal_shap_baseline",
+                             help="GradientSHAP's reference distribution: black and white (its default), or "
+                             "one of IG's baselines.")  # fmt: skip
+layer = t4.selectbox("GradCAM layer", layer_codes, key="sal_layer", format_func=_layer_label,
+                     help="The layer GradCAM and the other CAMs read (map size in brackets). Default: the declared "
+                     "layer unless its map is 1x1, then the finest layer whose map is not 1x1.")  # fmt: skip
 method_options: dict[str, dict] = {}
 with st.expander("Options"):
     for name, info in methods_info.items():
@@ -69,7 +194,19 @@ with st.expander("Options"):
             method_options[name] = {"num_samples": st.select_slider(f"{info.label} samples", choices, value=n,
                                                                     key=f"sal_{name}_samples")}  # fmt: skip
     with_original = st.checkbox("Also show the maps of the original image", value=False, key="sal_orig")
+for name in methods_info:  # the choices above, as options of the methods that take them (part of the cache keys)
+    chosen = {"baseline": baseline, "baselines": shap_baseline, "layer": None if layer == "auto" else layer}
+    method_options.setdefault(name, {}).update({k: v for k, v in chosen.items() if v is not None and _takes(name, k)})
 
+if state.get("sal_link_upload") and (picked is None or picked.source == "upload"):
+    wanted = state["sal_link_upload"]
+    if picked is None:
+        st.caption(f"The link was made for an upload (content hash `{wanted[:12]}`): upload the same file to see "
+                   "that view.")  # fmt: skip
+    elif content_key(picked.image) == wanted:
+        st.caption("This upload is the image the link was made for.")
+    else:
+        st.warning(f"This upload is not the image the link was made for (hash `{wanted[:12]}`).")
 if picked is None:
     runner.release(session, keep=lambda job: job.state == "done")  # nothing to explain: stop what was running
     st.stop()
@@ -77,7 +214,6 @@ if not variants:
     st.warning("Choose at least one variant.")
     st.stop()
 
-names = handle.classes or components.class_names(ctx, components.load_dataset(ctx, stop=False))
 true_text = (f" · true class **{components.md_escape(components.class_name(names, picked.label))}**"
              if picked.label is not None else " · no true class (an upload)")  # fmt: skip
 st.markdown(f"**Image:** {components.md_escape(picked.title)}{true_text}")
@@ -148,11 +284,11 @@ def _display_controls() -> tuple[int, bool, bool, bool, float, bool]:
     return level, overlay, raw, scale_mode == "shared by the variants", opacity, interactive
 
 
-def _busy_text(label: str, level: int, progress: jobs.JobProgress) -> str:
-    """'Integrated Gradients for level 3: computing, 40%, about 12 s left' (or 'queued')."""
+def _busy_text(label: str, level: int, progress: jobs.JobProgress, ahead: int | None = None) -> str:
+    """'Integrated Gradients for level 3: computing, 40%, about 12 s left' (or 'queued: N ahead')."""
     pct, left = progress
     if pct <= 0 and left is None:
-        return f"⏳ {label} for level {level}: queued"
+        return f"⏳ {label} for level {level}: queued" + (f": {ahead} ahead" if ahead else "")
     eta = f", about {left:.0f} s left" if left is not None else ""
     return f"⏳ {label} for level {level}: computing, {100 * pct:.0f}%{eta}"
 
@@ -169,6 +305,7 @@ def _row_header(variant: str, row: dict):
             st.caption(components.md_escape(page_labels.variant_help(variant)))
             st.markdown(_prediction_text(row))
             st.caption(_top3(row))
+            st.caption(row["settings_text"])
         with score:
             st.markdown(f"DS  \n### {row['ds']:.2g}", help=components.DS_CAPTION)
             delta = row["extras"].get("integrated_gradients", {}).get("delta")
@@ -179,7 +316,7 @@ def _row_header(variant: str, row: dict):
                 st.warning(gradcam_resolution(handle.zoo.models[variant], handle.image_size).caption())
             similarity = st.empty()
         for method, progress in row["pending"].items():
-            st.caption(_busy_text(methods_info[method].label, params.level, progress))
+            st.caption(_busy_text(methods_info[method].label, params.level, progress, row["ahead"].get(method)))
         for method, error in row["failed"].items():
             st.error(f"{methods_info[method].label} failed for level {params.level}: {components.md_escape(error)}")
         if row.get("cancelled"):
@@ -193,8 +330,9 @@ def _row_header(variant: str, row: dict):
 def _rows_caption(shared: bool, elapsed: float, level: int) -> None:
     """What the rows show and how long they took to draw."""
     st.caption(
-        f"{components.DS_CAPTION} Maps explain the class each variant predicts on the *original* image, computed "
-        "on the perturbed image. Signed maps (IG: red = for the class, blue = against) use a diverging scale "
+        f"{components.DS_CAPTION} Maps explain the class each row names (by default the class the variant "
+        "predicts on the *original* image), computed on the perturbed image. "
+        "Signed maps (IG: red = for the class, blue = against) use a diverging scale "
         "centred on 0, positive ones (GradCAM) a sequential scale; "
         + ("one scale per method is shared by every row, so colours compare across variants. " if shared else
            "each map is scaled by its own largest |value| (colours compare where, not how strongly). ")
@@ -222,6 +360,113 @@ def _progress(heavy_steps: list, level: int) -> bool:
     return button.button("Cancel", key="sal_cancel", help="Stop the heavy maps (IG, LIME) of this view.")
 
 
+def _targets(preds: dict) -> tuple[dict[str, int], dict[str, str]]:
+    """The class each variant's maps explain (the "Explain class" choice) and how to say it: its prediction on the
+    original image, the true class (gallery images; an upload has none: the prediction), or the chosen class."""
+    predicted = {v: int(job.result["pred"][0]) for v, job in preds.items()}
+    if target_mode == "true" and picked.label is not None:
+        return {v: int(picked.label) for v in preds}, {v: "the true class" for v in preds}
+    if target_mode.startswith("class:"):
+        return {v: int(target_mode[6:]) for v in preds}, {v: "chosen" for v in preds}
+    why = "its prediction on the original" + (" (an upload has no true class)" if target_mode == "true" else "")
+    return predicted, {v: why for v in preds}
+
+
+def _settings_text(variant: str, params: saliency_cache.RowParams, target: int, why: str) -> str:
+    """What a row was computed for: the image, kind and level, the explained class, each method's options (with the
+    layer GradCAM reads by default named)."""
+    where = f"test image #{picked.index}" if picked.index is not None else f"upload {params.image_key[:12]}"
+    parts = [f"{where} · {page_labels.level_label(params.kind, params.level)} · class {_class(target)} ({why})"]
+    for method, options in params.settings:
+        opts = {k: v for k, v in methods_info[method].options(input_size=handle.image_size, **dict(options)).items()
+                if k not in ("memory_budget", "progress", "should_stop")}  # fmt: skip
+        if _takes(method, "layer") and opts.get("layer") is None:
+            opts["layer"] = f"{defaults[variant].label}, default"
+        text = ", ".join(f"{k} {components.md_escape(v)}" for k, v in opts.items())
+        parts.append(f"{methods_info[method].label}" + (f": {text}" if text else ""))
+    return "Computed for: " + " · ".join(parts)
+
+
+def _view(level: int) -> view_state.ViewState:
+    """The view on screen, as a link names it (:mod:`app.view_state`)."""
+    return view_state.ViewState(
+        zoo=handle.name, manifest=manifest, image=picked.index, upload=image_key if picked.index is None else None,
+        kind=kind, level=int(level), variants=tuple(variants), methods=tuple(methods), target=target_mode,
+        baseline=baseline, shap_baseline=shap_baseline, layer=layer,
+        diff=state.get("sal_diff_ref") if state.get("sal_diff") else None,
+    )  # fmt: skip
+
+
+def _export_buttons(variant: str, row: dict, perturbed, applied: str, scales: dict, overlay: bool, opacity: float,
+                    provenance: dict[str, str]) -> None:  # fmt: skip
+    """PNG and CSV downloads of one row (made when clicked), carrying the view's provenance."""
+    maps, signed = dict(row["maps"]), {m: methods_info[m].signed for m in row["maps"]}
+    labels = {m: methods_info[m].label for m in row["maps"]}
+    numbers = {"pred": _plain(row["pred"]), "conf": row["conf"], "pred_perturbed": _plain(row["pred_perturbed"]),
+               "conf_perturbed": row["conf_perturbed"], "ds": row["ds"],
+               **{f"rho_{m}": rho for m, rho in row["similarity"].items()},
+               **{f"delta_{m}": ex["delta"] for m, ex in row["extras"].items() if "delta" in ex}}  # fmt: skip
+    originals = dict(row["original_maps"])
+    key = variant.replace("+", "plus")
+    stem = f"saliency-{key}-{kind}-level{int(row['computed_for'].level)}"
+    b1, b2, _ = st.columns([1, 1, 6])
+    b1.download_button("PNG", lambda: map_export.row_png(picked.image, perturbed, maps, signed=signed, scales=scales,
+                       labels=labels, image_titles=("original", applied), overlay=overlay, opacity=opacity,
+                       provenance=provenance), file_name=f"{stem}.png", mime="image/png", key=f"sal_png_{key}",
+                       on_click="ignore", help="This row as a PNG (the view in its metadata).")  # fmt: skip
+    b2.download_button("CSV", lambda: map_export.row_csv(variant, numbers, maps, originals, provenance),
+                       file_name=f"{stem}.csv", mime="text/csv", key=f"sal_csv_{key}", on_click="ignore",
+                       help="This row's numbers and every map value as CSV (the view in its header).")  # fmt: skip
+
+
+def _plain(index: int) -> str:
+    return f"{index} ({components.class_name(names, index)})"
+
+
+def _differences(rows: dict, params: saliency_cache.RowParams) -> None:
+    """The difference view (issue 22, 4a): per method, each variant's normalised map minus a reference variant's,
+    and Spearman's ρ between every pair of variants' maps (``analysis.map_comparison.compare_variants``)."""
+    tip = ("Per method: each variant's map, normalised by its largest |value|, minus the reference variant's; and "
+           "the rank correlation of every pair.")  # fmt: skip
+    if not st.toggle("Difference maps", key="sal_diff", help=tip):
+        return
+    if state.get("sal_diff_ref") not in variants:
+        state["sal_diff_ref"] = variants[0]
+    reference = st.selectbox("Reference variant", variants, key="sal_diff_ref")
+    for method in methods:
+        label = methods_info[method].label
+        maps = {v: rows[v]["maps"][method] for v in variants
+                if rows[v]["computed_for"] == params and method in rows[v]["maps"]}  # fmt: skip
+        if len(maps) < len(variants):
+            st.caption(f"⏳ {label}: waiting for every variant's map.")
+            continue
+        cmp = compare_variants(maps, reference, methods_info[method].signed)
+        st.markdown(f"**{label}**: normalised map − {components.md_escape(reference)}'s")
+        st.html(map_html.difference_row_html(label, cmp.difference, reference, cmp.correlation[reference].to_dict()))
+        st.dataframe(cmp.correlation.round(3), key=f"sal_diff_rho_{method}", width="content")
+        st.caption(f"{label}: Spearman's ρ between every pair of variants' maps (1 = same ranking of pixels).")
+        st.download_button("Correlations (CSV)", view_state.provenance_text(view_state.provenance(_view(params.level)))
+                           + cmp.correlation.to_csv(), file_name=f"saliency-correlations-{method}.csv",
+                           mime="text/csv", key=f"sal_diff_csv_{method}", on_click="ignore")  # fmt: skip
+
+
+def _write_link(level: int) -> None:
+    """The view into the URL's query parameters (a copied link reopens it), when it changed."""
+    wanted = view_state.to_query_params(_view(level))
+    if state.setdefault("sal_link_opened", wanted) != wanted:
+        state.pop("sal_link_problems", None)
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def _notices(messages: list[str]) -> None:
+    """Messages that are not failures (a backend not reachable, a quota), each once; Retry asks again."""
+    for message in dict.fromkeys(messages):
+        st.warning(components.md_escape(message))
+    if messages and st.button("Retry", key="sal_retry", help="Ask the compute backend again."):
+        st.rerun()
+
+
 def _arm(pending: bool) -> None:
     """Keep the rows' polling in step with the jobs: a full rerun arms (or disarms) ``run_every``."""
     if pending != polling:
@@ -235,9 +480,18 @@ def saliency_rows() -> None:
     t0 = time.perf_counter()
     params = saliency_cache.RowParams(image_key, kind, level, settings)
     cancelled = state.get("sal_cancelled") == (group, level)
-    preds = saliency_cache.submit_predictions(runner, session, handle, variants, picked.image, image_key, kind, group)
+    try:
+        preds = saliency_cache.submit_predictions(runner, session, handle, variants, picked.image, image_key, kind,
+                                                  group)  # fmt: skip
+    except BackendUnavailable as exc:  # the compute backend is down or restarting: say so, offer Retry
+        _notices([str(exc)])
+        return
     for job in preds.values():
         job.wait(LIGHT_WAIT_S)
+    notices = [saliency_cache.notice(job.error) for job in preds.values() if job.state == "failed"]
+    if any(notices):
+        _notices([n for n in notices if n])
+        return
     failed = [f"{v}: {job.error}" for v, job in preds.items() if job.state == "failed"]
     if failed:
         st.error("Predictions failed: " + components.md_escape("; ".join(failed)))
@@ -246,9 +500,13 @@ def saliency_rows() -> None:
         st.info("⏳ Predicting every level...")
         _arm(True)
         return
-    targets = {v: int(job.result["pred"][0]) for v, job in preds.items()}
-    steps = saliency_cache.submit_maps(runner, session, handle, picked.image, image_key, kind, targets, methods,
-                                       method_options, level, group, heavy=not cancelled)  # fmt: skip
+    targets, target_text = _targets(preds)
+    try:
+        steps = saliency_cache.submit_maps(runner, session, handle, picked.image, image_key, kind, targets, methods,
+                                           method_options, level, group, heavy=not cancelled)  # fmt: skip
+    except BackendUnavailable as exc:
+        _notices([str(exc)])
+        return
     heavy_steps = [(k, job) for k, job in steps if job.kind == "heavy"]
     if state.get("sal_requeued") != (group, level):  # a new view or level: its level goes before all background
         runner.put_first([job for (_, _, lv), job in heavy_steps if lv == level])
@@ -265,7 +523,8 @@ def saliency_rows() -> None:
         maps = {m: by_step[(v, m, level)] for m in methods if (v, m, level) in by_step}
         originals = {m: by_step.get((v, m, 0)) for m in methods}
         rows[v] = saliency_cache.job_row(v, preds[v].result, params, maps, originals, with_original)
-        rows[v]["cancelled"] = [m for m in methods if (v, m, level) not in by_step]
+        rows[v]["cancelled"] = [m for m in methods if (v, m, level) not in by_step and not steps.quota]
+    _notices(([steps.quota] if steps.quota else []) + [n for v in variants for n in rows[v]["notices"]])
     if _progress(heavy_steps, level):
         state["sal_cancelled"] = (group, level)
         runner.release(session, keep=lambda job: job.kind == "light" or job.state == "done")
@@ -287,8 +546,11 @@ def saliency_rows() -> None:
             out[m] = map_figures.map_scale(pool, signed)
         return out
 
+    provenance_of = {v: view_state.provenance(_view(level), variant=v, version=components.version_caption())
+                     for v in variants}  # fmt: skip
     for n, variant in enumerate(variants):
         row = rows[variant]
+        row["settings_text"] = _settings_text(variant, params, targets[variant], target_text[variant])
         chart = _row_header(variant, row)
         if row["computed_for"] != params:  # never maps of another image, kind or level under these widgets
             chart.info("⏳ Busy: these maps are for other settings.")
@@ -307,11 +569,16 @@ def saliency_rows() -> None:
                                 config={"displayModeBar": False})  # fmt: skip
             else:
                 st.html(drawn)
+            if row["maps"]:
+                _export_buttons(variant, row, perturbed, applied, scales_of(variant, "maps"), overlay, opacity,
+                                provenance_of[variant])  # fmt: skip
         lines = [f"ρ({methods_info[m].label}) vs original = {rho:.2f}" for m, rho in row["similarity"].items()
                  if level and not math.isnan(rho)]  # fmt: skip
         if lines:
             row["similarity_slot"].caption("  \n".join(lines))
 
+    _differences(rows, params)
+    _write_link(level)
     elapsed = time.perf_counter() - t0
     _rows_caption(shared, elapsed, level)
     state["sal_last_ms"] = elapsed * 1000
