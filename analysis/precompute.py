@@ -306,6 +306,11 @@ def precompute(
         import torch.distributed as tdist
 
         tdist.barrier()
+        if dist.is_main:
+            store.write_index(root)
+        tdist.barrier()
+        tdist.destroy_process_group()
+        return {"out": str(root), "computed": computed, "skipped": skipped, "items": len(mine)}
     if dist.is_main:
         store.write_index(root)
     return {"out": str(root), "computed": computed, "skipped": skipped, "items": len(mine)}
