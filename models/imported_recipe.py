@@ -32,6 +32,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from models.safe_output import folder_lock, move_aside, replacing, temp_sibling
 from models.train_config import TrainConfig
 
 __all__ = ["RECIPE", "ALPHA_GRID", "Baseline", "read_baseline", "build_imported_configs", "pick_c_alpha",
-           "pick_adv_c_alpha", "train_from_baseline"]  # fmt: skip
+           "pick_adv_c_alpha", "train_from_baseline", "zoo_trainer"]  # fmt: skip
 
 RECIPE = "from-baseline"  # the cards' and manifest's recipe name
 BASELINE = "standard"  # the variant the --from checkpoint becomes (role baseline)
@@ -434,6 +435,22 @@ def train_from_baseline(
                                                               "baseline": choice["baseline"]}}  # fmt: skip
         _publish(out, runs, cards, extra)
     return cards
+
+
+def zoo_trainer(checkpoint: str | Path, choose_alpha: bool = False) -> Callable[..., dict[str, dict[str, Any]]]:
+    """``models.train_zoo.train_zoo``'s signature (recipe, out, work_dir, variants, fresh, pgd_size, ...) running
+    :func:`train_from_baseline` from ``checkpoint``: what ``python -m models.train_zoo --from`` calls."""
+
+    def trainer(recipe: str, out: str | Path, work_dir: str | Path, variants: list[str] | None = None,
+                fresh: bool = False, pgd_size: int | None = None, progress: bool = True,
+                seeds: list[int] | None = None, **overrides: Any) -> dict[str, dict[str, Any]]:  # fmt: skip
+        del recipe  # the recipe is fitted to the checkpoint
+        if seeds:
+            raise SettingsError("--seeds: not available with --from yet (one fine-tune per variant)")
+        return train_from_baseline(checkpoint, out, work_dir, variants, choose_alpha=choose_alpha, fresh=fresh,
+                                   pgd_size=pgd_size, progress=progress, **overrides)  # fmt: skip
+
+    return trainer
 
 
 def _earlier_variants(out: Path) -> list[str]:

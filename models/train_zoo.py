@@ -321,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="train every variant once per seed (replicas; default: the recipe's seed only)",
     )
+    parser.add_argument("--from", dest="from_checkpoint", metavar="CHECKPOINT", default=None,
+                        help="fine-tune the variants from this checkpoint (e.g. an imported network), which becomes "
+                        "standard: models.imported_recipe")  # fmt: skip
+    parser.add_argument("--choose-alpha", action="store_true", help="with --from: choose C's and ADV+C's alpha on "
+                        "the validation split (default: the shipped recipe's)")  # fmt: skip
     parser.add_argument("--fresh", action="store_true", help="move earlier runs aside (never deleted) and retrain")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a variant ends within 5 points of chance")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -347,9 +352,14 @@ def _main(argv: list[str] | None) -> int:
         "num_threads": args.num_threads or None,
         "epochs_scale": args.epochs_scale if args.epochs_scale != 1.0 else None,
     }
+    trainer = train_zoo
+    if args.from_checkpoint:  # the paper's variants of the user's own network
+        from models.imported_recipe import zoo_trainer
+
+        trainer = zoo_trainer(args.from_checkpoint, args.choose_alpha)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops like Ctrl-C
     try:
-        cards = train_zoo(
+        cards = trainer(
             args.recipe,
             args.out,
             work_dir,

@@ -64,6 +64,10 @@ class Output:
     ran: dict[str, Any] = field(default_factory=dict)
 
 
+class ExperimentSkipped(Exception):
+    """Raised by an experiment that does not apply to this zoo; the message (the reason) goes into the report."""
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str

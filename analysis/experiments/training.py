@@ -9,14 +9,30 @@ from typing import Any
 import pandas as pd
 
 from analysis import roles as R
-from analysis.experiments.registry import Context, Output, experiment, figure_path, quiet
+from analysis.experiments.registry import Context, ExperimentSkipped, Output, experiment, figure_path, quiet
 from analysis.report_figures import fig_alpha, fig_bars
 from analysis.transfer import DOMAIN_SHIFT, keep_threads, summarise, target_kind
 from models.checkpoints import load_model
 from models.data import load_dataset
 from models.evaluation import accuracy
+from models.networks import NETWORKS
 from models.objectives import VARIANT_REGISTRY
 from models.train import FINAL_FILE, TrainConfig
+
+NATIVE_SIZE = 32  # px: the side of the built-in training sets (colour-bias, digits, fashion-mnist)
+
+
+def zoo_network(ctx: Any) -> dict[str, Any] | None:
+    """The network spec of the zoo's architecture: its baseline's, else its first variant's (None without a zoo)."""
+    zoo = getattr(ctx, "zoo", None)
+    if zoo is None or not zoo.entries:
+        return None
+    name = R.with_role(ctx.roles, R.BASELINE) or next(iter(zoo.entries))
+    return dict(zoo.entries[name].meta["network"])
+
+
+def _input_size(ctx: Context, spec: dict[str, Any]) -> int:
+    return int(spec.get("input_size") or ctx.test.images.shape[-1])
 
 
 def _baseline(ctx: Context) -> tuple[dict[str, Any], Path]:
@@ -40,7 +56,8 @@ def run_alpha_sweep(ctx: Context) -> Output:
     s = ctx.settings
     spec, init = _baseline(ctx)
     out_dir = ctx.work_dir / "alpha_sweep"
-    train_set = load_dataset(ctx.dataset, "train", ctx.data_root)
+    size = {"image_size": spec["input_size"]} if spec.get("input_size") else {}  # an imported network's own size
+    train_set = load_dataset(ctx.dataset, "train", ctx.data_root, **size)
     base = TrainConfig(
         variant="C", dataset=ctx.dataset, network=spec["name"], width=spec.get("width"), epochs=s.alpha_epochs,
         batch_size=s.alpha_batch_size, preset=s.alpha_preset, lr=s.alpha_lr, train_limit=s.alpha_train_limit,
@@ -74,6 +91,12 @@ def run_transfer(ctx: Context) -> Output:
     from analysis.transfer import transfer_table
 
     s = ctx.settings
+    spec = zoo_network(ctx)
+    if spec is not None and _input_size(ctx, spec) != NATIVE_SIZE:
+        raise ExperimentSkipped(
+            f"the zoo's {spec['name']} takes {_input_size(ctx, spec)}-px inputs and the transfer targets are "
+            f"{NATIVE_SIZE}-px images: fine-tuning it at another size would not test the network as the zoo uses it"
+        )
     frames = []
     for target in [*s.transfer_targets, *[r for r in ctx.roots if r not in s.transfer_targets]]:
         root = ctx.roots.get(target)
@@ -113,6 +136,22 @@ def fairness_variants(ctx: Context) -> tuple[list[str], dict[str, str]]:
     return trainable or ["standard", "C"], skipped
 
 
+def fairness_network(ctx: Any) -> tuple[str, int | None]:
+    """The architecture the colour-bias experiment trains from scratch: the zoo's (``zoo_network``), at the
+    ``fairness_width`` setting for the lab's width-scalable resnet18-cifar. ExperimentSkipped when the zoo's network
+    takes inputs of another size than the colour-bias set's 32 px (it would not be the network the zoo uses)."""
+    spec = zoo_network(ctx)
+    if spec is None or spec["name"] == "resnet18-cifar":
+        return "resnet18-cifar", ctx.settings.fairness_width
+    size = _input_size(ctx, spec)
+    if size != NATIVE_SIZE:
+        raise ExperimentSkipped(
+            f"the zoo's {spec['name']} takes {size}-px inputs and the colour-bias set is {NATIVE_SIZE} px: trained "
+            "there it would not be the network the zoo uses, and the lab's own networks would say nothing about it"
+        )
+    return spec["name"], spec.get("width") if spec["name"] in NETWORKS else None
+
+
 @experiment("fairness", "Colour-bias experiment", "4.7, Table 4",
             ("fairness_source", "fairness_seeds", "fairness_epochs", "fairness_train_limit", "fairness_test_limit",
              "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "fairness_schedule",
@@ -121,9 +160,10 @@ def run_fairness(ctx: Context) -> Output:
     from analysis.fairness import fairness_table
 
     s = ctx.settings
+    network, width = fairness_network(ctx)
     variants, skipped = fairness_variants(ctx)
-    df = fairness_table(variants=variants, source=s.fairness_source, epochs=s.fairness_epochs,
-                        train_limit=s.fairness_train_limit, width=s.fairness_width, seeds=s.fairness_seeds,
+    df = fairness_table(variants=variants, source=s.fairness_source, epochs=s.fairness_epochs, network=network,
+                        train_limit=s.fairness_train_limit, width=width, seeds=s.fairness_seeds,
                         out_dir=ctx.work_dir / "fairness", progress=ctx.progress, test_limit=s.fairness_test_limit,
                         preset=s.fairness_preset, lr=s.fairness_lr, schedule=s.fairness_schedule,
                         val_size=s.fairness_val_size, batch_size=s.train_batch_size,
@@ -136,7 +176,8 @@ def run_fairness(ctx: Context) -> Output:
     low = df[df["val_acc"] < s.fairness_min_val_acc]
     n_test = int(df["n_red"].iloc[0] + df["n_blue"].iloc[0])
     n_train, n_val = int(df["n_train"].iloc[0]), int(df["n_val"].iloc[0])
-    notes = [f"width-{s.fairness_width} resnet18-cifar trained from scratch (preset {s.fairness_preset}, lr "
+    arch = f"width-{width} {network}" if width else f"{network} (the zoo's architecture)"
+    notes = [f"{arch} trained from scratch (preset {s.fairness_preset}, lr "
              f"{s.fairness_lr:g} {s.fairness_schedule}, C's alpha {s.fairness_alpha:g}) for {s.fairness_epochs:g} "
              f"epochs on {n_train} colour-bias {s.fairness_source} training images (95% red backgrounds; {n_val} "
              f"more held out for validation), {len(s.fairness_seeds)} seeds; tested on {n_test} test images (95% "
@@ -151,7 +192,8 @@ def run_fairness(ctx: Context) -> Output:
     else:
         notes.append(f"every run reached {100 * s.fairness_min_val_acc:.0f}% in-distribution validation accuracy "
                      f"(lowest {100 * df['val_acc'].min():.1f}%, on {n_val} held-out training images)")  # fmt: skip
-    ran = {"variants": variants, "skipped_variants": skipped, "n_train": n_train, "n_val": n_val,
+    ran = {"network": network, "width": width, "variants": variants, "skipped_variants": skipped, "n_train": n_train,
+           "n_val": n_val,
            "epochs": s.fairness_epochs, "seeds": list(s.fairness_seeds), "alpha": s.fairness_alpha,
            "threads": s.train_threads, "min_val_acc": float(df["val_acc"].min())}  # fmt: skip
     return Output({"fairness": df, "summary": summary}, notes, [fig], ran)
