@@ -147,10 +147,11 @@ def run_one(ctx: Context, name: str, log: Log) -> dict[str, Any]:
 
 
 def write_claims(ctx: Context) -> list[claims_mod.Claim]:
-    """claims.csv, claims.json and claim_tests.csv from the finished experiments."""
+    """claims.csv, claims.json, claim_tests.csv and claim_seeds.csv from the finished experiments."""
     claims = claims_mod.evaluate_claims(ctx.results, ctx.roles, decided=ctx.settings.mode != "quick")
     claims_mod.claims_frame(claims).to_csv(ctx.out / "claims.csv", index=False)
     claims_mod.tests_frame(claims).to_csv(ctx.out / "claim_tests.csv", index=False)
+    claims_mod.seeds_frame(claims).to_csv(ctx.out / "claim_seeds.csv", index=False)  # each seed's own comparisons
     dump_json({"source": PAPER["source"], "mode": ctx.settings.mode, "note": claims_mod.CHECKPOINT_NOTE,
                "columns": claims_mod.CLAIM_COLUMNS, "test_columns": claims_mod.TEST_COLUMNS,
                "claims": [c.document() for c in claims]}, ctx.out / "claims.json")  # fmt: skip
@@ -272,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zoo-seed", type=int, default=None,
                         help="measure the zoo's checkpoints of this training seed (a zoo with replicas; "
                              "default: each variant's primary checkpoint)")  # fmt: skip
+    parser.add_argument("--zoo-seeds", nargs="+", default=None, metavar="SEED",
+                        help="a report per training seed of the zoo (or 'all'), then the claims on their pooled "
+                             "results, seed as the top level of the bootstrap (a zoo with replicas)")  # fmt: skip
     parser.add_argument("--skip", default="", help="comma-separated experiments to leave out")
     parser.add_argument("--only", default="", help="comma-separated experiments to run (default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -315,10 +319,24 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops like Ctrl-C
         try:
-            summary = run_report(args.zoo, args.out or f"reports/{Path(args.zoo).name}", settings,
-                                 _names(args.skip), _names(args.only) or None, args.work_dir, args.device,
-                                 args.data_root, roots, progress=not args.no_progress, resume=args.resume,
-                                 allow_nan=args.allow_nan, zoo_seed=args.zoo_seed)  # fmt: skip
+            out = args.out or f"reports/{Path(args.zoo).name}"
+            if args.zoo_seeds is not None and args.zoo_seed is not None:
+                raise ValueError("--zoo-seed and --zoo-seeds: give one of them")
+            folders = {None: Path(out)}
+            if args.zoo_seeds is not None:
+                from analysis.seed_report import report_folders, resolve_seeds
+
+                folders = report_folders(out, *resolve_seeds(args.zoo, args.zoo_seeds))
+            for seed, folder in folders.items():
+                summary = run_report(args.zoo, folder, settings, _names(args.skip), _names(args.only) or None,
+                                     args.work_dir, args.device, args.data_root, roots,
+                                     progress=not args.no_progress, resume=args.resume, allow_nan=args.allow_nan,
+                                     zoo_seed=args.zoo_seed if seed is None else seed)  # fmt: skip
+            if args.zoo_seeds is not None:
+                from analysis.seed_report import write_across_seeds
+
+                write_across_seeds(out, folders, summary["roles"], decided=settings.mode != "quick",
+                                   log=lambda msg: print(msg, file=sys.stderr))  # fmt: skip
         finally:
             signal.signal(signal.SIGTERM, previous)
     except (ValueError, CheckpointError, LabError) as exc:

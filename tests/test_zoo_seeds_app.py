@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -109,3 +110,38 @@ def test_the_report_measures_the_checkpoints_of_a_chosen_training_seed(tmp_path,
     assert report_main([*args[:2], "--out", str(primary), *args[4:-2]]) == 0
     assert json.loads((primary / "summary.json").read_text())["training_seeds"] == {"standard": 0, "C": 0}
     assert report_main([*args[:-1], "7"]) == 2  # a seed the zoo does not hold: one clear error
+
+
+def test_a_report_per_training_seed_then_claims_on_the_pooled_results(tmp_path, cache_dir, one_thread):
+    from analysis.report import main as report_main
+    from analysis.seed_report import pooled_results, report_folders
+
+    zoo = make_seeded_zoo(tmp_path / "zoo")
+    out = tmp_path / "report"
+    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--only", "continuity", "--set", "n_images=8",
+            "--no-progress", "--device", "cpu", "--zoo-seeds", "all"]  # fmt: skip
+    assert report_main(args) == 0
+    folders = report_folders(out, [0, 1], 0)
+    assert folders == {0: out, 1: out / "seeds" / "1"}
+    for seed, folder in folders.items():  # each seed's checkpoints measured by a whole report of their own
+        assert json.loads((folder / "summary.json").read_text())["training_seeds"] == {"standard": seed, "C": seed}
+    pooled = pooled_results(folders)["continuity"]
+    per_image = next(t for part, t in pooled.items() if "per_image" in part)
+    assert sorted(per_image["seed"].unique()) == [0, 1]
+    assert len(per_image[per_image["seed"] == 0]) == len(per_image[per_image["seed"] == 1]) > 0
+    across = out / "across_seeds"
+    for name in ("claims.csv", "claim_tests.csv", "claims_per_seed.csv"):
+        assert (across / name).is_file()
+    per_seed = pd.read_csv(across / "claims_per_seed.csv")
+    assert sorted(per_seed["training_seed"].unique()) == [0, 1]
+    report = (out / "REPORT.md").read_text()
+    assert report.count("## Across training seeds") == 1 and "`seeds/1/`" in report
+    assert report_main([*args[:-1], "0", "5"]) == 2  # a seed the zoo lacks: one clear error, nothing run
+
+
+def test_pooling_needs_two_seeds(tiny_zoo, tmp_path, capsys):
+    from analysis.report import main as report_main
+
+    args = ["--zoo", str(tiny_zoo), "--out", str(tmp_path / "r"), "--quick", "--zoo-seeds", "all"]
+    assert report_main(args) == 2
+    assert "pooling needs two or more" in capsys.readouterr().err

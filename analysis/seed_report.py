@@ -1,0 +1,150 @@
+"""The report over a zoo's training seeds: one report per seed, then the claims on their results pooled.
+
+A zoo with replicas (``models.replicas``) holds several independently trained checkpoints per variant. Each
+seed's checkpoints get a whole report of their own (the primary seed in ``out``, seed ``s`` in
+``out/seeds/<s>``; each resumable like any report). Their per-image tables are then pooled with a ``seed``
+column naming the training seed, so the claims resample seeds, then images within seeds (``analysis.claims``),
+and say "about the training method" only with enough seeds. A table that already had a ``seed`` column (the
+repeats of a training experiment) keeps it as ``repeat_seed``: the independent unit is the zoo's training run.
+
+    scl-report --zoo-seeds 0 1 2       # or: python -m analysis.report --zoo-seeds all
+
+writes ``out/across_seeds/`` (claims.csv, claim_tests.csv, claim_seeds.csv, claims_per_seed.csv) and a section
+"Across training seeds" at the end of ``out/REPORT.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis import claims as claims_mod
+from analysis.results_store import read_results
+from models.checkpoints import read_zoo_manifest
+from models.replicas import common_seeds, variant_replicas
+
+__all__ = ["ACROSS", "pooled_results", "report_folders", "resolve_seeds", "write_across_seeds"]
+
+ACROSS = "across_seeds"  # the folder, inside the report folder, of the pooled claims
+SECTION = "## Across training seeds"
+
+
+def resolve_seeds(zoo: str | Path, asked: Sequence[str]) -> tuple[list[int], int]:
+    """The seeds to report on (``all``: the seeds every variant of the zoo has) and the zoo's primary seed.
+
+    Raises ValueError for a seed some variant lacks, or when fewer than two seeds remain."""
+    manifest = read_zoo_manifest(zoo)
+    shared = common_seeds(manifest)
+    variants = list(manifest["variants"])
+    primary = variant_replicas(manifest, variants[0])[0].seed if variants else 0
+    if list(asked) == ["all"]:
+        seeds = shared
+    else:
+        try:
+            seeds = sorted({int(s) for s in asked})
+        except ValueError as exc:
+            raise ValueError(f"--zoo-seeds {' '.join(asked)}: give seed numbers or 'all'") from exc
+        missing = [s for s in seeds if s not in shared]
+        if missing:
+            raise ValueError(f"--zoo-seeds: not every variant of {zoo} has seed(s) {missing} (shared: {shared})")
+    if len(seeds) < 2:
+        raise ValueError(
+            f"--zoo-seeds: {zoo} holds {len(shared)} seed(s) shared by every variant ({shared}); pooling needs two "
+            "or more (train them with `python -m models.train_zoo --out ZOO --seeds 1 2`)"
+        )
+    return seeds, primary
+
+
+def report_folders(out: str | Path, seeds: Sequence[int], primary: int) -> dict[int, Path]:
+    """Seed -> its report folder: ``out`` for the primary seed, ``out/seeds/<seed>`` for the others."""
+    out = Path(out)
+    return {s: out if s == primary else out / "seeds" / str(s) for s in seeds}
+
+
+def _with_seed(table: pd.DataFrame, seed: int) -> pd.DataFrame:
+    if "seed" in table.columns:
+        table = table.rename(columns={"seed": "repeat_seed"})
+    return table.assign(seed=seed)
+
+
+def pooled_results(folders: Mapping[int, Path]) -> dict[str, dict[str, pd.DataFrame]]:
+    """Experiment -> part -> the seeds' tables stacked with a ``seed`` column, for the experiments (and parts)
+    finished in every seed's report."""
+    per_seed = {seed: read_results(folder)[1] for seed, folder in folders.items()}
+    names = set.intersection(*(set(r) for r in per_seed.values())) if per_seed else set()
+    pooled: dict[str, dict[str, pd.DataFrame]] = {}
+    first = next(iter(per_seed.values()), {})
+    for name in [n for n in first if n in names]:  # the report's order
+        parts = set.intersection(*(set(r[name]) for r in per_seed.values()))
+        pooled[name] = {
+            part: pd.concat([_with_seed(r[name][part], s) for s, r in per_seed.items()], ignore_index=True)
+            for part in first[name]
+            if part in parts
+        }
+    return pooled
+
+
+def _per_seed_claims(folders: Mapping[int, Path]) -> pd.DataFrame:
+    frames = []
+    for seed, folder in folders.items():
+        path = folder / "claims.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(training_seed=seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_across_seeds(
+    out: str | Path,
+    folders: Mapping[int, Path],
+    roles: Mapping[str, str],
+    decided: bool,
+    log: Callable[[str], None] = lambda msg: None,
+) -> list[Any]:
+    """Pool the seeds' results, decide the claims on them, write ``out/across_seeds/`` and the REPORT.md section;
+    returns the pooled claims."""
+    out = Path(out)
+    pooled = pooled_results(folders)
+    claims = claims_mod.evaluate_claims(pooled, roles, decided=decided)
+    target = out / ACROSS
+    target.mkdir(parents=True, exist_ok=True)
+    frame = claims_mod.claims_frame(claims)
+    frame.to_csv(target / "claims.csv", index=False)
+    claims_mod.tests_frame(claims).to_csv(target / "claim_tests.csv", index=False)
+    if hasattr(claims_mod, "seeds_frame"):
+        claims_mod.seeds_frame(claims).to_csv(target / "claim_seeds.csv", index=False)
+    _per_seed_claims(folders).to_csv(target / "claims_per_seed.csv", index=False)
+    report = out / "REPORT.md"
+    if report.is_file():
+        text = report.read_text()
+        text = text.split("\n" + SECTION + "\n")[0].rstrip("\n") + "\n\n" + section_markdown(frame, folders, out)
+        report.write_text(text)
+    log(f"[report] claims across {len(folders)} training seeds in {target}")
+    return claims
+
+
+def section_markdown(frame: pd.DataFrame, folders: Mapping[int, Path], out: Path) -> str:
+    """The REPORT.md section: which seeds were pooled, where each seed's report is, and the pooled claims."""
+    seeds = sorted(folders)
+    shown = [c for c in ("claim", "verdict", "paper_verdict", "control_verdict", "scope", "seeds_per_variant", "n")
+             if c in frame.columns]  # fmt: skip
+    lines = [
+        SECTION,
+        "",
+        f"The zoo's checkpoints of training seeds {', '.join(map(str, seeds))} were each measured by a whole report "
+        "("
+        + ", ".join(
+            f"seed {s}: " + ("this folder" if p == out else f"`{p.relative_to(out)}/`") for s, p in folders.items()
+        )
+        + "); "
+        "their per-image results pooled with the seed as the top level of the bootstrap give these verdicts "
+        f"(files in `{ACROSS}/`; each seed's own verdicts in `{ACROSS}/claims_per_seed.csv`).",
+        "",
+    ]
+    if shown and len(frame):
+        lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+        for _, row in frame.iterrows():
+            lines.append("| " + " | ".join(str(row[c]).replace("|", "/") for c in shown) + " |")
+    return "\n".join(lines) + "\n"
