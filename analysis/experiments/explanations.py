@@ -40,8 +40,9 @@ def run_road(ctx: Context) -> Output:
     per_image = pd.concat(frames, ignore_index=True)
     summary = road_summary(per_image)
     counts = ", ".join(f"{m} {n}" for m, n in sizes.items())
-    notes = [f"ROAD (pytorch-grad-cam's ROADMostRelevantFirstAverage / ROADLeastRelevantFirstAverage): the maps of "
-             f"the attributions experiment (true label; the same first test images: {counts}); removed shares "
+    notes = [f"ROAD (pytorch-grad-cam's ROADMostRelevantFirstAverage / ROADLeastRelevantFirstAverage): the "
+             "attributions experiment's maps, recomputed (the methods are deterministic or seeded), of the true label "
+             f"on the same first test images ({counts}); removed shares "
              f"{', '.join(f'{100 - p}%' for p in s.road_percentiles)} filled by noisy linear imputation; each score "
              "is the change of the target's softmax probability, averaged over the shares; morf lower, lerf and "
              "combined ((lerf - morf) / 2) higher = more faithful. Paired CIs: paired bootstrap over the same "
