@@ -40,10 +40,11 @@ from analysis import service_api as api
 from analysis import service_wire as wire
 from analysis.jobs_protocol import HeavyQuota, QuotaExceeded
 from analysis.public_mode import ENV_TOKEN, Catalogue, NotOffered, bearer, is_public, redact_paths, token_ok
+from models.assets import backend_config, default_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = ROOT / "backend.yaml"
-DEFAULT_ZOO = ROOT / "assets" / "zoo" / "default"
+DEFAULT_CONFIG = backend_config()  # the clone's, or the installed package's (models.assets)
+DEFAULT_ZOO = default_zoo()
 BATCH_SAFE_METHODS = frozenset({"gradcam", "integrated_gradients", "saliency"})  # per-sample maps, no sampling
 
 # ----------------------------------------------------------------------------- configuration

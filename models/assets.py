@@ -18,7 +18,8 @@ ENV_ASSETS = "SCL_ASSETS"
 SHARE = Path("share") / "semantic-continuity-lab"  # under the environment's prefix, for an installed wheel
 REPO = Path(__file__).resolve().parent.parent  # the clone's root (site-packages for an installed wheel)
 
-__all__ = ["ENV_ASSETS", "SHARE", "installed_roots", "assets_dir", "default_zoo", "results_root", "streamlit_config"]
+__all__ = ["ENV_ASSETS", "SHARE", "installed_roots", "assets_dir", "default_zoo", "results_root", "streamlit_config",
+           "backend_config"]  # fmt: skip
 
 
 def installed_roots() -> list[Path]:
@@ -50,6 +51,12 @@ def default_zoo() -> Path:
 def results_root() -> Path:
     """The shipped results, one folder per zoo name: ``<assets>/results``."""
     return assets_dir() / "results"
+
+
+def backend_config() -> Path:
+    """``backend.yaml``, the compute backend's documented settings: the clone's, else the installed copy (the clone's
+    path when neither exists)."""
+    return _found("backend.yaml") or REPO / "backend.yaml"
 
 
 def streamlit_config() -> Path | None:

@@ -214,3 +214,20 @@ def test_experiments_that_train_use_the_zoo_architecture_or_are_skipped_with_the
     ours = claims.loc["continuity", "ours"]
     assert claims.loc["continuity", "verdict"] == "not measured" and "constrained vs baseline (C vs standard)" in ours
     assert "`python -m models.train_zoo --from <resnet18's checkpoint> --variants C ADV ADV+C --out <zoo>`" in ours
+
+
+def test_the_installed_backend_finds_its_settings_and_the_shipped_zoo_through_models_assets(tmp_path, monkeypatch):
+    """scl-backend's defaults (backend.yaml, the shipped zoo) come from models.assets: in an installed package they
+    are under <prefix>/share/semantic-continuity-lab, not beside site-packages."""
+    import analysis.backend_service as backend
+    from models import assets
+
+    assert backend.DEFAULT_CONFIG == assets.backend_config() and backend.DEFAULT_ZOO == assets.default_zoo()
+    share = tmp_path / "prefix" / assets.SHARE
+    (share / "assets" / "zoo" / "default").mkdir(parents=True)
+    (share / "backend.yaml").write_text("port: 8000\n")
+    monkeypatch.setattr(assets, "REPO", tmp_path / "site-packages")  # an installed wheel: no clone around it
+    monkeypatch.setattr(assets, "installed_roots", lambda: [share])
+    monkeypatch.delenv(assets.ENV_ASSETS, raising=False)
+    assert assets.backend_config() == share / "backend.yaml"
+    assert assets.default_zoo() == share / "assets" / "zoo" / "default"
