@@ -22,7 +22,14 @@ image at its own input size, every method with its defaults fitted to the input 
 * the measuring process's peak RSS (ru_maxrss);
 * IG's peak memory (the rise of ru_maxrss in a process of its own, after loading the zoo) on the shown level's two
   images, with the budget and without one (every interpolated image in one batch);
-* the report's estimated full run (``analysis.experiments.estimate_cpu_s`` scaled by the zoo's forward FLOPs).
+* the report's estimated full run (``analysis.experiments.estimate_cpu_s`` scaled by the zoo's forward FLOPs);
+* sessions, in a process of their own standing in for the dashboard's server (its job runner,
+  ``analysis.job_runner.JobRunner`` with the server's quota, and its compute services, ``LocalComputeService`` on
+  the shared models for light jobs and on private copies for heavy ones, as ``app.compute`` builds them): a light
+  request (predictions of every level and the shown level's GradCAM of a new image, one variant) from a second
+  session, ``--light-requests`` times idle and as many times while another session's LIME jobs run (p50/p95), and
+  the server's RSS ``--rss-wait`` seconds (default 60) after both sessions closed, beside its warm baseline (after
+  loading and one light request). ``--sessions-only`` measures only this (a quick check).
 """
 
 from __future__ import annotations
@@ -214,6 +221,116 @@ def ig_peak(args: argparse.Namespace) -> dict[str, Any]:
             "budget": budget, "samples": 2 * int(opts["n_steps"])}  # fmt: skip
 
 
+def _current_rss() -> int:
+    """The process's resident set now (not its peak), in bytes."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def sessions(args: argparse.Namespace) -> dict[str, Any]:
+    """A light request's latency from one session, idle and while another session runs LIME, and the RSS after
+    both sessions closed vs the warm baseline, on the dashboard's runner and compute services (own process)."""
+    torch.set_num_threads(args.threads)
+    from analysis.attributions import get_method
+    from analysis.job_runner import JobRunner
+    from analysis.jobs_protocol import HeavyQuota
+    from analysis.service_api import LocalComputeService, MapsRequest, PredictionsRequest
+    from app.compute import PrivateCopies
+    from app.long_lived import trim
+    from models.checkpoints import load_zoo
+
+    zoo = load_zoo(args.sessions)
+    image, _ = _first_test_image(zoo)
+    base = image[0].numpy().astype(np.float32)
+    variant = _shown(zoo)[0]
+
+    class Handle:  # what PrivateCopies needs of the dashboard's ZooHandle
+        variants = zoo.variants
+
+        @staticmethod
+        def model(v: str):
+            return zoo.entries[v].model
+
+        @staticmethod
+        def lock(v: str):
+            from analysis.attributions import model_lock
+
+            return model_lock(zoo.entries[v].model)
+
+    light_svc = LocalComputeService(zoo)
+    heavy_svc = LocalComputeService(zoo, models=PrivateCopies(Handle()))
+    runner = JobRunner(is_alive=lambda sid: True, sweep_s=None, on_release=trim, quota=HeavyQuota.from_env())
+    rng = np.random.default_rng(0)
+    lime_opts = tuple(
+        sorted(
+            {
+                **get_method("lime").options(input_size=tuple(base.shape)),
+                **({"num_samples": args.lime_samples} if args.lime_samples else {}),
+            }.items()
+        )
+    )
+
+    def new_image() -> np.ndarray:
+        return np.clip(base + rng.normal(0, 0.02, base.shape).astype(np.float32), 0, 1)
+
+    def light_request() -> float:
+        """Predictions of every level, then the shown level's GradCAM of a new image (the page's light jobs)."""
+        img = new_image()
+        start = time.perf_counter()
+        preds = runner.submit(
+            "B", "light", lambda job: light_svc.predictions(PredictionsRequest(variant, img, args.kind))
+        )
+        assert preds.wait(3600) and preds.state == "done", preds.error
+        target = int(preds.result.pred[0])
+        cam = runner.submit(
+            "B",
+            "light",
+            lambda job: light_svc.maps(MapsRequest(variant, img, args.kind, "gradcam", target, (args.level,))),
+        )
+        assert cam.wait(3600) and cam.state == "done", cam.error
+        return time.perf_counter() - start
+
+    def lime_job(job, img: np.ndarray) -> Any:
+        req = MapsRequest(variant, img, args.kind, "lime", 0, (args.level,), lime_opts)
+        return heavy_svc.maps(req, progress=job.report, should_stop=job.should_stop)
+
+    light_request()  # warm: the first forward and GradCAM hooks
+    trim()
+    warm = _current_rss()
+    idle = [light_request() for _ in range(args.light_requests)]
+    heavy = [runner.submit("A", "heavy", lime_job, new_image(), label="lime") for _ in range(args.lime_jobs)]
+    while not any(j.state == "running" for j in heavy):
+        time.sleep(0.05)
+    busy, overlapped = [], 0
+    for _ in range(args.light_requests):
+        running = any(j.state == "running" for j in heavy)
+        busy.append(light_request())
+        overlapped += running and any(j.state == "running" for j in heavy)
+    lime_done = sum(j.state == "done" for j in heavy)
+    peak = _rss()
+    runner.close_session("A")
+    runner.close_session("B")
+    for job in heavy:
+        job.wait(3600)
+    del heavy
+    trim()
+    time.sleep(args.rss_wait)
+    trim()
+    after = _current_rss()
+    runner.shutdown()
+    return {"idle_p50": _percentile(idle, 50), "idle_p95": _percentile(idle, 95), "busy_p50": _percentile(busy, 50),
+            "busy_p95": _percentile(busy, 95), "n": args.light_requests, "overlapped": overlapped,
+            "lime_done": lime_done, "lime_samples": dict(lime_opts).get("num_samples"), "warm_mib": warm / 2**20,
+            "after_mib": after / 2**20, "peak_mib": peak / 2**20, "rss_wait_s": args.rss_wait}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- the parent: run and print
 
 
@@ -224,6 +341,8 @@ def _child(flags: list[str], args: argparse.Namespace) -> dict[str, Any]:
         common += ["--ig-steps", str(args.ig_steps)]
     if args.lime_samples:
         common += ["--lime-samples", str(args.lime_samples)]
+    common += ["--light-requests", str(args.light_requests), "--lime-jobs", str(args.lime_jobs), "--rss-wait",
+               str(args.rss_wait)]  # fmt: skip
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *flags, *common], cwd=ROOT, text=True,
                          capture_output=True, timeout=3600)  # fmt: skip
     if out.returncode != 0:
@@ -235,9 +354,34 @@ def _row(label: str, a: str, b: str) -> str:
     return f"| {label} | {a} | {b} |"
 
 
-def report_table(small: dict, large: dict, peaks: dict, budget: str) -> str:
-    def s(x: float) -> str:
-        return f"{x:.2f} s" if x < 100 else f"{x:.0f} s"
+def _s(x: float) -> str:
+    return f"{x:.2f} s" if x < 100 else f"{x:.0f} s"
+
+
+def sessions_rows(small: dict, large: dict) -> list[str]:
+    """The two session figures: a light request beside another session's LIME, RSS after the sessions closed."""
+
+    def light(d: dict) -> str:
+        return (f"p50 {_s(d['idle_p50'])}, p95 {_s(d['idle_p95'])} idle; p50 {_s(d['busy_p50'])}, p95 "
+                f"{_s(d['busy_p95'])} beside LIME (p95 x{d['busy_p95'] / d['idle_p95']:.2f}; {d['overlapped']}/"
+                f"{d['n']} overlapped it)")  # fmt: skip
+
+    def rss(d: dict) -> str:
+        change = 100 * (d["after_mib"] / d["warm_mib"] - 1)
+        after, warm, peak = d["after_mib"], d["warm_mib"], d["peak_mib"]
+        return f"{after:,.0f} MiB vs {warm:,.0f} MiB warm ({change:+.1f}%; peak {peak:,.0f} MiB)"
+
+    return [
+        _row(f"light request of a second session (predictions + GradCAM, one variant, n={small['n']}) idle vs while "
+             f"another session runs LIME ({small['lime_samples']} / {large['lime_samples']} samples)",
+             light(small), light(large)),
+        _row(f"server RSS {small['rss_wait_s']:g} s after every session closed vs its warm baseline", rss(small),
+             rss(large)),
+    ]  # fmt: skip
+
+
+def report_table(small: dict, large: dict, peaks: dict, budget: str, sess: tuple[dict, dict] | None = None) -> str:
+    s = _s
 
     def m(x: float) -> str:
         return f"{x:,.0f} MiB"
@@ -274,6 +418,8 @@ def report_table(small: dict, large: dict, peaks: dict, budget: str) -> str:
              f"{small['full_estimate_cpu_s']:,.0f} CPU s (x{small['cost_scale']:.2f})",
              f"{large['full_estimate_cpu_s']:,.0f} CPU s (x{large['cost_scale']:.1f})"),
     ]  # fmt: skip
+    if sess is not None:
+        rows += sessions_rows(*sess)
     return "\n".join(rows)
 
 
@@ -289,7 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", default="brightness")
     parser.add_argument("--level", type=int, default=2, help="the shown level")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--light-requests", type=int, default=10, help="light requests timed idle and beside LIME")
+    parser.add_argument("--lime-jobs", type=int, default=4, help="LIME jobs the busy session queues")
+    parser.add_argument("--rss-wait", type=float, default=60.0, help="seconds after the sessions closed before RSS")
+    parser.add_argument("--sessions-only", action="store_true", help="measure only the two-session figures")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--sessions", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ig-peak", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--with-budget", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -298,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.ig_peak:
         print(json.dumps(ig_peak(args)))
+        return 0
+    if args.sessions:
+        print(json.dumps(sessions(args)))
         return 0
 
     start = time.perf_counter()
@@ -309,13 +463,15 @@ def main(argv: list[str] | None = None) -> int:
     build_s, large_zoo = _timed(lambda: build_resnet50_zoo(work, args.images))
     n_jpegs = len(list((work / "photos").rglob("*.jpg")))
     print(f"built in {build_s:.0f} s ({n_jpegs} JPEGs); measuring ...", flush=True)
-    small = _child(["--measure", str(args.shipped)], args)
-    large = _child(["--measure", str(large_zoo)], args)
-    peaks = {
-        f"{name}_{mode}": _child(["--ig-peak", str(zoo), *(["--with-budget"] if mode == "budget" else [])], args)
-        for name, zoo in (("small", args.shipped), ("large", large_zoo))
-        for mode in ("budget", "free")
-    }
+    sess = (_child(["--sessions", str(args.shipped)], args), _child(["--sessions", str(large_zoo)], args))
+    if not args.sessions_only:
+        small = _child(["--measure", str(args.shipped)], args)
+        large = _child(["--measure", str(large_zoo)], args)
+        peaks = {
+            f"{name}_{mode}": _child(["--ig-peak", str(zoo), *(["--with-budget"] if mode == "budget" else [])], args)
+            for name, zoo in (("small", args.shipped), ("large", large_zoo))
+            for mode in ("budget", "free")
+        }
     load1 = os.getloadavg()[0]
     print(
         f"\n{time.strftime('%Y-%m-%d %H:%M %Z')}, {platform.node()}, {os.cpu_count()} CPUs, {args.threads} torch "
@@ -323,7 +479,11 @@ def main(argv: list[str] | None = None) -> int:
         f"budget {args.budget}; kind {args.kind}, shown level {args.level}; "
         f"whole run {time.perf_counter() - start:.0f} s"
     )
-    print(report_table(small, large, peaks, args.budget))
+    if args.sessions_only:
+        print("| | shipped 32-px zoo | 224-px zoo (2 x torchvision resnet50) |\n|---|---|---|")
+        print("\n".join(sessions_rows(*sess)))
+    else:
+        print(report_table(small, large, peaks, args.budget, sess))
     if tmp is not None:
         tmp.cleanup()
     return 0
