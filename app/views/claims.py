@@ -28,12 +28,15 @@ VERDICT_BADGES = {"holds": ("HOLDS", "green"), "partly": ("PARTLY", "orange"),
                   "true": ("HOLDS", "green"), "yes": ("HOLDS", "green"), "supported": ("HOLDS", "green"),
                   "false": ("DOES NOT HOLD", "red"), "no": ("DOES NOT HOLD", "red")}  # fmt: skip
 TESTS_FILE = "claim_tests"  # one row per comparison behind a verdict (effect, 95% CI, test, p, n)
+SEEDS_FILE = "claim_seeds"  # every comparison seed by seed (a zoo with replicas)
+VERDICT_COLUMNS = ("verdict", "control_verdict", "secondary_verdict")  # paper's pairs, controls, secondary forms
 ROW_PX = 35  # st.dataframe's row height: tables sized to show every row without an inner scroll bar
 # Column widths (px) of the compact tables: the key (pinned) and every number fit a 1280 px screen; long text
 # columns are narrow and read in full by hovering or double-clicking a cell (and in the claim list above).
 TEXT_HELP = "Long text: hover over a cell, or double-click it, to read it in full."
 CLAIM_WIDTHS = {"Key": 170, "Images": 70, "Seeds": 60, "Claim": 190, "Effect [95% CI]": 200, "p": 170,
-                "This zoo": 240, "Test": 120, "Paper section": 90, "Paper's figure": 140, "Rule": 140}  # fmt: skip
+                "This zoo": 240, "Test": 120, "Paper section": 90, "Paper's figure": 140, "Rule": 140,
+                "Control verdict": 120, "Secondary verdict": 120, "Scope": 150, "Secondary": 200}  # fmt: skip
 COMPARISON_WIDTHS = {"Key": 140, "Comparison": 135, "Effect [95% CI]": 165, "p": 62, "Holm p": 62, "Images": 56,
                      "Seeds": 48, "Verdict": 105, "Paper pair or control": 90, "Metric": 200, "Direction": 80,
                      "Test": 200}  # fmt: skip
@@ -45,12 +48,16 @@ def badge(verdict: object) -> str:
 
 
 def with_badges(df: pd.DataFrame) -> pd.DataFrame:
-    """The verdict column as text badges, human column names."""
+    """The verdict columns (the paper's pairs', the controls', the secondary forms') as text badges, human column
+    names."""
     df = df.copy()
     for col in ("verdict", "holds", "supported", "status"):
         if col in df:
             df[col] = [badge(v) for v in df[col]]
             break
+    for col in VERDICT_COLUMNS[1:]:
+        if col in df:
+            df[col] = [badge(v) for v in df[col]]
     return display_table(df, percent_columns=())
 
 
@@ -77,6 +84,7 @@ def compact_table(shown: pd.DataFrame, widths: dict[str, int], key: str, index: 
 
 
 def verdict_counts(df: pd.DataFrame) -> None:
+    """The headline count: the verdicts of the paper's pairs (the controls have their own column)."""
     if "verdict" not in df:
         return
     counts = df["verdict"].astype(str).str.strip().str.lower().value_counts()
@@ -126,7 +134,8 @@ def comparisons(tests: pd.DataFrame) -> None:
         text = c2.text_input("Contains", key="claims_filter_text", placeholder="e.g. ADV-mixed, McNemar")
         shown = filter_comparisons(view, keys, text)
         st.caption(f"{len(shown)} of {len(view)} comparisons. p-values below 0.001 in scientific notation; Holm p: "
-                   "adjusted over the comparisons of one claim.")  # fmt: skip
+                   "adjusted over the comparisons of one claim; the verdict uses the p adjusted across every "
+                   "comparison of the report (`p_holm_all` in the CSV).")  # fmt: skip
         compact_table(with_badges(shown), COMPARISON_WIDTHS, key="claims_comparisons")
 
 
@@ -156,7 +165,9 @@ def report_document(folder: Path, text: str) -> None:
 
 tests_name, tests_table = next(((n, o) for n, o in found.items() if TESTS_FILE in n and isinstance(o, pd.DataFrame)),
                                (None, None))  # fmt: skip
-found = {n: o for n, o in found.items() if TESTS_FILE not in n}
+seeds_name, seeds_table = next(((n, o) for n, o in found.items() if SEEDS_FILE in n and isinstance(o, pd.DataFrame)),
+                               (None, None))  # fmt: skip
+found = {n: o for n, o in found.items() if TESTS_FILE not in n and SEEDS_FILE not in n}
 if found:
     tables = {n: o for n, o in found.items() if isinstance(o, pd.DataFrame)}
     if tables:  # the report writes claims.csv and claims.json: show the table once
@@ -168,8 +179,11 @@ if found:
         if table is not None:
             verdict_counts(table)
             claim_list(table)
-            st.caption("Verdicts follow each claim's rule (below the table) applied to this zoo's measurements. "
-                       "Images and Seeds: how many test images, or training seeds, the tests compare.")  # fmt: skip
+            st.caption("Verdicts follow each claim's rule (below the table) applied to this zoo's measurements: "
+                       "Verdict from the paper's pairs (the count above), Control verdict from the controls, "
+                       "Secondary verdict from the unconfounded forms of the metric. Images and Seeds: how many "
+                       "test images, or training seeds, the tests compare; Scope: about the training method only "
+                       "with >= 3 seeds per variant.")  # fmt: skip
             shown = with_badges(claims_view(table, tests_table))
             compact_table(shown.set_index("Verdict") if "Verdict" in shown else shown, CLAIM_WIDTHS,
                           key="claims_table", index="Verdict" in shown)  # fmt: skip
@@ -177,6 +191,9 @@ if found:
             rules(table)
             if tests_table is not None:
                 comparisons(tests_table)
+            if seeds_table is not None and len(seeds_table):
+                with st.expander(f"Every comparison seed by seed ({len(seeds_table)})"):
+                    st.dataframe(with_badges(seeds_table), hide_index=True, width="stretch", key="claims_seeds")
         else:
             st.json(obj, expanded=False)
 else:
@@ -213,4 +230,4 @@ if results.folder is not None:
             st.dataframe(status, hide_index=True, width="stretch")
     if text:
         report_document(Path(results.folder), text)
-components.other_files(results, ("claim",), set(found) | {tests_name})
+components.other_files(results, ("claim",), set(found) | {tests_name, seeds_name})
