@@ -5,9 +5,10 @@
 The checkpoint given with ``--from`` is the zoo's ``standard`` (role baseline), copied unchanged; every other
 variant is fine-tuned from it (``init``), so each shares its architecture, normalisation, data set and input size
 (all read from the checkpoint: its network spec, ``config`` and ``dataset``). ``standard+jitter`` is fine-tuned too
-(C's path without the DS term), not retrained from scratch: the user's network is the point. The recipe is the
-shipped CPU recipe's fine-tuning (``models.recipes``: preset ``finetune``, SGD lr 0.01 cosine; C 2 epochs, ADV, ADV+C
-and ADV-mixed 3; training PGD 3 steps of 2.5*eps/3) fitted to the network and data:
+(C's path without the DS term, as ``C-control`` is), not retrained from scratch: the user's network is the point.
+The recipe is the shipped CPU recipe's fine-tuning (``models.recipes``: preset ``finetune``, SGD lr 0.01 cosine; C
+and its controls 2 epochs, ADV, ADV+C and ADV-mixed 3; training PGD 3 steps of 2.5*eps/3) fitted to the network and
+data:
 
 * eps 8/255 up to 64 px (the paper's CIFAR setting), 16/255 above (its 224-px ImageNet setting);
 * batch 128 up to 64 px, 64 above (a 224-px activation is 49 times larger);
@@ -51,9 +52,9 @@ __all__ = ["RECIPE", "ALPHA_GRID", "Baseline", "read_baseline", "build_imported_
 
 RECIPE = "from-baseline"  # the cards' and manifest's recipe name
 BASELINE = "standard"  # the variant the --from checkpoint becomes (role baseline)
-FINETUNED = ("C", "ADV", "ADV+C", "standard+jitter", "ADV-mixed")
-BASE_EPOCHS = {"C": 2.0, "ADV": 3.0, "ADV+C": 3.0, "standard+jitter": 2.0, "ADV-mixed": 3.0}  # the CPU recipe's
-DEFAULT_ALPHA = {"C": 0.1, "ADV+C": 0.03, "ADV-mixed": 0.0}  # chosen on validation for the shipped zoo
+FINETUNED = ("C", "ADV", "ADV+C", "standard+jitter", "C-control", "ADV-mixed")
+BASE_EPOCHS = {"C": 2.0, "ADV": 3.0, "ADV+C": 3.0, "standard+jitter": 2.0, "C-control": 2.0, "ADV-mixed": 3.0}
+DEFAULT_ALPHA = {"C": 0.1, "ADV+C": 0.03, "C-control": 0.0, "ADV-mixed": 0.0}  # the shipped zoo's, chosen on val.
 ALPHA_GRID = (1.0, 0.1, 0.03, 0.01)  # the shipped ADV+C sweep's grid
 MIN_STEPS = 300
 MAX_EPOCHS = 30.0
