@@ -255,8 +255,8 @@ def attach(zoo: Any, models: Mapping[str, Any] | None = None, root: str | os.Pat
     lookups know where to look; idempotent. A model without a sha256 in the manifest is never looked up."""
     folder = str(Path(root) if root is not None else default_root(zoo.path))
     listed = zoo.manifest.get("variants") or {}
-    for variant, entry in zoo.entries.items():
-        sha = str((listed.get(variant) or {}).get("sha256") or "")
+    for variant, entry in zoo.entries.items():  # an entry's own sha256: a replica's differs from the primary's
+        sha = str(getattr(entry, "sha256", None) or (listed.get(variant) or {}).get("sha256") or "")
         for model in (entry.model, (models or {}).get(variant)):
             if sha and model is not None:
                 object.__setattr__(model, ATTRIBUTE, StoreRef(folder, sha, variant))

@@ -25,7 +25,6 @@ from app import long_lived
 from models.assets import default_zoo
 from models.checkpoints import CheckpointError, Zoo, load_zoo, read_zoo_manifest
 from models.data import ImageDataset, load_dataset
-from models.replicas import entry_for_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ZOO = default_zoo()  # the clone's assets/zoo/default, an installed wheel's copy, or under $SCL_ASSETS
@@ -85,11 +84,7 @@ class ZooHandle:
     @property
     def hashes(self) -> dict[str, str]:
         """The manifest's sha256 of each variant's checkpoint (the key of anything stored about this zoo)."""
-        if self.seed is not None:
-            reps = {v: entry_for_seed(self.zoo.manifest, v, self.seed) for v in self.variants}
-            return {v: str(rep.sha256 if rep else "") for v, rep in reps.items()}
-        listed = self.zoo.manifest.get("variants") or {}
-        return {v: str((listed.get(v) or {}).get("sha256", "")) for v in self.variants}
+        return {v: str(self.zoo.entries[v].sha256 or "") for v in self.variants}  # a replica's own with a seed
 
     def model(self, variant: str) -> torch.nn.Module:
         return self.zoo.entries[variant].model

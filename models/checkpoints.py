@@ -251,6 +251,7 @@ class ZooEntry:
     meta: dict[str, Any]
     card: dict[str, Any]
     path: Path
+    sha256: str | None = None  # the manifest's (verified when loaded with verify=True)
 
 
 @dataclass
@@ -461,7 +462,7 @@ def load_zoo(
             )
         model, meta = load_model(path, device, allow_nan=allow_nan)
         signatures[variant] = data_signature(meta)
-        zoo.entries[variant] = ZooEntry(variant, model, meta, item.get("card", {}), path)
+        zoo.entries[variant] = ZooEntry(variant, model, meta, item.get("card", {}), path, item.get("sha256"))
     check_same_data(signatures, f"zoo {folder}")
     return zoo
 

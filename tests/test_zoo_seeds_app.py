@@ -145,3 +145,17 @@ def test_pooling_needs_two_seeds(tiny_zoo, tmp_path, capsys):
     args = ["--zoo", str(tiny_zoo), "--out", str(tmp_path / "r"), "--quick", "--zoo-seeds", "all"]
     assert report_main(args) == 2
     assert "pooling needs two or more" in capsys.readouterr().err
+
+
+def test_a_seeds_checkpoints_carry_their_own_hashes(tmp_path):
+    """Anything stored about a checkpoint (results, precomputed maps) is keyed by its sha256: a replica's."""
+    from app.zoo_cache import open_zoo
+    from models.replicas import entry_for_seed
+
+    zoo = make_seeded_zoo(tmp_path / "zoo")
+    manifest = json.loads((zoo / "zoo.json").read_text())
+    primary, seed1 = open_zoo(zoo, "cpu"), open_zoo(zoo, "cpu", seed=1)
+    assert primary.hashes == {v: manifest["variants"][v]["sha256"] for v in VARIANTS}
+    assert seed1.hashes == {v: entry_for_seed(manifest, v, 1).sha256 for v in VARIANTS}
+    assert set(seed1.hashes.values()).isdisjoint(primary.hashes.values())
+    assert primary.key != seed1.key
