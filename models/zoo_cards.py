@@ -151,9 +151,12 @@ def summary_table(manifest: dict[str, Any]) -> str:
     ]
     for variant, item in manifest["variants"].items():
         m, cfg = item["card"]["metrics"], item["card"]["config"]
-        epochs = item["card"].get("epochs_run") or cfg["epochs"]
+        epochs = item["card"].get("epochs_run") or cfg.get("epochs", 0)
         continuity = item.get("role", default_role(variant)) in (CONSTRAINED, ADVERSARIAL_CONSTRAINED)
-        how = f"{cfg['preset']}, {epochs:g} epochs" + (f", alpha {cfg['alpha']:g}" if continuity else "")
+        if "preset" not in cfg:  # an imported checkpoint (models.import_model): trained elsewhere
+            how = f"imported ({cfg.get('network', '?')})"
+        else:
+            how = f"{cfg['preset']}, {epochs:g} epochs" + (f", alpha {cfg['alpha']:g}" if continuity else "")
         n_pgd = m["pgd_eval"]["images"]
         pgd_on = "" if n_pgd == m.get("test_size") else f" (first {n_pgd})"
         rows.append(

@@ -104,6 +104,9 @@ def test_the_same_command_again_resumes_and_retrains_nothing(mine, capsys):
     err = capsys.readouterr().err
     assert "fine-tuning" not in err and "already holds these variants" in err, err
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert zoo_main(["--out", str(mine["zoo"]), "--summary"]) == 0
+    table = capsys.readouterr().out
+    assert "| standard |" in table and "imported (torchvision:resnet18)" in table and "alpha 0.1" in table
 
 
 def test_the_report_on_that_zoo_measures_the_paper_pair_standard_vs_c(mine, tmp_path):
