@@ -420,6 +420,8 @@ def claim_discontinuity(results: Results, roles: Mapping[str, str]) -> Claim:
         res = S.proportion(int(row["outranked_anchors"]), int(row["n_anchors"]))
         tests = [test_row(key, comp, res, "higher", metric, "share", null=0.5)]
         median, seeds, levels = int(row["median_candidates"]), 1, ""
+    for t in tests:  # a one-sample test: the comparison is the baseline itself (against the null value 50%)
+        t["comparison"] = base
     others = "" if exist is None else ", ".join(f"{v} {pct(r['share'])}" for v, r in
                                                 exist.set_index("variant").iterrows() if v != base)  # fmt: skip
 
