@@ -10,12 +10,13 @@ import pandas as pd
 import torch
 
 from analysis import report_sections as sec
-from analysis.claims import CHECKPOINT_NOTE, Claim, claims_frame
+from analysis.claims import CHECKPOINT_NOTE, Claim, claims_frame, tests_frame
 from analysis.experiments.registry import EXPERIMENTS, Context
 from analysis.experiments.settings import estimate_cpu_s
 from analysis.formatting import md_table, pct
 from analysis.network_cost import zoo_cost_scale
 from analysis.paper import PAPER
+from analysis.statistics import VERDICT_RULE
 from models.roles import OTHER
 from models.roles import paper_name as role_paper_name
 from models.version import git_commit, package_version
@@ -49,17 +50,23 @@ def header(ctx: Context, status: Status) -> str:
 def section_claims(claims: Sequence[Claim]) -> str:
     df = claims_frame(claims)
     tally = ", ".join(f"{n} {v}" for v, n in df["verdict"].value_counts().items())
-    show = df[["claim", "paper", "paper_figure", "ours", "effect_ci", "test", "p", "n", "verdict", "rule"]].rename(
-        columns={"paper_figure": "paper's figure", "effect_ci": "effect [95% CI]", "verdict": "holds?",
-                 "rule": "rule (in analysis/claims.py)"})  # fmt: skip
-    show["holds?"] = show["holds?"].map(lambda v: f"**{v}**")
+    show = df[["claim", "paper", "paper_figure", "ours", "effect_ci", "test", "p", "n", "scope", "verdict",
+               "control_verdict", "secondary", "secondary_verdict", "rule"]].rename(
+        columns={"paper_figure": "paper's figure", "effect_ci": "effect [95% CI]", "verdict": "holds? (paper's pairs)",
+                 "control_verdict": "holds? (controls)", "secondary": "unconfounded / secondary forms",
+                 "secondary_verdict": "holds? (secondary forms)", "rule": "rule (in analysis/claims.py)"})  # fmt: skip
+    for col in ("holds? (paper's pairs)", "holds? (controls)", "holds? (secondary forms)"):
+        show[col] = show[col].map(lambda v: f"**{v}**")
     text = ("Each verdict comes from the rule in the last column, applied in code (`analysis.claims`, "
             "`analysis.statistics`) to the per-image or per-seed results below: the effect is the constrained "
-            "variant minus its counterpart with its 95% CI; p-values of one claim's comparisons are Holm-adjusted, and "
-            "a comparison of two variants holds or does not hold only when its CI excludes 0 and its adjusted p < "
-            "0.05. "
-            f"With {CHECKPOINT_NOTE}. `claim_tests.csv` lists every comparison as numbers.")  # fmt: skip
-    return "\n".join(["## Claims", "", f"Verdicts: {tally}. {text}", "", md_table(show), ""])
+            "variant minus its counterpart with its 95% CI; p-values are Holm-adjusted within each claim and across "
+            f"every comparison of the report ({len(tests_frame(claims))} comparisons), and the verdict uses the "
+            "latter. The count above and the first verdict column read the paper's pairs alone; the controls and "
+            f"the secondary forms have their own columns. With {CHECKPOINT_NOTE}. `claim_tests.csv` lists every "
+            "comparison as numbers, `claim_seeds.csv` every comparison seed by seed.")  # fmt: skip
+    return "\n".join(["## Claims", "", f"Verdicts (paper's pairs): {tally}. {text}", "",
+                      f"**The verdict rule** (`analysis.statistics.VERDICT_RULE`): {VERDICT_RULE}", "",
+                      md_table(show), ""])  # fmt: skip
 
 
 def _paper_cells(t2: dict[str, Any], name: str | None) -> dict[str, str]:
@@ -175,6 +182,16 @@ def section_table4(ctx: Context, status: Status) -> str:
                 r[label] = pct(float(g[col].mean()), sd(col))  # fmt: skip
         rows.append(r)
     out += [md_table(pd.DataFrame(rows)), ""]
+    shortcut = ctx.results.get("fairness", {}).get("shortcut")
+    if shortcut is not None and len(shortcut):  # issue 23: the same runs on a set where colour predicts the class
+        cols = (("test_acc", "test"), ("test_acc_on_colour", "on its class's colour"),
+                ("test_acc_off_colour", "on another colour"), ("val_acc", "in-distribution val"))  # fmt: skip
+        cell = lambda g, c: pct(float(g[c].mean()), float(g[c].std(ddof=1)) if len(g) > 1 else None)  # noqa: E731
+        short = [{"variant": v, **{label: cell(g, c) for c, label in cols}}
+                 for v, g in shortcut.groupby("variant", sort=False)]  # fmt: skip
+        out += ["**Shortcut design** (`colour-bias-shortcut`, the same variants, seeds and settings): 95% of each "
+                "class's training images on the class's own background colour, test colours independent of the "
+                "label (claim `fairness_shortcut`):", "", md_table(pd.DataFrame(short)), ""]  # fmt: skip
     if df is not None:
         notes = ". ".join(status["fairness"]["notes"])
         out += [f"Ours: mean ± sd over {df['seed'].nunique()} seed(s); {notes}.", "",

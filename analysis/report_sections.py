@@ -73,6 +73,9 @@ def section_continuity(ctx: Context, status: Status) -> str:
                 if len(cell):
                     r[f"{kind} L{level}"] = num(cell["ds_mean"].iloc[0])
         r["sum L1"] = num(g[g["level"] == 1]["ds_mean"].sum())
+        if "ds_normalised_mean" in g:  # beside the raw DS: on the variant's own logit scale (issue 23)
+            r["sum L1 / same-class spread"] = num(g[g["level"] == 1]["ds_normalised_mean"].sum())
+            r["same-class spread"] = num(g["spread"].iloc[0])
         rows.append(r)
     out += [f"**Ours** (mean DS over {int(ds['n'].iloc[0])} test images; L1 / L4 = level 1 / 4):", "",
             md_table(pd.DataFrame(rows)), "", figure_md(status, "continuity", "fig3"), ""]  # fmt: skip

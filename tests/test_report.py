@@ -170,7 +170,7 @@ def test_report_cli_end_to_end(tiny_zoo, tmp_path):
     assert (
         "## Claims" in report and "| claim | paper | paper's figure | ours | effect [95% CI] | test | p | n |" in report
     )
-    assert "Quick mode: not deciding claims" in report and "not about the training method" in report
+    assert "Quick mode: not deciding claims" in report and "about these checkpoints" in report
     for number in ("66.99%", "9.34%", "54.04%", "44.30%", "73.42%", "32.55%"):  # Table 2, both of the paper's rows
         assert number in report, number
     for heading in ("Table 1", "Figure 3", "Figure 4", "Figure 6", "Figure 8", "Figure 10", "Table 2", "Table 3",

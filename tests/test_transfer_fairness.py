@@ -190,7 +190,8 @@ def test_the_colour_bias_experiment_trains_c_with_its_alpha_setting(monkeypatch,
 
     def fake_table(**kwargs):
         seen.update(kwargs)
-        rows = [[v, 0, 0.8, 0.9, 0.79, 5, 95, 0.91, 300, 60, 1.0] for v in kwargs["variants"]]
+        rows = [[v, 0, 0.8, 0.9, 0.79, 5, 95, 0.91, 300, 60, 1.0, kwargs.get("design", "paper"), None, None, 0]
+                for v in kwargs["variants"]]  # fmt: skip
         return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
 
     monkeypatch.setattr(analysis.fairness, "fairness_table", fake_table)
