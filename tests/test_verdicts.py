@@ -273,3 +273,32 @@ def test_the_matched_c_control_is_trained_on_cs_path(tmp_path):
         ("C vs standard+jitter", "control"),
         ("C vs C-control", "control"),
     ]
+
+
+def test_ds_tables_with_labels_feed_the_normalised_continuity_claim(one_thread):
+    import torch
+    from torch import nn
+
+    from analysis.continuity import ds_tables
+
+    class Scaled(nn.Module):
+        def __init__(self, inner: nn.Module, k: float) -> None:
+            super().__init__()
+            self.inner, self.k = inner, k
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.k * self.inner(x)
+
+    # "C" is standard with logits a third as large: raw DS 9x smaller, the same DS on its own logit scale
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5)).eval()
+    models = {"standard": base, "C": Scaled(base, 1 / 3).eval()}
+    images = torch.rand(60, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    summary, per_image = ds_tables(models, images, kinds=("brightness", "hue"), levels=(1,),
+                                   labels=torch.arange(60) % 5)  # fmt: skip
+    assert {"spread", "ds_normalised_mean"} <= set(summary.columns) and "ds_normalised" in per_image.columns
+    claim = C.claim_continuity({"continuity": {"per_image": per_image}}, ROLES)
+    raw, normalised = claim.tests
+    assert raw["verdict"] == C.HOLDS and raw["effect"] < 0
+    assert normalised["form"] == C.NORMALISED and abs(normalised["effect"]) < 1e-4 * abs(raw["effect"])
+    assert claim.secondary_verdict == C.INCONCLUSIVE
