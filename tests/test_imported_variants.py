@@ -184,6 +184,12 @@ def test_choose_alpha_sweeps_on_validation_and_records_the_choice(src, tmp_path)
     assert choice["chosen"]["C"] == pick_c_alpha(runs, choice["baseline"]["val_clean_acc"])
     assert load_checkpoint(zoo / "C.pt")["config"]["alpha"] == choice["chosen"]["C"]
     assert read_zoo_manifest(zoo)["alpha_choice"]["chosen"] == choice["chosen"]
+    # other settings (here twice the epochs): the run made under the earlier ones is moved aside and redone
+    before = load_checkpoint(zoo / "C.pt")["config"]["epochs"]
+    assert zoo_main([*[a for a in args if a != "--choose-alpha"], "--epochs-scale", "0.02"]) == 0  # the later wins
+    assert load_checkpoint(zoo / "C.pt")["config"]["epochs"] == pytest.approx(2 * before)
+    (old,) = work.glob("C.old-*")
+    assert load_checkpoint(old / "model.pt")["config"]["epochs"] == before  # kept, not deleted
 
 
 def test_experiments_that_train_use_the_zoo_architecture_or_are_skipped_with_the_reason(src, mine, tmp_path):
