@@ -29,6 +29,7 @@ __all__ = [
     "PAIR_BASELINES",
     "baseline_images",
     "baseline_options",
+    "baseline_parameter",
     "blur_sigma",
     "named_baselines",
 ]
@@ -75,10 +76,12 @@ def baseline_images(name: str, images: torch.Tensor, seed: int = 0, sigma: float
     return torch.from_numpy(np.clip(blurred, 0.0, 1.0)).to(**like)
 
 
-def _parameter(function: Callable[..., Any]) -> str | None:
-    """Which keyword a method takes its baseline by: ``baseline`` (one per image) or ``baselines`` (a set)."""
+def baseline_parameter(function: Callable[..., Any]) -> str | None:
+    """Which keyword a method takes a baseline *image* by: ``baseline`` (one per image, IG) or ``baselines`` (a set,
+    GradientSHAP); None when it takes none. Only a parameter annotated to take a tensor counts (Occlusion's
+    ``baseline`` is the fill value of its patch, a number)."""
     params = inspect.signature(function).parameters
-    return next((p for p in ("baseline", "baselines") if p in params), None)
+    return next((p for p in ("baseline", "baselines") if p in params and "Tensor" in str(params[p].annotation)), None)
 
 
 def baseline_options(function: Callable[..., Any], name: str, images: torch.Tensor, seed: int = 0) -> dict[str, Any]:
@@ -86,7 +89,7 @@ def baseline_options(function: Callable[..., Any], name: str, images: torch.Tens
     ``{"baseline": (N, C, H, W)}`` for IG, ``{"baselines": ...}`` for GradientSHAP (one image's baseline, or the
     black and white pair), ``{}`` for a method that takes no baseline. GradientSHAP samples its baselines per image,
     so it is given the first image's (``images`` is one image there, as on the saliency page)."""
-    parameter = _parameter(function)
+    parameter = baseline_parameter(function)
     if parameter is None:
         return {}
     if parameter == "baseline" and name in PAIR_BASELINES:

@@ -50,6 +50,11 @@ def test_named_baselines_reach_ig_and_gradient_shap_parameters(tiny_model, one_t
     shap = ab.named_baselines(gradient_shap, {"baselines": "uniform noise", "seed": 5}, x)
     assert torch.equal(shap["baselines"], ab.baseline_images("uniform noise", x, seed=5))
     assert ab.named_baselines(gradcam, {"layer": "layer3"}, x) == {"layer": "layer3"}  # no baseline: unchanged
+    from analysis.attribution_methods_field import occlusion
+
+    assert ab.baseline_parameter(integrated_gradients) == "baseline"
+    assert ab.baseline_parameter(gradient_shap) == "baselines"
+    assert ab.baseline_parameter(occlusion) is None  # its ``baseline`` is the patch's fill value, not an image
     with pytest.raises(ValueError, match="set of baselines"):
         ab.named_baselines(integrated_gradients, {"baseline": "black and white"}, x)
     # the maps differ by baseline, and IG's completeness holds against the baseline it was given

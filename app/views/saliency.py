@@ -16,7 +16,7 @@ import time
 import streamlit as st
 
 from analysis import gallery_filters as gf
-from analysis.attribution_baselines import BASELINES, DEFAULT_BASELINE, PAIR_BASELINES
+from analysis.attribution_baselines import BASELINES, DEFAULT_BASELINE, PAIR_BASELINES, baseline_parameter
 from analysis.gradcam_layers import default_layer, layer_candidates
 from analysis.gradcam_resolution import coarse_variants, gradcam_resolution, mark_table
 from analysis.map_comparison import compare_variants
@@ -124,7 +124,9 @@ with c1:
 with c2:
     variants = pickers.variant_picker(handle, key="sal")
 st.markdown("Maps")
-method_cols = st.columns(max(1, len(methods_info)))
+PER_LINE = 6  # method checkboxes per line: every label readable at 1280 px, however many methods are registered
+method_cols = [col for start in range(0, max(1, len(methods_info)), PER_LINE)
+               for col in st.columns(PER_LINE)][: max(1, len(methods_info))]  # fmt: skip
 methods = []
 for col, (name, info) in zip(method_cols, methods_info.items(), strict=False):
     options = ", ".join(f"{k} {v}" for k, v in info.defaults.items() if k != "seed")
@@ -195,8 +197,12 @@ with st.expander("Options"):
                                                                     key=f"sal_{name}_samples")}  # fmt: skip
     with_original = st.checkbox("Also show the maps of the original image", value=False, key="sal_orig")
 for name in methods_info:  # the choices above, as options of the methods that take them (part of the cache keys)
-    chosen = {"baseline": baseline, "baselines": shap_baseline, "layer": None if layer == "auto" else layer}
-    method_options.setdefault(name, {}).update({k: v for k, v in chosen.items() if v is not None and _takes(name, k)})
+    takes = baseline_parameter(methods_info[name].function)  # IG's "baseline", GradientSHAP's "baselines"
+    chosen = {"baseline": baseline, "baselines": shap_baseline}
+    extra = {takes: chosen[takes]} if takes else {}
+    if layer != "auto" and _takes(name, "layer"):
+        extra["layer"] = layer
+    method_options.setdefault(name, {}).update(extra)
 
 if state.get("sal_link_upload") and (picked is None or picked.source == "upload"):
     wanted = state["sal_link_upload"]
