@@ -4,8 +4,8 @@ A zoo with replicas (``models.replicas``) holds several independently trained ch
 seed's checkpoints get a whole report of their own (the primary seed in ``out``, seed ``s`` in
 ``out/seeds/<s>``; each resumable like any report). Their per-image tables are then pooled with a ``seed``
 column naming the training seed, so the claims resample seeds, then images within seeds (``analysis.claims``),
-and say "about the training method" only with enough seeds. A table that already had a ``seed`` column (the
-repeats of a training experiment) keeps it as ``repeat_seed``: the independent unit is the zoo's training run.
+and say "about the training method" only with enough seeds. A training experiment's table, whose runs already
+carry a ``seed``, gets the zoo's seed as ``source_seed`` instead (see :func:`_with_seed`).
 
     scl-report --zoo-seeds 0 1 2       # or: python -m analysis.report --zoo-seeds all
 
@@ -64,10 +64,21 @@ def report_folders(out: str | Path, seeds: Sequence[int], primary: int) -> dict[
     return {s: out if s == primary else out / "seeds" / str(s) for s in seeds}
 
 
+RUN_STRIDE = 10_000  # a training experiment's run id across zoo seeds: zoo seed * RUN_STRIDE + its own seed
+
+
 def _with_seed(table: pd.DataFrame, seed: int) -> pd.DataFrame:
-    if "seed" in table.columns:
-        table = table.rename(columns={"seed": "repeat_seed"})
-    return table.assign(seed=seed)
+    """``table`` of the report on the zoo's checkpoints of training seed ``seed``, marked with it.
+
+    A measurement's table (no ``seed`` column) gets ``seed`` = the zoo's training seed, the top level of the
+    claims' bootstrap. A training experiment's table (alpha sweep, transfer, colour bias: its own runs, one
+    ``seed`` each, fine-tuned from that zoo seed's checkpoint) gets ``source_seed`` = the zoo's training seed
+    (the independent checkpoints the claims count) and keeps each run distinct: ``repeat_seed`` is its own seed,
+    ``seed`` becomes ``source_seed * RUN_STRIDE + repeat_seed``."""
+    if "seed" not in table.columns:
+        return table.assign(seed=seed)
+    own = table["seed"].astype(int)
+    return table.assign(repeat_seed=own, source_seed=seed, seed=seed * RUN_STRIDE + own)
 
 
 def pooled_results(folders: Mapping[int, Path]) -> dict[str, dict[str, pd.DataFrame]]:

@@ -132,6 +132,12 @@ def test_a_report_per_training_seed_then_claims_on_the_pooled_results(tmp_path, 
     across = out / "across_seeds"
     for name in ("claims.csv", "claim_tests.csv", "claims_per_seed.csv"):
         assert (across / name).is_file()
+    pooled_claims = pd.read_csv(across / "claims.csv")
+    measured = pooled_claims[pooled_claims["seeds_per_variant"].notna()]
+    assert len(measured) and set(measured["seeds_per_variant"]) == {2}  # both training seeds behind each verdict
+    assert set(measured["scope"]) == {"about these checkpoints"}  # fewer than 3 seeds: not about the method
+    tests = pd.read_csv(across / "claim_tests.csv")
+    assert tests["n"].astype(str).str.startswith("2 seed").any()
     per_seed = pd.read_csv(across / "claims_per_seed.csv")
     assert sorted(per_seed["training_seed"].unique()) == [0, 1]
     report = (out / "REPORT.md").read_text()
@@ -159,3 +165,15 @@ def test_a_seeds_checkpoints_carry_their_own_hashes(tmp_path):
     assert seed1.hashes == {v: entry_for_seed(manifest, v, 1).sha256 for v in VARIANTS}
     assert set(seed1.hashes.values()).isdisjoint(primary.hashes.values())
     assert primary.key != seed1.key
+
+
+def test_a_training_experiments_runs_stay_distinct_across_zoo_seeds():
+    from analysis.seed_report import RUN_STRIDE, _with_seed
+
+    runs = pd.DataFrame({"alpha": [0.0, 1.0, 0.0, 1.0], "seed": [0, 0, 1, 1], "test_acc": [0.5, 0.4, 0.6, 0.5]})
+    pooled = pd.concat([_with_seed(runs, 0), _with_seed(runs, 2)], ignore_index=True)
+    assert pooled.groupby(["seed", "alpha"]).size().eq(1).all()  # one row per run and alpha
+    assert sorted(pooled["source_seed"].unique()) == [0, 2] and pooled["seed"].nunique() == 4
+    assert (pooled["seed"] == pooled["source_seed"] * RUN_STRIDE + pooled["repeat_seed"]).all()
+    measured = _with_seed(pd.DataFrame({"image": [1, 2], "ds": [0.1, 0.2]}), 2)
+    assert list(measured["seed"]) == [2, 2] and "source_seed" not in measured
