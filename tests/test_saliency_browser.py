@@ -21,23 +21,26 @@ from tests.test_browser import (  # noqa: F401  (server: the fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-OVERFLOW = """() => {
+MEASURE = """(n) => {
     const main = document.querySelector('[data-testid="stMain"]');
     const parts = [...document.querySelectorAll('.scl-saliency img, .scl-colour-bar')];
+    if (parts.length !== n) return null;  // rows being redrawn (the rows poll while later levels compute): wait
     return {
         inner: window.innerWidth,
         document: document.documentElement.scrollWidth,
         main: main ? main.scrollWidth - main.clientWidth : 0,
-        right: Math.max(0, ...parts.map(e => e.getBoundingClientRect().right)),
+        right: Math.max(...parts.map(e => e.getBoundingClientRect().right)),
         parts: parts.length,
     };
 }"""
 
 
-def assert_fits(page, width: int) -> dict:
+def assert_fits(page, width: int, parts: int) -> dict:
+    """At ``width`` px, once all ``parts`` (images and colour bars) are on the page: none lies beyond the window and
+    neither the document nor Streamlit's main container scrolls sideways."""
     page.set_viewport_size({"width": width, "height": 1000})
     page.wait_for_timeout(1500)  # the layout settles at the new width
-    seen = page.evaluate(OVERFLOW)
+    seen = page.wait_for_function(MEASURE, arg=parts, timeout=RESULT_S * 1000, polling=200).json_value()
     assert seen["document"] <= seen["inner"], seen  # no sideways scrolling of the page
     assert seen["main"] <= 0, seen  # nor of Streamlit's main container (it scrolls on its own)
     assert seen["right"] <= seen["inner"], seen  # every panel and colour bar inside the window
@@ -67,10 +70,10 @@ def test_every_method_on_fits_1280_and_1920_px(server):  # noqa: F811  (the fixt
                     polling=500,
                 )
             wait_idle(page, RESULT_S)
-            seen = assert_fits(page, 1280)
-            assert seen["parts"] == len(VARIANT_ROWS) * (2 + 2 * len(methods))  # images and colour bars measured
+            parts = len(VARIANT_ROWS) * (2 + 2 * len(methods))  # per row 2 images, then a map and a bar per method
+            assert_fits(page, 1280, parts)
             page.screenshot(path=str(artifacts / "saliency-all-methods-1280.png"))
-            assert_fits(page, 1920)
+            assert_fits(page, 1920, parts)
             assert page.locator('[data-testid="stException"]').count() == 0
         except BaseException:
             page.screenshot(path=str(artifacts / "saliency-fit-failure.png"), full_page=True)
