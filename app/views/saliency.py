@@ -124,7 +124,7 @@ with c1:
 with c2:
     variants = pickers.variant_picker(handle, key="sal")
 st.markdown("Maps")
-PER_LINE = 6  # method checkboxes per line: every label readable at 1280 px, however many methods are registered
+PER_LINE = 4  # method checkboxes per line: every label readable at 1280 px, however many methods are registered
 method_cols = [col for start in range(0, max(1, len(methods_info)), PER_LINE)
                for col in st.columns(PER_LINE)][: max(1, len(methods_info))]  # fmt: skip
 methods = []
@@ -153,7 +153,7 @@ defaults = {v: layers[v][1] for v in variants}
 
 def _target_label(code: str) -> str:
     if code == "predicted":
-        return "predicted (each variant's, on the original)"
+        return "predicted on the original"
     if code == "true":
         return "true class" + ("" if picked is not None and picked.label is not None else " (gallery images only)")
     return f"class: {components.class_name(names, int(code.split(':')[1]))}"
