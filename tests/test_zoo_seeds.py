@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from models import train_zoo
@@ -51,6 +52,21 @@ def test_seeds_train_replicas_per_variant_each_fine_tune_from_its_own_seed(tmp_p
     capsys.readouterr()
     assert train_zoo.main(seeds_argv(out, work, 0, 1, 2)) == 0  # up to date: nothing retrained or rewritten
     assert capsys.readouterr().err.count("already in") == 6 and (out / "zoo.json").read_bytes() == before
+
+    # the report over the three seeds: claims pooled with the seed as the top level, n = seeds x images
+    from analysis.report import main as report_main
+
+    report = tmp_path / "report"
+    assert report_main(["--zoo", str(out), "--out", str(report), "--quick", "--only", "continuity", "--set",
+                        "n_images=12", "--no-progress", "--device", "cpu", "--zoo-seeds", "all"]) == 0  # fmt: skip
+    claims = pd.read_csv(report / "across_seeds" / "claims.csv")
+    measured = claims[claims["seeds_per_variant"].notna()]
+    assert len(measured) and set(measured["seeds_per_variant"]) == {3}
+    assert set(measured["scope"]) == {"about the training method"}  # three independently trained seeds
+    tests = pd.read_csv(report / "across_seeds" / "claim_tests.csv")
+    assert tests["n"].astype(str).str.contains("3 seed").any()
+    per_seed = pd.read_csv(report / "across_seeds" / "claims_per_seed.csv")
+    assert sorted(per_seed["training_seed"].unique()) == [0, 1, 2]
 
 
 def test_seeds_without_the_primary_need_a_zoo_that_has_it(tmp_path, capsys):
