@@ -35,6 +35,18 @@ MEASURE = """(n) => {
 }"""
 
 
+CHARTS = """() => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .main-svg')];
+    return {
+        inner: window.innerWidth,
+        main: main ? main.scrollWidth - main.clientWidth : 0,
+        right: Math.max(0, ...charts.map(e => e.getBoundingClientRect().right)),
+        charts: document.querySelectorAll('[data-testid="stPlotlyChart"]').length,
+    };
+}"""
+
+
 def assert_fits(page, width: int, parts: int) -> dict:
     """At ``width`` px, once all ``parts`` (images and colour bars) are on the page: none lies beyond the window and
     neither the document nor Streamlit's main container scrolls sideways."""
@@ -74,6 +86,15 @@ def test_every_method_on_fits_1280_and_1920_px(server):  # noqa: F811  (the fixt
             assert_fits(page, 1280, parts)
             page.screenshot(path=str(artifacts / "saliency-all-methods-1280.png"))
             assert_fits(page, 1920, parts)
+            page.set_viewport_size({"width": 1280, "height": 1000})
+            page.locator(".st-key-sal_interactive").get_by_text("Interactive").click()  # plotly charts instead
+            for key in VARIANT_ROWS:
+                chart = page.locator(f".st-key-sal_row_{key} [data-testid='stPlotlyChart'] .main-svg").first
+                chart.wait_for(timeout=RESULT_S * 1000)
+            page.wait_for_timeout(1500)
+            seen = page.evaluate(CHARTS)
+            # Streamlit scales a wider figure down to the page: the interactive rows fit too
+            assert seen["charts"] == len(VARIANT_ROWS) and seen["main"] <= 0 and seen["right"] <= seen["inner"], seen
             assert page.locator('[data-testid="stException"]').count() == 0
         except BaseException:
             page.screenshot(path=str(artifacts / "saliency-fit-failure.png"), full_page=True)
