@@ -77,7 +77,8 @@ def test_target_baseline_and_layer_reach_the_attribution_call(page_env, monkeypa
     assert layers.value == "auto" and layers.options[0] == "default: layer4 (4x4)"  # the default, named
     assert {"layer3 (8x8)", "layer4 (4x4)"} <= set(layers.options)
     first = calls.of(IG)
-    assert first and all(torch.count_nonzero(c[2]["baseline"]) == 0 for c in first)  # black by default
+    assert first and all("baseline" not in c[2] for c in first)  # black by default: IG's own (pixels 0)
+    assert all("baseline black" in unescape(c.value) for c in at.caption if c.value.startswith("Computed for"))
     assert calls.of("gradcam") and all("layer" not in c[2] for c in calls.of("gradcam"))  # gradcam's own default
 
     calls.seen.clear()

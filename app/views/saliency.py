@@ -63,6 +63,7 @@ runner.touch(session)
 methods_info = saliency_cache.method_info()
 names = handle.classes or components.class_names(ctx, components.load_dataset(ctx, stop=False))
 SHAP_BASELINES = (*PAIR_BASELINES, *BASELINES)  # GradientSHAP's own default first: black and white
+BASELINE_DEFAULTS = {"baseline": DEFAULT_BASELINE, "baselines": PAIR_BASELINES[0]}  # what the methods do unasked
 manifest = view_state.manifest_hash(handle.zoo.manifest)
 
 
@@ -199,7 +200,8 @@ with st.expander("Options"):
 for name in methods_info:  # the choices above, as options of the methods that take them (part of the cache keys)
     takes = baseline_parameter(methods_info[name].function)  # IG's "baseline", GradientSHAP's "baselines"
     chosen = {"baseline": baseline, "baselines": shap_baseline}
-    extra = {takes: chosen[takes]} if takes else {}
+    # the methods' own defaults are left out: default requests stay batchable across sessions by the compute service
+    extra = {takes: chosen[takes]} if takes and chosen[takes] != BASELINE_DEFAULTS[takes] else {}
     if layer != "auto" and _takes(name, "layer"):
         extra["layer"] = layer
     method_options.setdefault(name, {}).update(extra)
@@ -386,6 +388,9 @@ def _settings_text(variant: str, params: saliency_cache.RowParams, target: int, 
     for method, options in params.settings:
         opts = {k: v for k, v in methods_info[method].options(input_size=handle.image_size, **dict(options)).items()
                 if k not in ("memory_budget", "progress", "should_stop")}  # fmt: skip
+        takes = baseline_parameter(methods_info[method].function)
+        if takes and not isinstance(opts.get(takes), str):  # the method's own default baseline
+            opts[takes] = BASELINE_DEFAULTS[takes]
         if _takes(method, "layer") and opts.get("layer") is None:
             opts["layer"] = f"{defaults[variant].label}, default"
         text = ", ".join(f"{k} {components.md_escape(v)}" for k, v in opts.items())
