@@ -201,3 +201,30 @@ def test_every_row_exports_png_and_csv_with_the_views_provenance(page_env, monke
     table = pd.read_csv(io.StringIO(csv), comment="#")
     assert set(table.method) == {IG, "gradcam"} and len(table) == 2 * 32 * 32  # every pixel of both maps
     assert set(table.image) == {"perturbed"}  # the original's maps only when they are shown ("Also show...")
+
+
+def test_a_link_to_an_upload_asks_for_the_file_and_checks_its_hash(page_env):
+    from app.images import image_key
+    from app.uploads import validate_image_bytes
+    from tests.test_app import photo, png_bytes
+
+    data = png_bytes(photo())
+    wanted = image_key(validate_image_bytes(data, 32).pixels)
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at.query_params["upload"] = wanted
+    at.query_params["kind"] = "contrast"
+    at.run()
+    at.switch_page("views/saliency.py").run()
+    assert_clean(at)
+    assert at.radio(key="sal_source").value == "Upload an image" and at.selectbox(key="sal_kind").value == "contrast"
+    assert any("upload the same file" in c.value and wanted[:12] in c.value for c in at.caption)
+    at.file_uploader(key="sal_upload").set_value(("photo.png", data, "image/png"))
+    at.run()
+    assert_clean(at)
+    assert any("This upload is the image the link was made for" in c.value for c in at.caption)
+    assert link_of(at)["upload"] == wanted and "image" not in link_of(at)
+    other = png_bytes(np.ascontiguousarray(photo()[::-1]))
+    at.file_uploader(key="sal_upload").set_value(("other.png", other, "image/png"))
+    at.run()
+    assert_clean(at)
+    assert any("not the image the link was made for" in w.value for w in at.warning)
