@@ -172,8 +172,8 @@ target_codes = ["predicted", "true", *[f"class:{i}" for i in range(n_classes)]]
 layer_codes = ["auto", *common]
 for key, codes, fallback in (("sal_target", target_codes, "predicted"), ("sal_layer", layer_codes, "auto")):
     if state.get(key, fallback) not in codes:  # a link's or an earlier zoo's value this page cannot offer
-        st.warning(f"{'Target' if key == 'sal_target' else 'GradCAM layer'} {state[key]!r} is not available here: "
-                   f"{fallback} instead.")  # fmt: skip
+        what = "Target" if key == "sal_target" else "GradCAM layer"
+        st.warning(f"{what} {components.md_escape(repr(state[key]))} is not available here: {fallback} instead.")
         state[key] = fallback
 t1, t2, t3, t4 = st.columns(4)
 target_mode = t1.selectbox("Explain class", target_codes, key="sal_target", format_func=_target_label,
