@@ -108,7 +108,7 @@ def test_public_server_sets_headers_and_hides_metrics(env, tiny_zoo):
             try:
                 if requests.get(url + "/_stcore/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer on a busy CPU
                 pass
             time.sleep(0.5)
         page = requests.get(url + "/", timeout=10)
@@ -149,7 +149,7 @@ def test_public_dashboard_renders_under_its_csp_in_chromium(env, tiny_zoo):
             try:
                 if requests.get(url + "/_stcore/health", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer on a busy CPU
                 pass
             time.sleep(0.5)
         with sync_api.sync_playwright() as p:
