@@ -8,7 +8,9 @@ dashboard picks the backend up when it is back. A request the backend refuses ra
 ``maps`` with ``progress`` or ``should_stop`` (what the dashboard's heavy jobs pass) runs as a job on the backend
 (``analysis.service_jobs``): submitted, polled every ``poll_s`` (the fraction goes to ``progress``), cancelled
 there when ``should_stop`` says so, its result fetched once; past the backend's per-session quota
-``analysis.jobs_protocol.QuotaExceeded`` is raised with the backend's message.
+``analysis.jobs_protocol.QuotaExceeded`` is raised with the backend's message. ``on_status`` hears every status
+the backend answers, its queue position (queued jobs there before this one) among them: the saliency page shows it
+as "queued: N ahead" (``app.saliency_cache.queue_position``), as it does for its own queue.
 """
 
 from __future__ import annotations
@@ -127,10 +129,13 @@ class RemoteComputeService:
         return self._post("predictions", request)
 
     def maps(self, request: api.MapsRequest, progress: Callable[[float], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> api.LevelMaps:  # fmt: skip
-        if progress is None and should_stop is None:
+             should_stop: Callable[[], bool] | None = None,
+             on_status: Callable[[dict], None] | None = None) -> api.LevelMaps:  # fmt: skip
+        """``request``'s maps: one batched call, or a job on the backend when any callback is given (``on_status``
+        hears each of its statuses, the backend's queue position among them: what the page shows while it waits)."""
+        if progress is None and should_stop is None and on_status is None:
             return self._post("maps", request)  # a light request: batched with the others'
-        return self.maps_job(request, progress, should_stop)
+        return self.maps_job(request, progress, should_stop, on_status)
 
     def _job_call(self, tail: str, body: bytes | None = None, timeout: float = 30.0) -> Any:
         return _call(f"{self.url}/{self.zoo}/jobs{tail}", body, self.token, timeout, self.url, self.client)

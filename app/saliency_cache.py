@@ -11,6 +11,7 @@ request waits for. Each row carries :class:`RowParams`, what it was computed for
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -203,8 +204,35 @@ def _map_job(job: Job, service: ComputeService, request: MapsRequest, heavy: boo
     its image). A heavy one is a job there too: the method (or the backend) reports progress and stops when the
     job is cancelled; a light one is one plain call (the backend batches it with others)."""
     job.check()
-    res = service.maps(request, progress=job.report, should_stop=job.should_stop) if heavy else service.maps(request)
+    from analysis.service_client import RemoteComputeService
+
+    if not heavy:
+        res = service.maps(request)
+    elif isinstance(service, RemoteComputeService):  # a job on the backend: its queue place is shown here
+        res = service.maps(request, job.report, job.should_stop, on_status=lambda s: _note_backend_place(job, s))
+    else:
+        res = service.maps(request, progress=job.report, should_stop=job.should_stop)
     return {"map": res.maps[0], "extras": res.extras[0]}
+
+
+_BACKEND_PLACE: weakref.WeakKeyDictionary[Job, int] = weakref.WeakKeyDictionary()  # job -> queued before it there
+
+
+def _note_backend_place(job: Job, status: dict) -> None:
+    """Keep the backend's queue position of ``job``'s remote job while it waits there."""
+    position = status.get("position") if status.get("state") == "queued" else None
+    if position is None:
+        _BACKEND_PLACE.pop(job, None)
+    else:
+        _BACKEND_PLACE[job] = int(position)
+
+
+def queue_position(job: Job) -> int | None:
+    """How many queued jobs start before ``job``: in this dashboard's pool while it waits here, in the backend's
+    while its map waits there (the job runs here, polling); None once it computes or has finished."""
+    if job.state == "queued":
+        return job.position
+    return _BACKEND_PLACE.get(job) if job.state == "running" else None
 
 
 def submit_predictions(runner: JobRunner, session: str, handle: ZooHandle, variants: Sequence[str],
@@ -306,7 +334,7 @@ def job_row(variant: str, preds: dict, params: RowParams, maps: dict[str, Job], 
             continue
         if not all(j.state == "done" and j.result is not None for j in needed):  # drawn only when all is there
             row["pending"][method] = JobProgress(*map(_mean_or_none, zip(*(j.progress for j in needed), strict=True)))
-            ahead = [p for p in (j.position for j in needed if j.state == "queued") if p is not None]
+            ahead = [p for p in map(queue_position, needed) if p is not None]
             if ahead:
                 row["ahead"][method] = min(ahead)
             continue

@@ -5,6 +5,7 @@ Ray path is in tests/test_backend_service.py). Every wait is on an event, never 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -72,14 +73,12 @@ def test_jobs_progress_turns_orphans_cancel_and_result():
         jobs.shutdown()
 
 
-@pytest.fixture(scope="module")
-def stand_in(tiny_zoo):
-    """ZooServer with jobs (quota: 2 a minute) behind a stdlib HTTP server, answering as a replica does."""
-    from analysis.backend_service import ZooServer, _jobs_parts
+@contextlib.contextmanager
+def over_http(server):
+    """``server`` (a ZooServer with jobs) behind a stdlib HTTP server on a loopback port, answering as a replica
+    does; yields its URL."""
+    from analysis.backend_service import _jobs_parts
     from tests.test_backend_service import free_port
-
-    server = ZooServer(str(tiny_zoo), "cpu")
-    server.enable_jobs(1, HeavyQuota(running=0, per_minute=2), orphan_timeout_s=30)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -108,10 +107,23 @@ def stand_in(tiny_zoo):
     httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield server, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    server.jobs.shutdown()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        server.jobs.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stand_in(tiny_zoo):
+    """ZooServer with jobs (quota: 2 a minute) over HTTP."""
+    from analysis.backend_service import ZooServer
+
+    server = ZooServer(str(tiny_zoo), "cpu")
+    server.enable_jobs(1, HeavyQuota(running=0, per_minute=2), orphan_timeout_s=30)
+    with over_http(server) as url:
+        yield server, url
 
 
 def test_maps_as_a_job_over_http_equal_the_embedded_ones_and_quota_is_a_message(stand_in):
@@ -147,3 +159,59 @@ def test_maps_as_a_job_over_http_equal_the_embedded_ones_and_quota_is_a_message(
 
     with pytest.raises(QuotaExceeded, match="in the last minute"):  # the third new heavy job of this session
         client.maps(req, progress=seen.append)
+
+
+def test_a_map_queued_on_the_backend_shows_its_place_on_the_page_then_runs(tiny_zoo):
+    """One backend worker busy with another session's job, a second session's job queued: the page's heavy map,
+    a job here polling its job there, reads 1 ahead, then 0 once the first is done, then none while it computes."""
+    from analysis.backend_service import ZooServer
+    from analysis.job_runner import JobRunner
+    from analysis.service_client import RemoteComputeService
+    from app import saliency_cache
+
+    started = {lv: threading.Event() for lv in (1, 2, 3)}
+    gates = {lv: threading.Event() for lv in (1, 2, 3)}
+
+    def compute(request, progress, should_stop):  # level n: the n-th job; each waits for its gate
+        lv = request.levels[0]
+        started[lv].set()
+        assert gates[lv].wait(WAIT)
+        return api.LevelMaps([lv], np.full((1, 4, 4), lv, np.float32), [{}])
+
+    server = ZooServer(str(tiny_zoo), "cpu")
+    server.jobs = ServiceJobs(compute, workers=1, orphan_timeout_s=600)  # never given up during the test
+    image = np.zeros((3, 32, 32), np.float32)
+
+    def request(level):
+        return api.MapsRequest("standard", image, "contrast", "integrated_gradients", 0, (level,))
+
+    def place_becomes(job, want) -> bool:
+        waited = threading.Event()
+        for _ in range(int(WAIT / 0.02)):
+            if saliency_cache.queue_position(job) == want:
+                return True
+            waited.wait(0.02)
+        return False
+
+    runner = JobRunner(light_workers=1, heavy_workers=1, sweep_s=None)
+    try:
+        with over_http(server) as url:
+            server.jobs.submit("session-a", request(1))
+            assert started[1].wait(WAIT)
+            server.jobs.submit("session-b", request(2))
+            client = RemoteComputeService(url, "tiny", poll_s=0.02, client="page-session")
+            job = runner.submit("page-session", "heavy", saliency_cache._map_job, client, request(3), True)
+            assert place_becomes(job, 1) and job.state == "running"  # running here, waiting there
+            assert job.position is None  # the dashboard's own queue has nothing before it: the 1 is the backend's
+            gates[1].set()
+            assert started[2].wait(WAIT) and place_becomes(job, 0)
+            gates[2].set()
+            assert started[3].wait(WAIT) and place_becomes(job, None) and job.state == "running"
+            gates[3].set()
+            assert job.wait(WAIT) and job.state == "done", job.error
+            np.testing.assert_array_equal(job.result["map"], np.full((4, 4), 3, np.float32))
+            assert saliency_cache.queue_position(job) is None
+    finally:
+        for gate in gates.values():
+            gate.set()
+        runner.shutdown()
