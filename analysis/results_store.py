@@ -279,6 +279,7 @@ QUICK_GROUPS: dict[str, tuple[str, ...]] = {
     "continuity": ("continuity", "neighbourhood_rank"),
     "probes": ("probes",),
     "robustness": ("robustness", "eps_sweep", "attack_audit"),
+    "road": ("road",),
 }
 
 
@@ -289,6 +290,8 @@ def quick_size(group: str, settings: Settings | None = None) -> int:
         raise ValueError(f"no quick version of {group!r}; known: {', '.join(QUICK_GROUPS)}")
     if group == "robustness":
         return max(settings.pgd_images, settings.eps_images, settings.audit_images)
+    if group == "road":  # the attributions' images: attr_images, or attr_slow_images for LIME / ScoreCAM
+        return max(settings.attr_images, settings.attr_slow_images)
     return settings.n_images
 
 

@@ -73,6 +73,7 @@ def build_navigation():
                 page("saliency", "Saliency side by side", ":material/local_fire_department:"),
                 page("explanation_continuity", "Explanation continuity", ":material/timeline:"),
                 page("sanity_checks", "Sanity checks", ":material/rule:"),
+                page("faithfulness", "Faithfulness (ROAD)", ":material/verified:"),
                 page("embeddings", "Neighbourhood embeddings", ":material/scatter_plot:"),
             ],
             "Experiments": [
