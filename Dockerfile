@@ -9,7 +9,8 @@
 #     docker buildx imagetools inspect debian:bookworm-slim    (or: skopeo inspect docker://debian:bookworm-slim)
 # Without Docker Hub, scripts/podman.sh bootstraps bookworm with mmdebstrap and builds with
 #     --build-arg BASE_IMAGE=localhost/scl-debian:bookworm-slim
-# That is how this image was built and tested (podman 4.3.1, 2026-11-29; figures in the README's Docker section):
+# That is how this image was built and tested (podman 4.3.1, 2026-11-29 and 2026-12-02, both roles and compose;
+# figures in the README's Docker section):
 # never from this digest, which is therefore still unverified.
 ARG BASE_IMAGE=debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
 FROM ${BASE_IMAGE}
@@ -57,7 +58,8 @@ RUN .venv/bin/python -c "from models.data import load_dataset; load_dataset('fas
 ENV SCL_ADDRESS=0.0.0.0 SCL_PORT=8501 SCL_BACKEND_PORT=8000 SCL_PUBLIC=1
 EXPOSE 8501
 EXPOSE 8000
-# Either role's health: the dashboard's /_stcore/health, else the backend's /-/healthz (docker/healthcheck.py).
+# Either role's health: the dashboard's /_stcore/health, else the backend's GET /zoos, which answers only once every
+# zoo is deployed (docker/healthcheck.py).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD .venv/bin/python docker/healthcheck.py
 # One image, two roles: `docker run scl` (or `scl dashboard`) and `docker run --gpus all scl backend`; the default

@@ -15,7 +15,20 @@ case "$role" in
         exec ./lab dashboard "$@" ;;
     backend)
         # Inside a container the backend must listen beyond loopback; the published port decides who reaches it.
-        exec ./lab backend --host 0.0.0.0 --port "${SCL_BACKEND_PORT:-8000}" "$@" ;;
+        # It shuts Ray down on SIGINT (Ctrl+C), but `docker stop` sends SIGTERM, which a Python PID 1 without a
+        # handler ignores (then SIGKILL after 10 s, Ray never shut down): this shell stays PID 1 and passes
+        # SIGTERM on as SIGINT. Job control (set -m) keeps SIGINT un-ignored in the background child.
+        set -m
+        ./lab backend --host 0.0.0.0 --port "${SCL_BACKEND_PORT:-8000}" "$@" &
+        child=$!
+        trap 'kill -INT "$child" 2>/dev/null || true' TERM INT
+        status=0
+        wait "$child" || status=$?
+        while kill -0 "$child" 2>/dev/null; do  # a trapped signal ended the first wait: wait for the shutdown
+            status=0
+            wait "$child" || status=$?
+        done
+        exit "$status" ;;
     *)
         exec "$role" "$@" ;;
 esac

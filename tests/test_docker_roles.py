@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -22,18 +24,23 @@ def test_dockerfile_entrypoint_takes_a_role():
     assert "docker" not in ignored and "backend.yaml" not in ignored
 
 
-def test_entrypoint_dispatches_dashboard_backend_and_commands(tmp_path):
-    script = (ROOT / "docker" / "entrypoint.sh").read_text()
-    assert "exec ./lab dashboard" in script and "exec ./lab backend --host 0.0.0.0" in script
-    # Run it with a stand-in ./lab in a copy of /app's layout: each role reaches the right command.
+def entrypoint_with_lab(tmp_path: Path, lab: str) -> Path:
+    """The entry point in a copy of /app's layout whose ./lab is the stand-in script ``lab``."""
     app = tmp_path / "app"
     app.mkdir()
-    (app / "lab").write_text('#!/usr/bin/env bash\necho "lab $*"\n')
+    (app / "lab").write_text(lab)
     (app / "lab").chmod(0o755)
-    fake = script.replace("cd /app", f"cd {app}")
     entry = tmp_path / "entrypoint.sh"
-    entry.write_text(fake)
+    entry.write_text((ROOT / "docker" / "entrypoint.sh").read_text().replace("cd /app", f"cd {app}"))
     entry.chmod(0o755)
+    return entry
+
+
+def test_entrypoint_dispatches_dashboard_backend_and_commands(tmp_path):
+    script = (ROOT / "docker" / "entrypoint.sh").read_text()
+    assert "exec ./lab dashboard" in script and "./lab backend --host 0.0.0.0" in script
+    # Run it with a stand-in ./lab: each role reaches the right command.
+    entry = entrypoint_with_lab(tmp_path, '#!/usr/bin/env bash\necho "lab $*"\n')
 
     def run(*args: str) -> str:
         return subprocess.run([str(entry), *args], capture_output=True, text=True, check=True, timeout=30).stdout
@@ -43,6 +50,30 @@ def test_entrypoint_dispatches_dashboard_backend_and_commands(tmp_path):
     assert run("backend", "--zoo", "x=/zoo").strip() == "lab backend --host 0.0.0.0 --port 8000 --zoo x=/zoo"
     assert run("echo", "hi").strip() == "hi"
     assert run("./lab", "dashboard").strip() == "lab dashboard"  # the image's default command
+
+
+def test_docker_stop_reaches_the_backend_as_ctrl_c(tmp_path):
+    """`docker stop` sends SIGTERM to PID 1, which a Python backend without a handler ignores (then SIGKILL, Ray
+    never shut down; seen with podman on 2026-12-02): the entry point passes it on as SIGINT, the backend's Ctrl+C."""
+    backend = tmp_path / "backend.py"  # a stand-in backend: serves until Ctrl+C, then shuts down and exits 0
+    backend.write_text(
+        "import time\nprint('serving', flush=True)\ntry:\n    time.sleep(120)\n"
+        "except KeyboardInterrupt:\n    print('shut down on SIGINT', flush=True)\n"
+    )
+    lab = f'#!/usr/bin/env bash\nexec "{sys.executable}" "{backend}"\n'
+    entry = entrypoint_with_lab(tmp_path, lab)
+    # As PID 1 in a container starts: no signal ignored (a test run in the background may ignore SIGINT).
+    proc = subprocess.Popen([str(entry), "backend"], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "serving"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout.read().strip() == "shut down on SIGINT"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def test_compose_starts_both_roles_with_a_zoo_mounted():
