@@ -1,4 +1,4 @@
-"""Opt-in: build the Dockerfile for real, serve the dashboard from the image and check it (SCL_DOCKER_TEST=1).
+"""Opt-in: build the Dockerfile for real, serve the dashboard and the backend from the image (SCL_DOCKER_TEST=1).
 
 Uses scripts/podman.sh when podman is installed (base image bootstrapped with mmdebstrap where Docker Hub
 cannot be reached; this host's local pip settings lent to the build where /etc/xdg/pip exists), else docker.
@@ -116,5 +116,41 @@ def test_image_builds_and_serves_the_dashboard_with_the_shipped_zoo():
         )
         out = _run(engine, "exec", name, ".venv/bin/python", "-c", code, timeout=300).stdout
         assert "app ok" in out, out
+    finally:
+        _run(engine, "rm", "-f", name, check=False)
+
+
+@pytest.mark.timeout(3600)
+def test_image_serves_the_backend_role_with_the_embedded_results():
+    """`scl backend`: the HEALTHCHECK turns healthy once the zoo is deployed, a request from this host answers what
+    the embedded default computes, and `stop` (SIGTERM, passed on as SIGINT) shuts Ray down with exit code 0."""
+    from analysis import service_api as api
+    from analysis.service_client import RemoteComputeService
+    from models.checkpoints import load_zoo
+    from tests.test_backend_service import assert_same, image
+
+    engine = _engine()
+    if _run(engine, "image", "inspect", IMAGE, check=False).returncode != 0:  # built by the test above
+        _run(engine, "build", "-t", IMAGE, ".", timeout=3 * 3600)
+    name, port = f"scl-test-{uuid.uuid4().hex[:8]}", _free_port()
+    _run(engine, "run", "-d", "--name", name, "--shm-size", "2g", "-e", "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES="
+         "1500000000", "-p", f"127.0.0.1:{port}:8000", IMAGE, "backend")  # fmt: skip
+    try:
+        deadline, healthy = time.monotonic() + 600, False
+        while time.monotonic() < deadline and not healthy:
+            if Path(engine[0]).name == "podman.sh":
+                healthy = _run(engine, "healthcheck", "run", name, check=False).returncode == 0
+            else:
+                status = _run(engine, "inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
+                healthy = status == "healthy"
+            time.sleep(2)
+        logs = _run(engine, "logs", name, check=False)
+        assert healthy, f"the backend was not healthy within 600 s; logs:\n{logs.stdout[-3000:]}\n{logs.stderr[-3000:]}"
+        req = api.PredictionsRequest("C", image(3), "hue")
+        want = api.LocalComputeService(load_zoo(ROOT / "assets" / "zoo" / "default", "cpu")).predictions(req)
+        assert_same(want, RemoteComputeService(f"http://127.0.0.1:{port}", "default").predictions(req))
+        _run(engine, "stop", "-t", "60", name, timeout=120)
+        code = _run(engine, "inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert code == "0", _run(engine, "logs", name, check=False).stderr[-3000:]
     finally:
         _run(engine, "rm", "-f", name, check=False)
