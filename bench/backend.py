@@ -118,7 +118,7 @@ def goals(rows: list[dict]) -> list[str]:
         off = by.get(("service, no batching", users))
         if server == "service" and off is not None:
             gain = row["throughput_rps"] / off["throughput_rps"]
-            lines.append(f"batching gain at {users} users: {gain:.2f}x (goal >= 1.5x: "
+            lines.append(f"batching gain at {users} user{'s' * (users != 1)}: {gain:.2f}x (goal >= 1.5x: "
                          f"{'met' if gain >= 1.5 else 'not met'})")  # fmt: skip
     errors = sum(r["errors"] for r in rows)
     lines.append(f"errors: {errors} of {sum(r['requests'] for r in rows)} requests (goal 0: "
