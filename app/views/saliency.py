@@ -589,7 +589,6 @@ def saliency_rows() -> None:
             row["similarity_slot"].caption("  \n".join(lines))
 
     _differences(rows, params)
-    _write_link(level)
     elapsed = time.perf_counter() - t0
     _rows_caption(shared, elapsed, level)
     state["sal_last_ms"] = elapsed * 1000
@@ -597,6 +596,10 @@ def saliency_rows() -> None:
 
 
 st.fragment(saliency_rows, run_every=POLL_S if polling else None)()
+# The link is written on full runs only: a query-parameter write from a fragment run left a background tab blank in
+# tests/test_browser.py's two-session test. A level or difference-view change inside the rows reaches the URL with
+# the next full run.
+_write_link(int(state.get("sal_level_kept", 1)))
 
 results = load_results(handle)
 name, quality = results.find({"variant", "method", "mask_share", "deletion_auc", "insertion_auc"}, "attribution")
