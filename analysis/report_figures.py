@@ -26,20 +26,36 @@ def _colour(variant: str, df: pd.DataFrame) -> str:
     return variant_colour(str(variant), [str(v) for v in dict.fromkeys(df["variant"])])
 
 
-def fig_continuity(ds: pd.DataFrame, path: Path) -> str:
-    """Fig. 3: mean DS against the perturbation level, one panel per kind, one line per variant (log scale)."""
+def _ci_error(g: pd.DataFrame, mean: str, scale: float = 1.0) -> np.ndarray | None:
+    """Matplotlib's ``yerr`` (below, above) from a table's ``ci_low``/``ci_high`` around ``mean``; None without."""
+    if "ci_low" not in g or g["ci_low"].isna().all():
+        return None
+    m = g[mean].to_numpy(float)
+    low, high = g["ci_low"].to_numpy(float), g["ci_high"].to_numpy(float)
+    return scale * np.nan_to_num(np.clip(np.vstack([m - low, high - m]), 0, None))
+
+
+def fig_continuity(ds: pd.DataFrame, path: Path, per_image: pd.DataFrame | None = None) -> str:
+    """Fig. 3: mean DS against the perturbation level, one panel per kind, one line per variant (log scale), with
+    the bootstrap 95% CI over the images where the per-image DS is given."""
+    from analysis.curve_intervals import image_cis
+
+    if per_image is not None and len(per_image):
+        ds = image_cis(ds, per_image, ("variant", "kind", "level"), "ds")
     kinds = list(dict.fromkeys(ds["kind"]))
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.0), squeeze=False)
     for ax, kind in zip(axes[0], kinds, strict=True):
         for variant, g in ds[ds["kind"] == kind].groupby("variant", sort=False):
-            ax.plot(g["level"], g["ds_mean"], "o-", label=variant, color=_colour(variant, ds))
+            ax.errorbar(g["level"], g["ds_mean"], yerr=_ci_error(g, "ds_mean"), fmt="o-", capsize=2, label=variant,
+                        color=_colour(variant, ds))  # fmt: skip
         ax.set_yscale("log", nonpositive="mask")
         ax.set_title(kind)
         ax.set_xlabel("level (Table 1)")
         ax.set_xticks(sorted(ds["level"].unique()))
     axes[0][0].set_ylabel("mean DS (log)")
     axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"Fig. 3: distance score under non-semantic perturbations ({int(ds['n'].iloc[0])} images)")
+    bars = ", bars: 95% CI" if "ci_low" in ds else ""
+    fig.suptitle(f"Fig. 3: distance score under non-semantic perturbations ({int(ds['n'].iloc[0])} images{bars})")
     fig.tight_layout()
     return save(fig, path)
 
@@ -61,32 +77,45 @@ def fig_alpha(alpha_df: pd.DataFrame, path: Path) -> str:
     return save(fig, path)
 
 
-def fig_probe(probes: pd.DataFrame, probe: str, path: Path, number: str) -> str:
-    """Figs. 6/8/10: accuracy against the probe level (clean first), one line per variant."""
+def fig_probe(probes: pd.DataFrame, probe: str, path: Path, number: str, per_image: pd.DataFrame | None = None) -> str:
+    """Figs. 6/8/10: accuracy against the probe level (clean first), one line per variant, with the bootstrap 95%
+    CI over the images where the per-image correctness is given."""
+    from analysis.curve_intervals import image_cis
+
     df = probes[probes["probe"] == probe]
+    if per_image is not None and len(per_image) and {"probe", "level_label", "correct"} <= set(per_image):
+        df = image_cis(df, per_image[per_image["probe"] == probe], ("variant", "probe", "level_label"), "correct")
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     labels: list[str] = []
     for variant, g in df.groupby("variant", sort=False):
-        ax.plot(range(len(g)), 100 * g["accuracy"], "o-", label=variant, color=_colour(variant, probes))
+        ax.errorbar(range(len(g)), 100 * g["accuracy"], yerr=_ci_error(g, "accuracy", 100.0), fmt="o-", capsize=2,
+                    label=variant, color=_colour(variant, probes))  # fmt: skip
         labels = list(g["level_label"])
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("accuracy (%)")
     ax.set_xlabel(probe.replace("_", " "))
     ax.legend(fontsize=8)
     n = f", {int(df['n_images'].iloc[0])} images" if "n_images" in df and len(df) else ""
+    n += ", bars: 95% CI" if "ci_low" in df else ""
     ax.set_title(f"Fig. {number}: {probe.replace('_', ' ')}{n}")
     return save(fig, path)
 
 
 def fig_eps(eps: pd.DataFrame, path: Path) -> str:
     """Robust accuracy against the PGD-10 radius, n in the title."""
+    from analysis.curve_intervals import accuracy_cis
+
+    eps = accuracy_cis(eps) if "n_images" in eps else eps
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for variant, g in eps.groupby("variant", sort=False):
-        ax.plot(g["eps_255"], 100 * g["accuracy"], "o-", label=variant, color=_colour(variant, eps))
+        ax.errorbar(g["eps_255"], 100 * g["accuracy"], yerr=_ci_error(g, "accuracy", 100.0), fmt="o-", capsize=2,
+                    label=variant, color=_colour(variant, eps))  # fmt: skip
     ax.set_xlabel("PGD-10 radius eps (x/255), step eps/4")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=8)
-    ax.set_title(f"Robust accuracy against eps ({int(eps['n_images'].iloc[0])} test images)")
+    ax.set_title(
+        f"Robust accuracy against eps ({int(eps['n_images'].iloc[0])} test images, bars: Clopper-Pearson 95% CI)"
+    )
     return save(fig, path)
 
 

@@ -19,7 +19,7 @@ def run_continuity(ctx: Context) -> Output:
 
     ds, per_image = ds_tables(ctx.models, ctx.eval.images, batch_size=ctx.settings.batch_size, progress=ctx.progress,
                               labels=ctx.eval.labels)  # fmt: skip
-    fig = fig_continuity(ds, figure_path(ctx, "fig3_continuity.png"))
+    fig = fig_continuity(ds, figure_path(ctx, "fig3_continuity.png"), per_image)
     return Output({"continuity": ds, "per_image": per_image}, figures=[fig], ran={"n_images": len(ctx.eval)})
 
 
@@ -48,7 +48,7 @@ def run_probes(ctx: Context) -> Output:
 
     df, per_image = probe_tables(ctx.models, ctx.eval.images, ctx.eval.labels, seed=ctx.settings.probe_seed,
                                  batch_size=ctx.settings.batch_size, progress=ctx.progress)  # fmt: skip
-    figs = [fig_probe(df, p, figure_path(ctx, f"{f}_{p}.png"), f[3:]) for p, f in PROBE_FIGURES.items()]
+    figs = [fig_probe(df, p, figure_path(ctx, f"{f}_{p}.png"), f[3:], per_image) for p, f in PROBE_FIGURES.items()]
     notes = sorted({f"channel translation {lab}: {d}" for lab, d in zip(df["level_label"], df["detail"], strict=True)
                     if "rounds to 0" in str(d)})  # fmt: skip
     notes.append("sliding puzzle: one seeded tile permutation per image (never the identity)")
