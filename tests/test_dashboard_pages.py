@@ -156,7 +156,7 @@ def test_p_values_below_a_thousandth_in_scientific_notation_everywhere():
     test = {"comparison": "C vs standard", "effect": -0.1, "ci_low": -0.2, "ci_high": -0.05, "test": "McNemar",
             "p": 2e-12, "p_holm": 4e-12, "n_images": 100, "unit": "points"}  # fmt: skip
     row = Claim("k", "a claim", "4.2", "Fig. 3", "ours", "holds", "rule", [test]).row()
-    assert "p = 2.0e-12" in row["p"] and "Holm = 4.0e-12" in row["p"]  # the report's claims.csv, the same way
+    assert "p = 2.0e-12" in row["p"] and "Holm in claim = 4.0e-12" in row["p"]  # the report's claims.csv, the same way
 
 
 # ----------------------------------------------------------------------------- one colour scheme
@@ -409,7 +409,20 @@ def test_saliency_gallery_filters_pick_from_the_per_image_results(tiny_zoo, tiny
 
 # ----------------------------------------------------------------------------- screenshots (headless Chromium)
 
-SCREENSHOT_PAGES = ("zoo", "continuity", "probes", "robustness", "transfer", "fairness", "claims")
+SCREENSHOT_PAGES = (
+    "zoo",
+    "saliency",
+    "explanation_continuity",
+    "sanity_checks",
+    "faithfulness",
+    "embeddings",
+    "continuity",
+    "probes",
+    "robustness",
+    "transfer",
+    "fairness",
+    "claims",
+)  # every page
 SCREENSHOT_WIDTHS = (1280, 1920)
 EXPAND_ON = {"claims": ("Every comparison behind the verdicts",)}  # expanders opened for the shot
 EXPAND_AFTER = {"claims": ("REPORT.md",)}  # opened after it: still no wider than the window

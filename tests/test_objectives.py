@@ -18,10 +18,10 @@ def _reference(variant: str, model, x, y, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     if variant == "standard":
         return F.cross_entropy(model(x), y)
-    if variant in ("C", "standard+jitter"):
+    if variant in ("C", "standard+jitter", "C-control"):
         xp = random_colour_jitter(x, generator=gen)
         fx, fp = model(x), model(xp)
-        if variant == "standard+jitter":  # the control: the same jitter as augmentation, no DS term
+        if variant != "C":  # the controls: the same jitter as augmentation, no DS term
             return 0.5 * (F.cross_entropy(fx, y) + F.cross_entropy(fp, y))
         ds = sum(((fp[i] - fx[i]) ** 2).sum() for i in range(len(x))) / len(x)
         return F.cross_entropy(fx, y) + CFG.alpha * ds
@@ -59,7 +59,7 @@ def test_a_few_steps_reduce_the_loss(variant, batch):
     fn = get_objective(variant)
 
     def eval_loss() -> float:  # same draws each time; BatchNorm on batch statistics
-        with torch.no_grad() if variant in ("standard", "C", "standard+jitter") else torch.enable_grad():
+        with torch.no_grad() if variant in ("standard", "C", "standard+jitter", "C-control") else torch.enable_grad():
             return fn(model, x, y, CFG, generator=torch.Generator().manual_seed(9)).loss.item()
 
     before = eval_loss()
@@ -72,5 +72,5 @@ def test_a_few_steps_reduce_the_loss(variant, batch):
 
 
 def test_unknown_variant_is_a_clear_error():
-    with pytest.raises(ValueError, match="known: standard, C, ADV, ADV\\+C, standard\\+jitter, ADV-mixed"):
+    with pytest.raises(ValueError, match="known: standard, C, ADV, ADV\\+C, standard\\+jitter, C-control, ADV-mixed"):
         get_objective("TRADES")
