@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 from tests.test_app import AppTest, app_env, assert_clean, open_app, saliency_rows_html, unescape  # noqa: F401
 from tests.test_app_saliency_jobs import jobs_env  # noqa: F401
@@ -65,6 +66,9 @@ def test_queued_maps_show_how_many_are_ahead(jobs_env, monkeypatch):  # noqa: F8
     gate = threading.Event()
     blocker = jobs.get_runner().submit("another-session", "heavy", lambda job: gate.wait(GATE_S))
     try:
+        deadline = time.monotonic() + 60  # the heavy worker has taken it (not merely queued) before the page asks
+        while blocker.state != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
         at = open_app("saliency")
         captions = [c.value for c in at.caption]
         ahead = sorted(int(m.group(1)) for c in captions for m in [re.search(r"queued: (\d+) ahead", c)] if m)
