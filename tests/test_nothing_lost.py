@@ -516,6 +516,13 @@ def test_replacing_removes_its_temporary_sibling_on_failure_and_keeps_the_target
 # --- 8. signals: Ctrl-C while a command starts, SIGTERM in the report ----------------------------------------------
 
 
+def default_sigint() -> None:
+    """In the child before it starts: Ctrl-C's default disposition. A test run started in the background by a
+    non-interactive shell (``cmd &``) ignores SIGINT, and a child would inherit that (Python then installs no
+    KeyboardInterrupt handler), which is not what a user's terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_torch(proc: subprocess.Popen) -> None:
     """Return once ``proc`` has begun importing torch (its native library is mapped)."""
     maps = Path(f"/proc/{proc.pid}/maps")
@@ -534,7 +541,8 @@ def _wait_for_torch(proc: subprocess.Popen) -> None:
 def test_ctrl_c_while_a_command_starts_is_one_line_not_a_traceback(command, tmp_path):
     """Issue 18.7: SIGINT during start-up printed a KeyboardInterrupt traceback."""
     args = [sys.executable, "-m", *command, "--out", str(tmp_path / "out")]
-    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
     _wait_for_torch(proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -249,7 +249,8 @@ def test_a_signal_during_a_save_is_named_like_one_between_steps(monkeypatch):
         data_info={},
         out=Path("."),
         stop=stop,
+        network_options={},  # an imported network's mean/std, GradCAM layer...: none here
     )
-    monkeypatch.setattr(train_module, "network_spec", lambda *a: {})
+    monkeypatch.setattr(train_module, "network_spec", lambda *a, **k: {})
     train_module.save(run)
     assert stop.reason == "SIGINT"
