@@ -18,6 +18,7 @@ from analysis import service_api as api
 from analysis import service_wire as wire
 from analysis.public_mode import Catalogue, NotOffered, redact_paths
 from analysis.service_client import BackendError, BackendUnavailable, RemoteComputeService, zoo_list
+from tests.test_nothing_lost import default_sigint
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-0123"
@@ -98,6 +99,45 @@ def assert_same(a, b) -> None:
         assert b == pytest.approx(a, rel=RTOL, abs=ATOL, nan_ok=True)
     else:
         assert a == b
+
+
+def test_cli_serves_and_stops_on_ctrl_c(tiny_zoo):
+    """``python -m analysis.backend_service`` (what scl-backend and ./lab backend run): ready line, an answer equal
+    to the embedded default's, exit 0 on SIGINT."""
+    import signal
+    import time
+
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    env.pop("SCL_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "analysis.backend_service", "--zoo", f"tiny={tiny_zoo}",
+                             "--port", str(port), "--num-cpus", "2", "--device", "cpu"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
+    try:
+        line = ""
+        for line in proc.stdout:  # until the ready line (or EOF if it died); Ray may log lines before it
+            if line.startswith("[scl-backend]"):
+                break
+        assert line.startswith("[scl-backend] serving tiny at http://127.0.0.1:"), line
+        import threading
+
+        # keep reading its output: Ray's shutdown logs would otherwise fill the pipe and block the exit
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        req = api.PredictionsRequest("ADV", image(5), "hue")
+        from models.checkpoints import load_zoo
+
+        want = api.LocalComputeService(load_zoo(tiny_zoo, "cpu"), lambda *a: None).predictions(req)
+        assert_same(want, RemoteComputeService(f"http://127.0.0.1:{port}", "tiny").predictions(req))
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def test_wire_round_trip_is_exact():
@@ -277,40 +317,6 @@ def test_dashboard_as_client_of_the_service(backend, tiny_zoo, monkeypatch, cach
     assert not at.error, [e.value for e in at.error]
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "probe_ex_" in c.proto.id]
     assert len(specs) == 3
-
-
-def test_cli_serves_and_stops_on_ctrl_c(tiny_zoo):
-    """``python -m analysis.backend_service`` (what scl-backend and ./lab backend run): ready line, an answer equal
-    to the embedded default's, exit 0 on SIGINT."""
-    import signal
-    import time
-
-    port = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    env.pop("SCL_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "analysis.backend_service", "--zoo", f"tiny={tiny_zoo}",
-                             "--port", str(port), "--num-cpus", "2", "--device", "cpu"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    try:
-        line = ""
-        for line in proc.stdout:  # until the ready line (or EOF if it died); Ray may log lines before it
-            if line.startswith("[scl-backend]"):
-                break
-        assert line.startswith("[scl-backend] serving tiny at http://127.0.0.1:"), line
-        req = api.PredictionsRequest("ADV", image(5), "hue")
-        from models.checkpoints import load_zoo
-
-        want = api.LocalComputeService(load_zoo(tiny_zoo, "cpu"), lambda *a: None).predictions(req)
-        assert_same(want, RemoteComputeService(f"http://127.0.0.1:{port}", "tiny").predictions(req))
-        proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert proc.returncode == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 def test_client_recovers_when_the_backend_is_back(tiny_zoo):
