@@ -203,12 +203,12 @@ def test_report_and_dashboard_figures_use_the_palette(tmp_path):
     import matplotlib.pyplot as plt
 
     captured = []
-    original = plt.Axes.plot
+    original = plt.Axes.errorbar  # the report's curves are drawn with their CIs
     try:
-        plt.Axes.plot = lambda self, *a, **k: captured.append(k.get("color")) or original(self, *a, **k)
+        plt.Axes.errorbar = lambda self, *a, **k: captured.append(k.get("color")) or original(self, *a, **k)
         report_figures.fig_continuity(df, tmp_path / "fig3.png")
     finally:
-        plt.Axes.plot = original
+        plt.Axes.errorbar = original
     assert set(captured) == set(app_colours.values())  # the report draws each variant in the dashboard's colour
     assert {figures.kind_colour(k) for k in palette.KIND_COLOURS} == set(palette.KIND_COLOURS.values())
     points = pd.DataFrame({"x": np.arange(10.0), "y": np.zeros(10), "row": np.arange(10),
