@@ -84,6 +84,59 @@ def test_fairness_table_on_digits(tmp_path):
     assert set(DATASETS) == registry_before
 
 
+def shortcut_colour_read(images: torch.Tensor) -> np.ndarray:
+    """Each image's background, read from its pixels: ``g + (1 - g) * c`` grows with g in every channel, so the
+    pixel with the smallest channel sum is the least covered one (exactly c where g = 0); the nearest colour of
+    ``SHORTCUT_COLOURS`` (its index) wins."""
+    from models.datasets.colour_bias import SHORTCUT_COLOURS
+
+    flat = images.double().flatten(2)  # (N, 3, pixels)
+    darkest = flat[torch.arange(len(flat)), :, flat.sum(1).argmin(1)]
+    return torch.cdist(darkest, torch.tensor(SHORTCUT_COLOURS, dtype=torch.float64)).argmin(1).numpy()
+
+
+def test_fairness_table_shortcut_design_on_digits(tmp_path):
+    """The shortcut design (issue 23) through ``fairness_table``: in its training split the background colour
+    gives the class for 95% of each class's images (read from the pixels: a colour-only rule scores ~95%), in its
+    test split the colour is drawn independently of the label (that rule scores ~chance); the table has one row
+    per variant, design "shortcut", the on/off-colour columns filled and the red/blue ones empty."""
+    from models.datasets.colour_bias import SHORTCUT_FRACTION
+
+    registry_before = set(DATASETS)
+    load = colour_bias_loader("digits", 400, None, design="shortcut")
+    train, test = load("train"), load("test")
+    y_train, y_test = train.labels.numpy(), test.labels.numpy()
+    n_classes = len(train.classes)
+    on_train = shortcut_colour_read(train.images) == y_train  # the colour-only rule: colour i -> class i
+    for c in range(n_classes):  # exactly round((1 - 0.95) n_c) of each class off its colour (within rounding)
+        n_c = int((y_train == c).sum())
+        assert abs(int((~on_train[y_train == c]).sum()) - (1 - SHORTCUT_FRACTION) * n_c) <= 0.5 + 1e-9, c
+    assert on_train.mean() == pytest.approx(SHORTCUT_FRACTION, abs=n_classes * 0.5 / len(y_train))
+    on_test = shortcut_colour_read(test.images) == y_test
+    chance, sd = 1 / n_classes, np.sqrt((1 / n_classes) * (1 - 1 / n_classes) / len(y_test))
+    assert abs(on_test.mean() - chance) < 4 * sd, on_test.mean()  # the colour says nothing about the class
+    assert len(set(shortcut_colour_read(test.images))) == n_classes  # every colour occurs in test
+
+    df = fairness_table(
+        variants=("standard", "C"), source="digits", epochs=0.2, train_limit=400, width=4, seeds=(0,),
+        out_dir=tmp_path, batch_size=32, design="shortcut",
+    )  # fmt: skip
+    assert list(df.columns) == FAIRNESS_COLUMNS
+    assert list(df["variant"]) == ["standard", "C"] and (df["design"] == "shortcut").all()
+    assert (df["n_on_colour"] == int(on_test.sum())).all()  # the table's on-colour split is the pixels' one
+    for col in ("test_acc", "test_acc_on_colour", "test_acc_off_colour", "val_acc"):
+        assert df[col].between(0, 1).all(), col
+    n_on = df["n_on_colour"]
+    overall = (df["test_acc_on_colour"] * n_on + df["test_acc_off_colour"] * (len(y_test) - n_on)) / len(y_test)
+    np.testing.assert_allclose(overall, df["test_acc"])
+    assert df[["test_acc_red", "test_acc_blue"]].isna().all().all() and (df[["n_red", "n_blue"]] == 0).all().all()
+    assert (df["n_train"] + df["n_val"] == 400).all()
+    for variant in ("standard", "C"):  # the shortcut's runs beside, not over, the paper design's
+        assert (tmp_path / "shortcut" / variant / "seed-0" / "model.pt").is_file()
+    assert not (tmp_path / "standard").exists()
+    assert set(DATASETS) == registry_before
+
+
 def test_fairness_rejects_unknown_inputs(tmp_path):
     with pytest.raises(ValueError, match="variant"):
         fairness_table(variants=("nope",), out_dir=tmp_path)
