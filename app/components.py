@@ -63,8 +63,9 @@ def setup_page() -> None:
     )  # fmt: skip
 
 
-def build_navigation():
-    """``st.navigation`` over app/views/ (returns the page to run)."""
+def build_navigation(position: str = "sidebar"):
+    """``st.navigation`` over app/views/ (returns the page to run); ``position="hidden"`` registers the pages
+    without drawing the menu (the access-token gate keeps a deep link's page so)."""
     page = lambda name, title, icon, **kw: st.Page(PAGES_DIR / f"{name}.py", title=title, icon=icon, **kw)  # noqa: E731
     return st.navigation(
         {
@@ -84,7 +85,8 @@ def build_navigation():
                 page("fairness", "Fairness", ":material/balance:"),
                 page("claims", "Claims", ":material/fact_check:"),
             ],
-        }
+        },
+        position=position,
     )
 
 

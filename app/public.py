@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -56,13 +57,19 @@ def redact(text: str) -> str:
     return redact_paths(text, catalogue().path_names()) if enabled() else text
 
 
-def gate() -> None:
-    """With ``SCL_TOKEN`` set: ask for the token once per session and stop the page until it is right."""
+def gate(keep_page: Callable[[], Any] | None = None) -> None:
+    """With ``SCL_TOKEN`` set: ask for the token once per session and stop the page until it is right.
+
+    ``keep_page`` registers the app's pages without showing them (``st.navigation(..., position="hidden")``): a
+    run that stops before any navigation makes Streamlit drop the URL's page, so a deep link such as ``/saliency``
+    would land on the default page once the token is entered."""
     import os
 
     expected = os.environ.get(ENV_TOKEN)
     if not expected or st.session_state.get("scl_token_ok"):
         return
+    if keep_page is not None:
+        keep_page()
     given = st.text_input("Access token", type="password", key="scl_token_input",
                           help="This server is private: ask its operator for the token.")  # fmt: skip
     if given and token_ok(given, expected):

@@ -20,7 +20,7 @@ loading.info("Loading the Semantic Continuity Lab: importing the libraries (a fe
 
 from app import components, public  # noqa: E402  (slow: imported after the message is on the page)
 
-public.gate()  # SCL_TOKEN set: the access token before anything else
+public.gate(keep_page=lambda: components.build_navigation(position="hidden"))  # SCL_TOKEN: the token first
 
 loading.info("Loading the Semantic Continuity Lab: the model zoo and the data set...")
 page = components.entry()

@@ -72,6 +72,24 @@ def test_access_token_gate(env, tiny_zoo):
     assert at.sidebar.text_input(key="scl_zoo_path").value == str(tiny_zoo)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_deep_link_keeps_its_page_through_the_token_gate(env, tiny_zoo, tmp_path):
+    """In Chromium: /saliency asks for the token, then opens the saliency page (not the default page)."""
+    from tests.test_browser import browser_page, running_dashboard
+
+    env.setenv("SCL_TOKEN", "s3cret")
+    with running_dashboard(tiny_zoo, tmp_path / "streamlit.log") as (url, _, _), browser_page() as page:
+        page.goto(f"{url}/saliency", wait_until="domcontentloaded", timeout=120_000)
+        box = page.locator("input[type=password]")
+        box.wait_for(timeout=120_000)
+        assert page.get_by_role("heading", name="Saliency, side by side").count() == 0  # nothing before the token
+        box.fill("s3cret")
+        box.press("Enter")
+        page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=240_000)
+        assert page.url.rstrip("/").endswith("/saliency"), page.url
+
+
 def test_backend_gone_gives_one_message(env):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
