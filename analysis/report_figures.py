@@ -119,6 +119,42 @@ def fig_eps(eps: pd.DataFrame, path: Path) -> str:
     return save(fig, path)
 
 
+def fig_tradeoff(curves: pd.DataFrame, matched: pd.DataFrame | None, path: Path) -> str:
+    """Issue 23: PGD-10 against clean accuracy along each variant's weight interpolation from the baseline (points
+    at each lambda, Clopper-Pearson 95% CIs both ways), the common clean accuracy dashed and the matched points
+    marked; the title gives the paper pair's difference there with its paired-bootstrap 95% CI."""
+    from analysis.curve_intervals import accuracy_cis
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for variant, g in curves.groupby("variant", sort=False):
+        x = accuracy_cis(g, "clean_acc").rename(columns={"ci_low": "x_low", "ci_high": "x_high"})
+        y = accuracy_cis(g, "robust_acc")
+        xerr = 100 * np.nan_to_num(np.clip(np.vstack([x["clean_acc"] - x["x_low"], x["x_high"] - x["clean_acc"]]),
+                                           0, None))  # fmt: skip
+        ax.errorbar(100 * g["clean_acc"], 100 * g["robust_acc"], xerr=xerr, yerr=_ci_error(y, "robust_acc", 100.0),
+                    fmt="o-", capsize=2, ms=3, label=variant, color=_colour(variant, curves))  # fmt: skip
+        for lam, cx, cy in zip(g["lam"], g["clean_acc"], g["robust_acc"], strict=True):
+            if lam in (0.0, 1.0):
+                ax.annotate(f"lam {lam:g}", (100 * cx, 100 * cy), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    title = "Trade-off along the weight interpolation from the baseline"
+    if matched is not None and len(matched):
+        r = matched.iloc[0]
+        ax.axvline(100 * r["level"], ls="--", lw=0.8, color="grey")
+        for name, value in ((r["a"], r["robust_a"]), (r["b"], r["robust_b"])):
+            if np.isfinite(value):
+                ax.plot(100 * r["level"], 100 * value, "*", ms=11, color=_colour(name, curves), mec="black", mew=0.5)
+        if r["status"] == "comparable":
+            title += (f"\n{r['a']} - {r['b']} at clean {100 * r['level']:.1f}%: {100 * r['effect']:+.1f} points "
+                      f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")  # fmt: skip
+        else:
+            title += f"\n{r['a']} vs {r['b']}: not comparable at clean {100 * r['level']:.1f}%"
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("PGD-10 accuracy (%)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{title} ({int(curves['n_images'].iloc[0])} images)", fontsize=8)
+    return save(fig, path)
+
+
 def fig_bars(summary: pd.DataFrame, value: str, group: str | None, path: Path, title: str) -> str:
     """Bars of ``value`` mean ± sd per variant (grouped by ``group`` when given)."""
     groups = list(dict.fromkeys(summary[group])) if group else [None]

@@ -7,8 +7,8 @@ from analysis.experiments import explanations, measure, training  # noqa: F401 (
 from analysis.experiments.registry import EXPERIMENTS, Context, Experiment, Output, experiment
 from analysis.experiments.settings import FULL, QUICK, Settings, estimate_cpu_s, parse_overrides, with_seeds
 
-ORDER = ("continuity", "alpha_sweep", "neighbourhood_rank", "probes", "robustness", "eps_sweep", "attack_audit",
-         "attributions", "road", "stability", "sanity_checks", "explanation_continuity", "embeddings",
+ORDER = ("continuity", "alpha_sweep", "neighbourhood_rank", "probes", "robustness", "tradeoff", "eps_sweep",
+         "attack_audit", "attributions", "road", "stability", "sanity_checks", "explanation_continuity", "embeddings",
          "transfer", "fairness")  # fmt: skip
 _ordered = {n: EXPERIMENTS[n] for n in ORDER if n in EXPERIMENTS}
 _ordered.update({n: e for n, e in EXPERIMENTS.items() if n not in _ordered})

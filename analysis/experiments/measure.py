@@ -8,9 +8,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from analysis import roles as R
 from analysis.claims import PROBE_FIGURES
-from analysis.experiments.registry import Context, Output, experiment, figure_path, quiet
-from analysis.report_figures import fig_continuity, fig_eps, fig_probe
+from analysis.experiments.registry import Context, ExperimentSkipped, Output, experiment, figure_path, quiet
+from analysis.report_figures import fig_continuity, fig_eps, fig_probe, fig_tradeoff
 
 
 @experiment("continuity", "Distance score under Table 1 perturbations", "4.2, Fig. 3", ("n_images", "batch_size"))
@@ -66,6 +67,39 @@ def run_robustness(ctx: Context) -> Output:
     return Output({"robustness": table, "per_image": per_image[["variant", "image", "clean", "pgd10"]]},
                   [f"PGD-10, eps 8/255, step 2/255, seeded random start, on {len(data)} test images"],
                   ran={"n_images": len(data), "pgd_steps": 10})  # fmt: skip
+
+
+@experiment("tradeoff", "Clean vs PGD-10 accuracy along the weight interpolation from the baseline",
+            "4.4 (matched clean accuracy)", ("tradeoff_images", "tradeoff_lambdas", "batch_size"),
+            uses=(R.BASELINE, R.ADVERSARIAL, R.ADVERSARIAL_CONSTRAINED, R.MIXED_CONTROL))  # fmt: skip
+def run_tradeoff(ctx: Context) -> Output:
+    """Issue 23: each adversarial variant's trade-off curve from the baseline it was fine-tuned from, and ADV+C vs
+    ADV (and its control) read off at a common clean accuracy (``analysis.tradeoff``)."""
+    from analysis.tradeoff import ATTACK, LEVEL_RULE, init_notes, matched_table, tradeoff_tables
+
+    roles, s = ctx.roles, ctx.settings
+    base = R.with_role(roles, R.BASELINE)
+    curved = [v for v, r in roles.items() if r in (R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL, R.MIXED_CONTROL)]
+    if base is None or not curved:
+        raise ExperimentSkipped("needs the baseline and at least one adversarially fine-tuned variant")
+    data = ctx.first(s.tradeoff_images)
+    curves, per_image = tradeoff_tables(ctx.models, base, curved, data.images, data.labels, s.tradeoff_lambdas,
+                                        batch_size=s.batch_size, progress=ctx.progress)  # fmt: skip
+    comps = R.comparisons(roles, [(R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL)])
+    tables = [matched_table(per_image, c.a, c.b).assign(kind=c.kind) for c in comps]
+    matched = pd.concat(tables, ignore_index=True) if tables else None
+    lams = ", ".join(f"{x:g}" for x in s.tradeoff_lambdas)
+    notes = [f"theta(lam) = (1 - lam) theta_{base} + lam theta_V (float parameters and BatchNorm statistics; integer "
+             f"buffers from V), assuming V was fine-tuned from {base} (the recipes' init); {ATTACK} on the first "
+             f"{len(data)} test images of the subset at lam {lams}",
+             f"equal clean accuracy along the interpolation path, not along retrained alphas; {LEVEL_RULE}",
+             *init_notes({v: ctx.zoo[v].card for v in curved}, base, curved)]  # fmt: skip
+    if matched is not None:
+        notes += [f"{r.a} vs {r.b}: {r.reason}" for r in matched.itertuples() if r.reason]
+    fig = fig_tradeoff(curves, matched, figure_path(ctx, "tradeoff.png"))
+    parts = {"tradeoff": curves, **({"matched": matched} if matched is not None else {}), "per_image": per_image}
+    return Output(parts, notes, [fig], ran={"n_images": len(data), "lambdas": len(s.tradeoff_lambdas),
+                                            "pgd_steps": 10})  # fmt: skip
 
 
 @experiment("eps_sweep", "PGD-10 accuracy against eps", "4.4 (extension)", ("eps_images", "eps_values_255"))

@@ -34,6 +34,10 @@ class Settings:
     audit_steps: tuple[int, ...] = (50,)  # APGD iterations (the largest is used)
     audit_restarts: int = 1  # APGD restarts
     apgd_targets: int = 3  # APGD-T target classes (the top non-true classes)
+    # trade-off curves (issue 23): the adversarial variants interpolated in weight space from the baseline, clean
+    # and PGD-10 accuracy at each lambda on the first tradeoff_images of the subset (analysis.tradeoff)
+    tradeoff_images: int = 1000
+    tradeoff_lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     eps_images: int = 200
     eps_values_255: tuple[float, ...] = (0, 1, 2, 4, 8, 16, 32)
     # attributions: the gradient methods' claims on attr_images, the slow methods' (LIME, ScoreCAM) on attr_slow_images
@@ -154,7 +158,7 @@ QUICK = dataclasses.replace(
     alpha_val_size=64, alpha_eval_images=256, transfer_seeds=(0,), transfer_epochs=1.0, transfer_min_steps=4,
     transfer_train_limit=256, domain_shift_train_limit=256, transfer_test_limit=256, fairness_source="digits",
     fairness_seeds=(0,), fairness_epochs=1.0, fairness_train_limit=384, fairness_test_limit=360, fairness_width=8,
-    fairness_pgd_steps=2, warmup_steps=2,
+    fairness_pgd_steps=2, warmup_steps=2, tradeoff_images=32, tradeoff_lambdas=(0.0, 0.5, 1.0),
 )  # fmt: skip
 
 SEED_FIELDS = ("seeds", "transfer_seeds", "fairness_seeds")
@@ -250,6 +254,7 @@ def estimate_cpu_s(
         "neighbourhood_rank": v * (candidates + s.rank_anchors * 16) / INFER_RATE,
         "probes": v * s.n_images * 12 / INFER_RATE,
         "robustness": v * s.pgd_images * 10 / ATTACK_STEP_RATE,
+        "tradeoff": adv * len(s.tradeoff_lambdas) * s.tradeoff_images * 11 / ATTACK_STEP_RATE,
         "eps_sweep": v * s.eps_images * 10 * len(s.eps_values_255) / ATTACK_STEP_RATE,
         "attack_audit": (v * s.audit_images * 10 + adv * s.audit_images * robust_share * apgd) / ATTACK_STEP_RATE,
         "attributions": v
