@@ -252,12 +252,16 @@ class StoreRef:
 def attach(zoo: Any, models: Mapping[str, Any] | None = None, root: str | os.PathLike | None = None) -> None:
     """Mark every model of a loaded zoo (``models.checkpoints.Zoo``), and ``models`` (variant -> a copy of its
     model), with its store (default :func:`default_root`) and checkpoint sha256 (from the verified manifest), so
-    lookups know where to look; idempotent. A model without a sha256 in the manifest is never looked up."""
+    lookups know where to look; idempotent. A model without a sha256 in the manifest is never looked up.
+
+    A lazy ``models`` mapping (one with ``peek(variant)``: the copy if it is made already, else None) is not made to
+    copy anything: a ``copy.deepcopy`` of a marked model carries the mark."""
     folder = str(Path(root) if root is not None else default_root(zoo.path))
     listed = zoo.manifest.get("variants") or {}
+    peek = getattr(models, "peek", None) or (models or {}).get
     for variant, entry in zoo.entries.items():  # an entry's own sha256: a replica's differs from the primary's
         sha = str(getattr(entry, "sha256", None) or (listed.get(variant) or {}).get("sha256") or "")
-        for model in (entry.model, (models or {}).get(variant)):
+        for model in (entry.model, peek(variant)):
             if sha and model is not None:
                 object.__setattr__(model, ATTRIBUTE, StoreRef(folder, sha, variant))
 

@@ -63,6 +63,11 @@ class PrivateCopies(Mapping):
                 self._copies[variant] = model
             return model
 
+    def peek(self, variant: str) -> Any | None:
+        """The copy of ``variant`` if it is made already (None otherwise): looking never copies a model."""
+        with self._guard:
+            return self._copies.get(variant)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.handle.variants)
 

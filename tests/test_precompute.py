@@ -281,3 +281,20 @@ def test_a_row_is_read_alone_and_equals_the_whole_array(tmp_path):
     path.write_bytes(first[: len(first) // 2])
     with pytest.raises(store.CorruptChunk, match=str(path)):
         store.read_row(path, "maps", 0)
+
+
+def test_the_heavy_service_copies_a_model_only_when_it_needs_it_and_the_copy_reads_the_store(zoo):
+    from analysis.service_api import LocalComputeService
+    from app.compute import PrivateCopies
+    from app.zoo_cache import open_zoo
+
+    assert pc.main(["--zoo", str(zoo), *QUICK]) == 0
+    handle = open_zoo(zoo, "cpu")
+    copies = PrivateCopies(handle)
+    LocalComputeService(handle.zoo, models=copies)  # as the dashboard's heavy service: nothing copied at start
+    assert [copies.peek(v) for v in handle.variants] == [None] * len(handle.variants)
+    _, _, ds = _test_split(zoo)
+    private = copies["standard"]
+    assert private is not handle.model("standard") and copies.peek("C") is None
+    target = int(private(ds.images[:1]).argmax(1)[0])
+    assert store.has_maps(private, ds.images[0].numpy(), "brightness", "gradcam", target, (0, 3))
