@@ -1,10 +1,12 @@
 """The saliency page fits the screen (issue 24 point 2) in a real headless Chromium: every registered method on,
 opened by a link (issue 22 item 6), at 1280 px and at 1920 px, every panel and colour bar lies inside the window and
-nothing scrolls sideways (neither the document nor Streamlit's main container)."""
+nothing scrolls sideways (neither the document nor Streamlit's main container); the level and the difference view,
+moved inside the rows' fragment, reach the link at once."""
 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,16 @@ from tests.test_browser import (  # noqa: F401  (server: the fixture)
     ROOT,
     VARIANT_ROWS,
     browser_page,
+    open_saliency,
     server,
+    set_level,
+    wait_for_variant_rows,
     wait_idle,
+    wait_level_agrees,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+VARIANT_NAMES = ["standard", "C", "ADV", "ADV+C"]  # the tiny zoo's variants, in the picker's order
 
 MEASURE = """(n) => {
     const main = document.querySelector('[data-testid="stMain"]');
@@ -100,3 +107,74 @@ def test_every_method_on_fits_1280_and_1920_px(server):  # noqa: F811  (the fixt
             page.screenshot(path=str(artifacts / "saliency-fit-failure.png"), full_page=True)
             shutil.copy(log, artifacts / "streamlit-fit.log")
             raise
+
+
+def query_of(url: str) -> dict[str, str]:
+    """A URL's query parameters, one value each."""
+    from urllib.parse import parse_qs, urlsplit
+
+    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def wait_url(page, wanted: dict[str, str | None], timeout_s: float) -> dict[str, str]:
+    """Until the page's URL carries ``wanted`` (None: the parameter is absent); its query parameters (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = query_of(page.url)
+        if all(seen.get(k) == v for k, v in wanted.items()):
+            return seen
+        if time.monotonic() > deadline:
+            pytest.fail(f"the URL never carried {wanted}: {page.url}")
+        page.wait_for_timeout(200)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_level_and_difference_view_reach_the_link_without_a_full_run(server):  # noqa: F811  (the fixture)
+    """Issue 22 item 6: the level slider and the difference toggle live in the rows' fragment; once every map is
+    computed (the rows no longer poll and nothing reruns the whole page), moving them updates the URL at once, and
+    that URL opened in another tab (another session) shows the same level and difference view, while the first tab
+    keeps its rows."""
+    from models.perturbations import KIND_REGISTRY
+
+    url, proc, log = server
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    label3 = KIND_REGISTRY["brightness"].label(3)
+    with browser_page() as page:
+        try:
+            open_saliency(page, url)
+            wait_for_variant_rows(page)
+            wait_idle(page, RESULT_S)
+            page.locator('[data-testid="stProgress"]').first.wait_for(state="detached", timeout=RESULT_S * 1000)
+            wait_idle(page, RESULT_S)  # every level computed: a slider move reruns the fragment only
+            assert wait_url(page, {"level": "1", "kind": "brightness"}, RESULT_S)["zoo"] == "tiny"
+            set_level(page, 3)
+            wait_level_agrees(page, 3, label3, RESULT_S)
+            link = wait_url(page, {"level": "3", "diff": None}, 10)
+            page.locator(".st-key-sal_diff").get_by_text("Difference maps").click()
+            page.locator(".scl-difference").first.wait_for(timeout=RESULT_S * 1000)
+            link = wait_url(page, {"level": "3", "diff": VARIANT_NAMES[0]}, 10)
+            assert link["image"] == "0" and link["variants"] == ",".join(VARIANT_NAMES)
+
+            second = page.context.browser.new_context(viewport={"width": 1500, "height": 1100})  # another session
+            other = second.new_page()  # opened by the copied link
+            other.set_default_timeout(60_000)
+            other.goto(page.url, wait_until="domcontentloaded", timeout=120_000)
+            other.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=RESULT_S * 1000)
+            wait_for_variant_rows(other)
+            wait_level_agrees(other, 3, label3, RESULT_S)
+            other.locator(".scl-difference").first.wait_for(timeout=RESULT_S * 1000)
+            assert other.locator(".st-key-sal_diff input[type='checkbox']").is_checked()
+            assert query_of(other.url) == link  # the reopened view writes back the same link
+            assert other.locator('[data-testid="stException"]').count() == 0
+            second.close()
+
+            page.bring_to_front()  # the first tab still shows its view
+            wait_level_agrees(page, 3, label3, RESULT_S)
+            assert page.locator(".scl-difference").count() >= 1
+            assert page.locator('[data-testid="stException"]').count() == 0
+        except BaseException:
+            page.screenshot(path=str(artifacts / "saliency-link-failure.png"), full_page=True)
+            shutil.copy(log, artifacts / "streamlit-link.log")
+            raise
+    assert "Traceback" not in log.read_text()

@@ -167,6 +167,32 @@ def test_a_link_opens_its_view(page_env):
     assert written["baseline"] == "black" and written["zoo"] == "tiny" and len(written["manifest"]) == 12
 
 
+def test_the_link_follows_the_level_and_the_difference_view(page_env):
+    """The level slider and the difference toggle sit in the rows' fragment: their callbacks write the link, so it
+    names the level on screen (AppTest reruns the whole script; tests/test_saliency_browser.py checks the fragment-
+    only rerun in a browser). The link then reopens that view in a new session."""
+    at = open_app("saliency")
+    assert link_of(at)["level"] == "1" and "diff" not in link_of(at)
+    at.slider(key="sal_level").set_value(3).run()
+    assert_clean(at)
+    assert link_of(at)["level"] == "3"
+    at.toggle(key="sal_diff").set_value(True).run()
+    assert_clean(at)
+    assert link_of(at)["diff"] == "standard"  # the reference shown by default: the first variant
+    at.selectbox(key="sal_diff_ref").set_value("ADV").run()
+    at.slider(key="sal_level").set_value(0).run()
+    assert_clean(at)
+    link = link_of(at)
+    assert link["level"] == "0" and link["diff"] == "ADV"
+    again = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)  # the copied link, in a new session
+    again.query_params.update(link)
+    again.run()
+    again.switch_page("views/saliency.py").run()
+    assert_clean(again)
+    assert again.slider(key="sal_level").value == 0 and again.toggle(key="sal_diff").value
+    assert again.selectbox(key="sal_diff_ref").value == "ADV" and link_of(again) == link
+
+
 class Deferred:
     """Records the callables of deferred download buttons (``st.download_button(data=callable)``) by file name."""
 

@@ -191,8 +191,8 @@ layer = t4.selectbox("GradCAM layer", layer_codes, key="sal_layer", format_func=
 method_options: dict[str, dict] = {}
 with st.expander("Options"):
     for name, info in methods_info.items():
-        if "num_samples" in info.defaults:
-            n = int(info.defaults["num_samples"])
+        if "num_samples" in info.defaults:  # the default fitted to the zoo's input size (LIME: 300 at 224 px)
+            n = int(info.options(input_size=handle.image_size)["num_samples"])
             choices = sorted({max(50, n // 4), max(50, n // 2), n, 2 * n})
             method_options[name] = {"num_samples": st.select_slider(f"{info.label} samples", choices, value=n,
                                                                     key=f"sal_{name}_samples")}  # fmt: skip
@@ -257,7 +257,15 @@ def _top3(row: dict) -> str:
 
 
 def _keep_level() -> None:
+    """The slider's callback: the level is kept, and the link follows it at once (see :func:`_link_follows`)."""
     state["sal_level_kept"] = int(state["sal_level"])
+    _link_follows()
+
+
+def _link_follows() -> None:
+    """Callback of the widgets inside the rows' fragment (level, difference view): the view into the URL now. A
+    callback runs before the fragment's rerun, so a copied link names the level on screen without a full run."""
+    _write_link(int(state.get("sal_level_kept", 1)))
 
 
 def _display_controls() -> tuple[int, bool, bool, bool, float, bool]:
@@ -404,8 +412,14 @@ def _view(level: int) -> view_state.ViewState:
         zoo=handle.name, manifest=manifest, image=picked.index, upload=image_key if picked.index is None else None,
         kind=kind, level=int(level), variants=tuple(variants), methods=tuple(methods), target=target_mode,
         baseline=baseline, shap_baseline=shap_baseline, layer=layer,
-        diff=state.get("sal_diff_ref") if state.get("sal_diff") else None,
+        diff=_diff_reference() if state.get("sal_diff") else None,
     )  # fmt: skip
+
+
+def _diff_reference() -> str | None:
+    """The difference view's reference variant: the chosen one while it is shown, else the first variant."""
+    chosen = state.get("sal_diff_ref")
+    return chosen if chosen in variants else (variants[0] if variants else None)
 
 
 def _export_buttons(variant: str, row: dict, perturbed, applied: str, scales: dict, overlay: bool, opacity: float,
@@ -439,11 +453,11 @@ def _differences(rows: dict, params: saliency_cache.RowParams) -> None:
     and Spearman's ρ between every pair of variants' maps (``analysis.map_comparison.compare_variants``)."""
     tip = ("Per method: each variant's map, normalised by its largest |value|, minus the reference variant's; and "
            "the rank correlation of every pair.")  # fmt: skip
-    if not st.toggle("Difference maps", key="sal_diff", help=tip):
+    if not st.toggle("Difference maps", key="sal_diff", help=tip, on_change=_link_follows):
         return
     if state.get("sal_diff_ref") not in variants:
         state["sal_diff_ref"] = variants[0]
-    reference = st.selectbox("Reference variant", variants, key="sal_diff_ref")
+    reference = st.selectbox("Reference variant", variants, key="sal_diff_ref", on_change=_link_follows)
     for method in methods:
         label = methods_info[method].label
         maps = {v: rows[v]["maps"][method] for v in variants
@@ -596,9 +610,8 @@ def saliency_rows() -> None:
 
 
 st.fragment(saliency_rows, run_every=POLL_S if polling else None)()
-# The link is written on full runs only: a query-parameter write from a fragment run left a background tab blank in
-# tests/test_browser.py's two-session test. A level or difference-view change inside the rows reaches the URL with
-# the next full run.
+# The link is written on full runs, and from the callbacks of the widgets inside the rows (_link_follows): never from
+# the fragment's body, which reruns every POLL_S while maps compute.
 _write_link(int(state.get("sal_level_kept", 1)))
 
 results = load_results(handle)
