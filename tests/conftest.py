@@ -47,8 +47,9 @@ def cache_dir(tmp_path_factory, monkeypatch):
     return path
 
 
-def make_tiny_zoo(folder: Path, num_classes: int = 10, dataset: dict | None = None) -> Path:
-    """Write a zoo of four seeded, untrained width-4 networks (one per variant) with a manifest."""
+def make_tiny_zoo(folder: Path, num_classes: int = 10, dataset: dict | None = None, config: dict | None = None) -> Path:
+    """Write a zoo of four seeded, untrained width-4 networks (one per variant) with a manifest (``config``: more
+    training-config keys, e.g. ``data_root``)."""
     from models.checkpoints import atomic_torch_save, make_checkpoint, network_spec, write_zoo_manifest
     from models.networks import create_network
     from models.objectives import VARIANTS
@@ -62,7 +63,7 @@ def make_tiny_zoo(folder: Path, num_classes: int = 10, dataset: dict | None = No
             model,
             variant=variant,
             network=network_spec("resnet18-cifar", num_classes, 4),
-            config={"variant": variant, "dataset": dataset["name"]},
+            config={"variant": variant, "dataset": dataset["name"], **(config or {})},
             dataset=dataset,
             metrics={"val_clean_acc": 0.1},
         )
