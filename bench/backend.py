@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -232,6 +233,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--check-every", type=int, default=5,
                    help=f"compare every Nth image's answers with the embedded default's (at most {MAX_CHECKED} per "
                    "user and run; 0: none)")  # fmt: skip
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="the variants users take turns on (default: all the zoo's; one variant: every concurrent "
+                   "request may join one batch, which those of other variants, other models, never do)")  # fmt: skip
     p.add_argument("--method", default="gradcam")
     p.add_argument("--kind", default="brightness")
     p.add_argument("--out", default=None, help="also write the figures as JSON here")
@@ -268,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     from models.checkpoints import load_zoo
 
     zoo = load_zoo(args.zoo, "cpu")
-    variants = zoo.variants
+    variants = args.variants or zoo.variants
+    unknown = sorted(set(variants) - set(zoo.variants))
+    if unknown:
+        print(f"error: --variants {' '.join(unknown)}: not in the zoo ({', '.join(zoo.variants)})", file=sys.stderr)
+        return 2
     size = int(next(iter(zoo.entries.values())).meta.get("dataset", {}).get("image_shape", [3, 32, 32])[-1])
     torch.set_num_threads(1)
     rows = []
@@ -278,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     run_users(embedded, 1, 1, **run | {"duration": None})  # warm-up (imports, first passes)
     mode = f"{args.duration:g} s per user count" if args.duration else f"{args.requests} images per user"
     print(f"{began}, load average {' '.join(f'{x:.2f}' for x in load_start)}; {mode}; {args.method} on "
-          f"{args.kind}", flush=True)  # fmt: skip
+          f"{args.kind}; variants {', '.join(variants)}", flush=True)  # fmt: skip
     if "embedded" in args.servers:
         for users in args.users:
             row = {"server": "embedded", **run_users(embedded, users, **run)}
@@ -329,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         info = {"began": began, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "load_at_start": load_start, "load_at_end": os.getloadavg(), "zoo": Path(args.zoo).name,
-                "method": args.method, "kind": args.kind, "duration_s": args.duration, "requests": args.requests,
+                "method": args.method, "kind": args.kind, "variants": variants, "duration_s": args.duration,
+                "requests": args.requests,
                 "ray_startup_s": startup, "ray_rss_mib": rss, "tolerance": {"rtol": RTOL, "atol": ATOL},
                 "rows": rows, "goals": summary}  # fmt: skip
         Path(args.out).write_text(json.dumps(info, indent=1))

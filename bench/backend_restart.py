@@ -1,17 +1,19 @@
 """A real backend restart under a real dashboard session: no page lost, a message with Retry, then the maps again.
 
-    .venv/bin/python bench/backend_restart.py [--zoo assets/zoo/default] [--kill-after 0]
+    .venv/bin/python bench/backend_restart.py [--zoo assets/zoo/default] [--stop-s 60] [--hard] [--logs DIR]
 
 Starts the compute backend (``python -m analysis.backend_service``, what ``./lab backend`` and ``scl-backend`` run)
 on a free loopback port with the shipped zoo, then the dashboard (``python -m app.launch``, what ``./lab dashboard``
 and ``scl-dashboard`` run) on another loopback port with ``SCL_BACKEND`` pointing at it, and drives it with headless
 Chromium (Playwright, ``/usr/bin/chromium``): the saliency page until every row has drawn its GradCAM maps; the
-backend killed (SIGINT, SIGKILL after ``--stop-s``); in the same browser session another perturbation chosen, so the
-page needs the backend: it must show the "not reachable" message with a Retry button and no traceback; the backend
-started again on the same port; Retry clicked: every row's maps drawn again, the message gone. Each step is printed
-with its time and PASS/FAIL; the exit status is 1 when any step failed (2 for bad arguments). Every process started
-here (backend, its Ray processes, dashboard, browser) is stopped in ``finally``; nothing listens beyond 127.0.0.1.
-Ray's start-up takes one to two minutes on a loaded 2-core machine and some 4.4 GiB.
+backend killed (SIGINT, SIGKILL after ``--stop-s``; ``--hard``: SIGKILL at once, a crash); in the same browser
+session another perturbation chosen, so the page needs the backend: it must show the "not reachable" message with a
+Retry button, no traceback and no rows (no old maps passed off as the new perturbation's); the backend started
+again on the same port; Retry clicked: every row's maps drawn again, the message gone, the chosen perturbation
+kept. Each step is printed with its time and PASS/FAIL (logs and screenshots go to ``--logs``); the exit status is
+1 when any step failed (2 for bad arguments). Every process started here (backend, its Ray processes, dashboard,
+browser) is stopped in ``finally``; nothing listens beyond 127.0.0.1. Ray's start-up takes one to two minutes on a
+loaded 2-core machine and some 4.4 GiB.
 """
 
 from __future__ import annotations
@@ -112,16 +114,20 @@ class Backend:
                                f"see {self.log}")  # fmt: skip
         return self.ready_line
 
-    def stop(self, grace_s: float) -> str:
-        """SIGINT (as Ctrl-C), then SIGKILL to its whole process group after ``grace_s``; how it ended."""
+    def stop(self, grace_s: float, hard: bool = False) -> str:
+        """SIGINT (as Ctrl-C), then SIGKILL to its whole process group after ``grace_s`` (``hard``: at once);
+        how it ended."""
         if self.proc is None or self.proc.poll() is not None:
             return "not running"
         how, below = "SIGINT", descendants(self.proc.pid)  # Ray's processes, before they lose their parent
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            how = f"SIGINT, then SIGKILL after {grace_s:g} s"
+        if hard:
+            how = "SIGKILL"
+        else:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                how = f"SIGINT, then SIGKILL after {grace_s:g} s"
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # what is left of its group (Ray's raylet, workers)
         self.proc.wait(30)
@@ -182,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-s", type=float, default=400, help="longest wait for the backend's ready line")
     p.add_argument("--maps-s", type=float, default=400, help="longest wait for every row's maps")
     p.add_argument("--stop-s", type=float, default=60, help="SIGKILL the backend this long after its SIGINT")
+    p.add_argument("--hard", action="store_true", help="kill the backend with SIGKILL at once (a crash)")
     p.add_argument("--kind", default="brightness", help="the first perturbation (the second is the next one)")
     p.add_argument("--logs", default=str(ROOT / "test-artifacts"), help="folder for the logs and screenshots")
     args = p.parse_args(argv)
@@ -241,14 +248,17 @@ def main(argv: list[str] | None = None) -> int:
                     s.detail = f"{page.locator(ROW).count()} rows"
                     page.screenshot(path=str(logs / "restart-1-drawn.png"))
                 with Step("backend killed") as s:
-                    s.detail = backend.stop(args.stop_s)
+                    s.detail = backend.stop(args.stop_s, args.hard)
                     assert not listening(backend_port), f"port {backend_port} still answers"
                 with Step(f'page asks for "{second}": "not reachable" message, Retry, no traceback') as s:
                     choose_kind(page, second)
                     page.get_by_text(UNREACHABLE).first.wait_for(timeout=args.maps_s * 1000)
                     page.get_by_role("button", name="Retry").wait_for(timeout=30_000)
+                    # no rows: the old perturbation's maps are not passed off as the new one's
+                    page.wait_for_function(f"() => document.querySelectorAll('{ROW}').length === 0", timeout=30_000)
                     problems = page_problems(page)
                     assert not problems, problems
+                    page.get_by_text(UNREACHABLE).first.scroll_into_view_if_needed()
                     page.screenshot(path=str(logs / "restart-2-unreachable.png"))
                     s.detail = page.get_by_text(UNREACHABLE).first.inner_text()[:160]
                 with Step("backend started again on the same port") as s:
