@@ -600,14 +600,15 @@ def claim_robustness_matched(results: Results, roles: Mapping[str, str]) -> Clai
     along the weight interpolation from the baseline (``analysis.tradeoff``; the control ADV+C vs ADV-mixed too).
     A comparison whose curves do not reach the common clean accuracy is left out ("not comparable"), never
     extrapolated; with none left the claim is not measured."""
-    from analysis.tradeoff import LEVEL_RULE, matched_table
+    from analysis.tradeoff import LEVEL_RULE, matched_over_seeds, matched_table
 
     names = paper_names()
     a, b = names[R.ADVERSARIAL_CONSTRAINED], names[R.ADVERSARIAL]
     key, claim = "robustness_matched_clean", f"{a} is more robust than {b} at matched clean accuracy"
     paper = "4.4, Table 2 (matched clean accuracy)"
     metric = "PGD-10 accuracy at the common clean accuracy along the weight interpolation from the baseline"
-    rule = _rule(metric, "higher", "paired bootstrap over images of both curves (10,000 resamples)") + \
+    rule = _rule(metric, "higher", "paired bootstrap over images of both curves (10,000 resamples); with seeds: "
+                 "each seed's own curves and level, two-level bootstrap (seeds, then images)") + \
         f"; {LEVEL_RULE}; equal clean accuracy along the interpolation path, not along retrained alphas"  # fmt: skip
     df = part(results, "tradeoff", "per_image")
     if df is None:
@@ -616,20 +617,32 @@ def claim_robustness_matched(results: Results, roles: Mapping[str, str]) -> Clai
     comps = [c for c in R.comparisons(roles, pairs) if {c.a, c.b} <= set(df["variant"])]
     if not comps:
         return not_measured(key, claim, paper, _table2_text(a, b), rule, no_pair_reason(pairs, roles))
-    tests, values, apart = [], {}, []
+    seeded = "seed" in df.columns
+    tests, values, apart, per_seed, n_seeds = [], {}, [], [], []
     for c in comps:
-        m = matched_table(df, c.a, c.b).iloc[0]
+        if seeded:  # each seed's own curves and level; pooled by the two-level bootstrap
+            pooled, each = matched_over_seeds(df, c.a, c.b)
+            m = pooled.row()
+            seeds = [s for s, r in each.items() if r.comparable]
+            per_seed += [_seed_row(key, c, PLAIN, s, each[s].test_result(), "higher", "points") for s in seeds]
+            if m["reason"] and pooled.comparable:
+                apart.append(f"{c.label}: left out {m['reason']}")
+        else:
+            m, seeds = matched_table(df, c.a, c.b).iloc[0], []
         if m["status"] != "comparable":
             apart.append(f"{c.label}{' (control)' if c.kind == CONTROL_KIND else ''}: not comparable ({m['reason']})")
             continue
-        res = S.TestResult(m["effect"], m["ci_low"], m["ci_high"], m["p"], m["test"], int(m["n_images"]))
+        res = S.TestResult(m["effect"], m["ci_low"], m["ci_high"], m["p"], m["test"], int(m["n_images"]),
+                           len(seeds) if seeded else None)  # fmt: skip
         tests.append(test_row(key, c, res, "higher", metric))
+        n_seeds += [len(seeds) if seeded else 1] if c.kind == PAPER_KIND else []
         values[c.label] = (f"{c.a} {pct(m['robust_a'])} (lam {m['lam_a']:.2f}) vs {c.b} {pct(m['robust_b'])} "
                            f"(lam {m['lam_b']:.2f}) at clean {pct(m['level'])};")  # fmt: skip
     if not tests:
         return not_measured(key, claim, paper, _table2_text(a, b), rule, "; ".join(apart))
     extra = "".join(f"; {t}" for t in apart)
-    return _finish(Claim(key, claim, paper, _table2_text(a, b), "", NOT_MEASURED, rule, tests, 1,
+    return _finish(Claim(key, claim, paper, _table2_text(a, b), "", NOT_MEASURED, rule, tests,
+                         min(n_seeds) if n_seeds else None, per_seed=per_seed,
                          render=lambda cl: _ours(cl.tests, values) + extra))  # fmt: skip
 
 

@@ -38,8 +38,8 @@ from analysis import statistics as S
 from analysis.robustness import ensemble_correct
 
 __all__ = ["DEFAULT_LAMBDAS", "NOT_COMPARABLE", "Curve", "MatchedComparison", "curve_table", "init_notes",
-           "interpolate_state", "interpolated_model", "matched_comparison", "matched_table", "tradeoff_per_image",
-           "tradeoff_tables"]  # fmt: skip
+           "interpolate_state", "interpolated_model", "matched_comparison", "matched_over_seeds", "matched_table",
+           "tradeoff_per_image", "tradeoff_tables"]  # fmt: skip
 
 DEFAULT_LAMBDAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 NOT_COMPARABLE = "not comparable"
@@ -246,6 +246,23 @@ def matched_comparison(
     two-sided p is ``statistics.paired_bootstrap``'s. If a curve does not reach the level the result is
     ``NOT_COMPARABLE`` (nothing is extrapolated).
     """
+    return _matched(curve_a, curve_b, level, n_resamples, seed, names)[0]
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float, float]:
+    """Percentile 95% CI and two-sided bootstrap p (``statistics.paired_bootstrap``'s formula) of ``draws``."""
+    if not len(draws):
+        return math.nan, math.nan, math.nan
+    lo, hi = (float(x) for x in np.quantile(draws, [(1 - S.LEVEL) / 2, (1 + S.LEVEL) / 2]))
+    tail = min((draws <= 0).sum(), (draws >= 0).sum())
+    p = 1.0 if np.all(draws == 0) else min(1.0, 2 * (tail + 1) / (len(draws) + 1))
+    return lo, hi, float(p)
+
+
+def _matched(
+    curve_a: Curve, curve_b: Curve, level: float | None, n_resamples: int, seed: int, names: tuple[str, str]
+) -> tuple[MatchedComparison, np.ndarray]:
+    """``matched_comparison`` and its finite bootstrap draws of the difference."""
     if curve_a.n_images != curve_b.n_images:
         raise ValueError(f"the curves are on different images: {curve_a.n_images} vs {curve_b.n_images}")
     n = curve_a.n_images
@@ -262,8 +279,9 @@ def matched_comparison(
     if missing:
         reason = "; ".join(f"{name}'s curve spans clean accuracy {100 * c.min():.1f}-{100 * c.max():.1f}%, not "
                            f"{100 * lev[0]:.1f}%" for name, c in missing)  # fmt: skip
-        return MatchedComparison(float(lev[0]), float(va[0]), float(vb[0]), float(la[0]), float(lb[0]), math.nan,
-                                 math.nan, math.nan, math.nan, n, NOT_COMPARABLE, reason, test=test)  # fmt: skip
+        res = MatchedComparison(float(lev[0]), float(va[0]), float(vb[0]), float(la[0]), float(lb[0]), math.nan,
+                                math.nan, math.nan, math.nan, n, NOT_COMPARABLE, reason, test=test)  # fmt: skip
+        return res, np.zeros(0)
     rng = np.random.default_rng(seed)
     diffs = []
     chunk = max(1, 2_000_000 // n)
@@ -274,15 +292,43 @@ def matched_comparison(
         diffs.append(_at_level(curve_a.lams, bca, bra, blev)[0] - _at_level(curve_b.lams, bcb, brb, blev)[0])
     d = np.concatenate(diffs)
     kept = d[np.isfinite(d)]
-    effect = float(va[0] - vb[0])
-    if not len(kept):
-        lo = hi = p = math.nan
-    else:
-        lo, hi = (float(x) for x in np.quantile(kept, [(1 - S.LEVEL) / 2, (1 + S.LEVEL) / 2]))
-        tail = min((kept <= 0).sum(), (kept >= 0).sum())
-        p = 1.0 if np.all(kept == 0) else min(1.0, 2 * (tail + 1) / (len(kept) + 1))
-    return MatchedComparison(float(lev[0]), float(va[0]), float(vb[0]), float(la[0]), float(lb[0]), effect, lo, hi,
-                             p, n, "comparable", "", float(1 - len(kept) / len(d)), test)  # fmt: skip
+    lo, hi, p = _interval(kept)
+    res = MatchedComparison(float(lev[0]), float(va[0]), float(vb[0]), float(la[0]), float(lb[0]),
+                            float(va[0] - vb[0]), lo, hi, p, n, "comparable", "", float(1 - len(kept) / len(d)),
+                            test)  # fmt: skip
+    return res, kept
+
+
+def matched_over_seeds(
+    per_image: pd.DataFrame, a: str, b: str, level: float | None = None, n_resamples: int = S.N_RESAMPLES,
+    seed: int = 0,
+) -> tuple[MatchedComparison, dict[int, MatchedComparison]]:  # fmt: skip
+    """With a ``seed`` column (one checkpoint per variant and training seed): each seed's own matched comparison
+    (its own curves and level), and their pooled one: the mean of the per-seed differences with a two-level
+    bootstrap CI (seeds resampled, then one image-bootstrap draw of each resampled seed). Seeds whose curves do not
+    reach their level are left out (the pooled ``reason`` names them); none left: ``NOT_COMPARABLE``."""
+    per_seed, draws = {}, {}
+    for s, g in per_image.groupby("seed", sort=True):
+        res, kept = _matched(Curve.from_per_image(g, a), Curve.from_per_image(g, b), level, n_resamples,
+                             seed + int(s), (a, b))  # fmt: skip
+        per_seed[int(s)] = res
+        if res.comparable and len(kept):
+            draws[int(s)] = kept
+    left_out = [f"seed {s}: {r.reason}" for s, r in per_seed.items() if not r.comparable]
+    test = f"two-level bootstrap at matched clean accuracy, seeds then images ({n_resamples:,} resamples)"
+    n = min((r.n_images for s, r in per_seed.items() if s in draws), default=0)  # per seed, as the claims count
+    mean = lambda f: float(np.mean([getattr(per_seed[s], f) for s in draws])) if draws else math.nan  # noqa: E731
+    if not draws:
+        return MatchedComparison(mean("level"), math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan,
+                                 math.nan, n, NOT_COMPARABLE, "; ".join(left_out), test=test), per_seed  # fmt: skip
+    rng = np.random.default_rng(seed)
+    seeds = list(draws)
+    pick = np.stack([draws[s][rng.integers(0, len(draws[s]), n_resamples)] for s in seeds], axis=1)  # (B, seeds)
+    which = rng.integers(0, len(seeds), size=(n_resamples, len(seeds)))
+    lo, hi, p = _interval(np.take_along_axis(pick, which, axis=1).mean(axis=1))
+    pooled = MatchedComparison(mean("level"), mean("robust_a"), mean("robust_b"), mean("lam_a"), mean("lam_b"),
+                               mean("effect"), lo, hi, p, n, "comparable", "; ".join(left_out), test=test)  # fmt: skip
+    return pooled, per_seed
 
 
 def matched_table(per_image: pd.DataFrame, a: str, b: str, level: float | None = None,

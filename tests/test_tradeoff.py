@@ -185,6 +185,29 @@ def test_matched_claim_decides_on_the_paper_pair_and_reports_a_control_apart():
     assert "robustness_matched_clean" in {c.key for c in C.evaluate_claims({}, ROLES)}
 
 
+def test_with_seeds_each_seed_is_matched_on_its_own_and_pooled_over_seeds():
+    from analysis.tradeoff import matched_over_seeds
+
+    better, worse = _curve([0.9, 0.8, 0.7], [0.1, 0.3, 0.4]), _curve([0.9, 0.75, 0.6], [0.1, 0.2, 0.3], shift=7)
+    same = _curve([0.9, 0.75, 0.6], [0.1, 0.375, 0.45], shift=3)  # seed 1: at a's level 0.7, b reads 0.4 too
+    seeds = [_per_image({"ADV+C": better, "ADV": worse}).assign(seed=0),
+             _per_image({"ADV+C": better, "ADV": same}).assign(seed=1)]  # fmt: skip
+    per = pd.concat(seeds, ignore_index=True)
+    pooled, each = matched_over_seeds(per, "ADV+C", "ADV", n_resamples=2000)
+    assert set(each) == {0, 1} and each[1].effect == pytest.approx(0.0, abs=1e-9) and each[0].effect > 0.1
+    assert pooled.effect == pytest.approx((each[0].effect + each[1].effect) / 2) and pooled.n_images == 400
+    # the seeds disagree: the pooled interval spans both, wider than either seed's own
+    assert pooled.ci_high - pooled.ci_low > max(r.ci_high - r.ci_low for r in each.values())
+    claim = C.claim_robustness_matched({"tradeoff": {"per_image": per}}, ROLES)
+    assert claim.seeds == 2 and claim.tests[0]["n_seeds"] == 2 and "2 seed(s) x 400 images" in claim.row()["n"]
+    assert sorted(t["seed"] for t in claim.per_seed) == [0, 1]
+    far = per.copy()
+    far.loc[(far["seed"] == 1) & (far["variant"] == "ADV"), "clean"] = True  # seed 1: level 100%, out of reach
+    pooled, each = matched_over_seeds(far, "ADV+C", "ADV", n_resamples=200)
+    assert not each[1].comparable and pooled.comparable and pooled.effect == pytest.approx(each[0].effect)
+    assert "seed 1: ADV+C's curve spans clean accuracy 70.0-90.0%, not 100.0%" in pooled.reason
+
+
 def test_matched_table_is_one_row_per_pair():
     per = _per_image({"ADV+C": _curve([0.9, 0.8, 0.7], [0.1, 0.3, 0.4]), "ADV": _curve([0.9, 0.7, 0.6], [0, 0, 0])})
     table = matched_table(per, "ADV+C", "ADV", n_resamples=200)
