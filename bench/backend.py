@@ -280,16 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     size = int(next(iter(zoo.entries.values())).meta.get("dataset", {}).get("image_shape", [3, 32, 32])[-1])
     torch.set_num_threads(1)
     rows = []
-    run = {"per_user": args.requests, "variants": variants, "size": size, "method": args.method,
-           "kind": args.kind, "duration": args.duration}  # fmt: skip
+    run = {"variants": variants, "size": size, "method": args.method, "kind": args.kind}
     embedded = LocalComputeService(zoo, lambda *a: None)
-    run_users(embedded, 1, 1, **run | {"duration": None})  # warm-up (imports, first passes)
+    run_users(embedded, 1, 1, **run)  # warm-up (imports, first passes)
     mode = f"{args.duration:g} s per user count" if args.duration else f"{args.requests} images per user"
     print(f"{began}, load average {' '.join(f'{x:.2f}' for x in load_start)}; {mode}; {args.method} on "
           f"{args.kind}; variants {', '.join(variants)}", flush=True)  # fmt: skip
     if "embedded" in args.servers:
         for users in args.users:
-            row = {"server": "embedded", **run_users(embedded, users, **run)}
+            row = {"server": "embedded", **run_users(embedded, users, args.requests, **run, duration=args.duration)}
             row.pop("checked")
             rows.append(row)
             print({k: v for k, v in row.items()}, flush=True)
@@ -317,10 +316,11 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)  # fmt: skip
             for name, label in remote:
                 client = RemoteComputeService(url, name)
-                run_users(client, 1, 1, **run | {"duration": None})
+                run_users(client, 1, 1, **run)
                 for users in args.users:
                     before = client.info()["batches"]
-                    row = {"server": label, **run_users(client, users, **run, check_every=args.check_every)}
+                    row = {"server": label, **run_users(client, users, args.requests, **run, duration=args.duration,
+                                                        check_every=args.check_every)}  # fmt: skip
                     after = client.info()["batches"]
                     n = sum(after[m]["requests"] - before[m]["requests"] for m in after)
                     row["mean_batch"] = n / max(1, sum(after[m]["batches"] - before[m]["batches"] for m in after))

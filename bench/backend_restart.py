@@ -134,6 +134,9 @@ class Backend:
         for pid in below:  # any that left the group
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30  # killed processes close their sockets as they exit: until they have
+        while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.2)
         return f"{how}; exit {self.proc.returncode}"
 
 
@@ -149,6 +152,14 @@ def descendants(pid: int) -> set[int]:
         frontier = {p for p, parent in parents.items() if parent in frontier} - below
         below |= frontier
     return below
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is no zombie (a zombie has closed its sockets; its new parent may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -249,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                     page.screenshot(path=str(logs / "restart-1-drawn.png"))
                 with Step("backend killed") as s:
                     s.detail = backend.stop(args.stop_s, args.hard)
-                    assert not listening(backend_port), f"port {backend_port} still answers"
+                    deadline = time.monotonic() + 30
+                    while listening(backend_port) and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                    assert not listening(backend_port), f"port {backend_port} still answers 30 s later"
                 with Step(f'page asks for "{second}": "not reachable" message, Retry, no traceback') as s:
                     choose_kind(page, second)
                     page.get_by_text(UNREACHABLE).first.wait_for(timeout=args.maps_s * 1000)

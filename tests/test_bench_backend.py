@@ -119,3 +119,23 @@ def test_bad_arguments_are_one_error_line(bench, capsys):
             bench.parse_args(argv)
         assert exc.value.code == 2
         assert ": error: --" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_embedded_only_duration_run_prints_goals_and_writes_json(bench, tiny_zoo, tmp_path, capsys):
+    """The whole command without Ray (``--servers embedded``): bounded by ``--duration``, the table, the goal
+    lines and the JSON figures."""
+    import json
+
+    out = tmp_path / "figures.json"
+    argv = ["--zoo", str(tiny_zoo), "--servers", "embedded", "--users", "1", "2", "--duration", "0.5",
+            "--out", str(out)]  # fmt: skip
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "0.5 s per user count" in printed and "\nembedded " in printed
+    assert any(line.startswith("goal errors: 0") and line.endswith(" met") for line in printed.splitlines())
+    figures = json.loads(out.read_text())
+    assert [r["users"] for r in figures["rows"]] == [1, 2] and figures["duration_s"] == 0.5
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in figures["rows"])
+    assert figures["tolerance"] == {"rtol": bench.RTOL, "atol": bench.ATOL}
+    assert bench.main(["--zoo", str(tiny_zoo), "--servers", "embedded", "--variants", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: --variants nope: not in the zoo")
