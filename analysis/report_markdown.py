@@ -110,6 +110,16 @@ def section_table2(ctx: Context, status: Status) -> str:
         out += [f"### Accuracy against the PGD-10 radius ({int(eps['n_images'].iloc[0])} test images)", "",
                 md_table(piv.map(pct).reset_index()), "", *[f"- {w}" for w in status["eps_sweep"]["notes"]], "",
                 sec.figure_md(status, "eps_sweep", "eps"), ""]  # fmt: skip
+    if (trade := ctx.results.get("tradeoff")) is not None:  # issue 23: robustness at matched clean accuracy
+        from analysis.tradeoff import matched_display
+
+        curves = trade["tradeoff"].assign(clean_acc=lambda d: d["clean_acc"].map(pct),
+                                          robust_acc=lambda d: d["robust_acc"].map(pct))  # fmt: skip
+        matched = [md_table(matched_display(trade["matched"]))] if "matched" in trade else []
+        out += ["### Robustness at matched clean accuracy (weight interpolation from the baseline)", "",
+                md_table(curves), "", *matched, "",
+                *[f"- {w}" for w in status["tradeoff"]["notes"]], "", sec.figure_md(status, "tradeoff", "tradeoff"),
+                ""]  # fmt: skip
     return "\n".join(out)
 
 

@@ -38,7 +38,8 @@ from analysis import statistics as S
 from analysis.robustness import ensemble_correct
 
 __all__ = ["DEFAULT_LAMBDAS", "NOT_COMPARABLE", "Curve", "MatchedComparison", "curve_table", "init_notes",
-           "interpolate_state", "interpolated_model", "matched_comparison", "matched_over_seeds", "matched_table",
+           "interpolate_state", "interpolated_model", "matched_comparison", "matched_display", "matched_over_seeds",
+           "matched_table",
            "tradeoff_per_image", "tradeoff_tables"]  # fmt: skip
 
 DEFAULT_LAMBDAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -338,3 +339,22 @@ def matched_table(per_image: pd.DataFrame, a: str, b: str, level: float | None =
     res = matched_comparison(Curve.from_per_image(per_image, a), Curve.from_per_image(per_image, b), level,
                              n_resamples, seed, names=(a, b))  # fmt: skip
     return pd.DataFrame([{"a": a, "b": b, **res.row()}])
+
+
+def _lam(x: float) -> str:
+    return f"lam {x:.2f}" if np.isfinite(x) else "not reached"
+
+
+def matched_display(matched: pd.DataFrame) -> pd.DataFrame:
+    """``matched_table`` rows for the report: accuracies as percentages, the difference with its CI in points."""
+    from analysis.formatting import interval, p_value, pct
+
+    return pd.DataFrame({
+        "comparison": [f"{r.a} vs {r.b}" + (" (control)" if getattr(r, "kind", "paper") == "control" else "")
+                       for r in matched.itertuples()],
+        "clean accuracy": matched["level"].map(pct),
+        "robust a (lam)": [f"{pct(r.robust_a)} ({_lam(r.lam_a)})" for r in matched.itertuples()],
+        "robust b (lam)": [f"{pct(r.robust_b)} ({_lam(r.lam_b)})" for r in matched.itertuples()],
+        "a - b [95% CI]": [interval(r.effect, r.ci_low, r.ci_high) for r in matched.itertuples()],
+        "p": matched["p"].map(p_value), "status": matched["status"], "n": matched["n_images"],
+    })  # fmt: skip

@@ -231,6 +231,9 @@ def test_quick_report_writes_the_tradeoff_tables_figure_and_claim_row(tiny_zoo, 
     matched = pd.read_csv(out / "results" / "tradeoff_matched.csv")
     assert list(matched["kind"]) == ["paper", "control"] and (matched["n_images"] == 12).all()
     assert (out / "figures" / "tradeoff.png").is_file()
+    report = (out / "REPORT.md").read_text()
+    assert "### Robustness at matched clean accuracy" in report and "](figures/tradeoff.png)" in report
+    assert "| ADV+C vs ADV |" in report and "| ADV+C vs ADV-mixed (control) |" in report
     claims = pd.read_csv(out / "claims.csv").set_index("key")
     row = claims.loc["robustness_matched_clean"]
     assert row["verdict"] in (C.QUICK_VERDICT, C.NOT_MEASURED) and row["claim"].endswith("at matched clean accuracy")
