@@ -39,16 +39,15 @@ from analysis.robustness import ensemble_correct
 
 __all__ = ["DEFAULT_LAMBDAS", "NOT_COMPARABLE", "Curve", "MatchedComparison", "curve_table", "init_notes",
            "interpolate_state", "interpolated_model", "matched_comparison", "matched_display", "matched_over_seeds",
-           "matched_table",
-           "tradeoff_per_image", "tradeoff_tables"]  # fmt: skip
+           "matched_table", "tradeoff_per_image", "tradeoff_tables"]  # fmt: skip
 
 DEFAULT_LAMBDAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 NOT_COMPARABLE = "not comparable"
 ATTACK = "PGD-10 (eps 8/255, step 2/255, seeded random start)"
 LEVEL_RULE = (
     "the common clean accuracy is the higher of the two fine-tuned endpoints' (lam = 1): interpolating towards "
-    "the baseline raises clean accuracy, so the less accurate variant's curve can reach the more accurate one's "
-    "clean accuracy, never the reverse"
+    "the more accurate baseline raises clean accuracy, so the less accurate variant's curve can reach the more "
+    "accurate one's clean accuracy, while the reverse would need a curve to fall below its own endpoint"
 )
 
 
