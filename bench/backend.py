@@ -185,7 +185,7 @@ def start_ray(ray, tries: int) -> None:
 
 def goal_line(goal: str, measured: str, met: bool) -> str:
     """One goal with its measured figure and verdict, in columns so the lines read side by side."""
-    return f"goal {goal:<48} measured {measured:<34} {'met' if met else 'NOT MET'}"
+    return f"goal {goal:<60} measured {measured:<36} {'met' if met else 'NOT MET'}"
 
 
 def goals(rows: list[dict]) -> list[str]:
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 url = serve_zoos(cfg)
             startup = time.perf_counter() - t0
             rss = descendants_rss_mib(os.getpid())
-            print(f"Ray + {len(remote)} deployment(s) ready in {startup:.1f} s; Ray's processes hold {rss:.0f} MiB",
+            print(f"Ray + {len(remote)} served zoo(s) ready in {startup:.1f} s; Ray's processes hold {rss:.0f} MiB",
                   flush=True)  # fmt: skip
             for name, label in remote:
                 client = RemoteComputeService(url, name)
