@@ -139,3 +139,43 @@ def test_embedded_only_duration_run_prints_goals_and_writes_json(bench, tiny_zoo
     assert figures["tolerance"] == {"rtol": bench.RTOL, "atol": bench.ATOL}
     assert bench.main(["--zoo", str(tiny_zoo), "--servers", "embedded", "--variants", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: --variants nope: not in the zoo")
+
+
+@pytest.fixture(scope="module")
+def restart():
+    spec = importlib.util.spec_from_file_location("bench_backend_restart", ROOT / "bench" / "backend_restart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_restart_check_refuses_bad_arguments_before_starting_anything(restart, tmp_path, capsys):
+    assert restart.main(["--zoo", str(tmp_path / "no-zoo"), "--logs", str(tmp_path / "logs")]) == 2
+    assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "logs").exists()
+    if Path(restart.CHROMIUM).exists():
+        assert restart.main(["--kind", "sepia", "--logs", str(tmp_path / "logs")]) == 2
+        assert capsys.readouterr().err.startswith("error: --kind must be one of brightness")
+
+
+def test_restart_steps_print_pass_and_fail_and_stop_at_a_failure(restart, capsys):
+    import os
+    import subprocess
+    import sys
+
+    before = restart.Step.failures
+    with restart.Step("first") as step:
+        step.detail = "fine"
+    with pytest.raises(SystemExit), restart.Step("second"):
+        raise AssertionError("the message was not shown\nmore")
+    lines = capsys.readouterr().out.splitlines()
+    assert "PASS first (" in lines[0] and lines[0].endswith(": fine")
+    assert "FAIL second (" in lines[1] and lines[1].endswith("AssertionError: the message was not shown")
+    assert restart.Step.failures == before + 1
+    restart.Step.failures = before
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert child.pid in restart.descendants(os.getpid()) and restart.alive(child.pid)
+    finally:
+        child.kill()
+        child.wait(10)
+    assert not restart.alive(child.pid)
