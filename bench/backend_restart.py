@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                     assert not problems, problems
                     shown = page.locator(".st-key-sal_kind input").first.input_value()
                     assert shown == second, f"the perturbation is {shown!r} again: the choice was lost"
+                    rows = page.locator(ROW)
+                    stale = [i for i in range(rows.count()) if second not in rows.nth(i).inner_text()]
+                    assert not stale, f"rows {stale} are not of {second} (each caption names its perturbation)"
                     page.screenshot(path=str(logs / "restart-3-recovered.png"))
                     s.detail = f"{page.locator(ROW).count()} rows, perturbation still {second}"
             except SystemExit:
