@@ -51,6 +51,7 @@ CLEAN_CORRECT = "both clean-correct"
 NORMALISED = "normalised by the same-class logit spread"
 LEVEL1_NO_HUE = "level 1 without hue"
 ENDS = "largest vs smallest alpha"
+BOTH_BLENDED = "both blended (halfway to the baseline's clean accuracy)"
 TREND = "trend over the whole sweep"
 DIFFERENCE, NONINFERIORITY = "difference", "non-inferiority"
 CHECKPOINT_NOTE = (f"one checkpoint per variant and seed: a verdict speaks {S.SCOPE_METHOD} only with >= "
@@ -600,7 +601,7 @@ def claim_robustness_matched(results: Results, roles: Mapping[str, str]) -> Clai
     along the weight interpolation from the baseline (``analysis.tradeoff``; the control ADV+C vs ADV-mixed too).
     A comparison whose curves do not reach the common clean accuracy is left out ("not comparable"), never
     extrapolated; with none left the claim is not measured."""
-    from analysis.tradeoff import LEVEL_RULE, matched_over_seeds, matched_table
+    from analysis.tradeoff import LEVEL_RULE, MIDWAY, MIDWAY_RULE, matched_over_seeds, matched_table
 
     names = paper_names()
     a, b = names[R.ADVERSARIAL_CONSTRAINED], names[R.ADVERSARIAL]
@@ -609,7 +610,8 @@ def claim_robustness_matched(results: Results, roles: Mapping[str, str]) -> Clai
     metric = "PGD-10 accuracy at the common clean accuracy along the weight interpolation from the baseline"
     rule = _rule(metric, "higher", "paired bootstrap over images of both curves (10,000 resamples); with seeds: "
                  "each seed's own curves and level, two-level bootstrap (seeds, then images)") + \
-        f"; {LEVEL_RULE}; equal clean accuracy along the interpolation path, not along retrained alphas"  # fmt: skip
+        f"; {LEVEL_RULE}; secondary, {MIDWAY_RULE}; equal clean accuracy along the interpolation path, not along " \
+        "retrained alphas"  # fmt: skip
     df = part(results, "tradeoff", "per_image")
     if df is None:
         return not_measured(key, claim, paper, _table2_text(a, b), rule, "tradeoff not run")
@@ -619,22 +621,28 @@ def claim_robustness_matched(results: Results, roles: Mapping[str, str]) -> Clai
         return not_measured(key, claim, paper, _table2_text(a, b), rule, no_pair_reason(pairs, roles))
     seeded = "seed" in df.columns
     tests, values, apart, per_seed, n_seeds = [], {}, [], [], []
-    for c in comps:
+    for c, (form, level) in [(c, f) for c in comps for f in ((PLAIN, None), (BOTH_BLENDED, MIDWAY))]:
+        primary = form == PLAIN
         if seeded:  # each seed's own curves and level; pooled by the two-level bootstrap
-            pooled, each = matched_over_seeds(df, c.a, c.b)
+            pooled, each = matched_over_seeds(df, c.a, c.b, level)
             m = pooled.row()
             seeds = [s for s, r in each.items() if r.comparable]
-            per_seed += [_seed_row(key, c, PLAIN, s, each[s].test_result(), "higher", "points") for s in seeds]
+            per_seed += [_seed_row(key, c, form, s, each[s].test_result(), "higher", "points") for s in seeds]
             if m["reason"] and pooled.comparable:
-                apart.append(f"{c.label}: left out {m['reason']}")
+                apart.append(f"{c.label} [{form}]: left out {m['reason']}")
         else:
-            m, seeds = matched_table(df, c.a, c.b).iloc[0], []
+            m, seeds = matched_table(df, c.a, c.b, level).iloc[0], []
         if m["status"] != "comparable":
-            apart.append(f"{c.label}{' (control)' if c.kind == CONTROL_KIND else ''}: not comparable ({m['reason']})")
+            where = "" if primary else f" [{form}]"
+            apart.append(f"{c.label}{' (control)' if c.kind == CONTROL_KIND else ''}{where}: not comparable "
+                         f"({m['reason']})")  # fmt: skip
             continue
         res = S.TestResult(m["effect"], m["ci_low"], m["ci_high"], m["p"], m["test"], int(m["n_images"]),
                            len(seeds) if seeded else None)  # fmt: skip
-        tests.append(test_row(key, c, res, "higher", metric))
+        tests.append(test_row(key, c, res, "higher", metric if primary else f"{metric}, {form}", form=form,
+                              primary=primary))  # fmt: skip
+        if not primary:
+            continue
         n_seeds += [len(seeds) if seeded else 1] if c.kind == PAPER_KIND else []
         values[c.label] = (f"{c.a} {pct(m['robust_a'])} (lam {m['lam_a']:.2f}) vs {c.b} {pct(m['robust_b'])} "
                            f"(lam {m['lam_b']:.2f}) at clean {pct(m['level'])};")  # fmt: skip

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from analysis import statistics as S
 from analysis.robustness import ensemble_correct
 
-__all__ = ["DEFAULT_LAMBDAS", "NOT_COMPARABLE", "Curve", "MatchedComparison", "curve_table", "init_notes",
+__all__ = ["DEFAULT_LAMBDAS", "MIDWAY", "NOT_COMPARABLE", "Curve", "MatchedComparison", "curve_table", "init_notes",
            "interpolate_state", "interpolated_model", "matched_comparison", "matched_display", "matched_over_seeds",
            "matched_table", "tradeoff_per_image", "tradeoff_tables"]  # fmt: skip
 
@@ -49,6 +49,15 @@ LEVEL_RULE = (
     "the more accurate baseline raises clean accuracy, so the less accurate variant's curve can reach the more "
     "accurate one's clean accuracy, while the reverse would need a curve to fall below its own endpoint"
 )
+
+MIDWAY = "midway"
+MIDWAY_RULE = (
+    "both blended: the common clean accuracy halfway between the higher fine-tuned endpoint's and the baseline's "
+    "(lam = 0), where both curves are blends (the default level compares one variant's trained checkpoint with a "
+    "blend of the other)"
+)
+#: A common clean accuracy: a fraction, None (``LEVEL_RULE``) or ``MIDWAY`` (``MIDWAY_RULE``).
+Level = float | str | None
 
 
 # ----------------------------------------------------------------------------- interpolation
@@ -225,21 +234,26 @@ def _at_level(lams: np.ndarray, clean: np.ndarray, robust: np.ndarray, level: np
     return value, at
 
 
-def _level_of(a_clean: np.ndarray, b_clean: np.ndarray, level: float | None, rows: int) -> np.ndarray:
-    """The common clean accuracy per row: ``level`` when given, else the higher lam = 1 endpoint (``LEVEL_RULE``)."""
-    if level is not None:
-        return np.full(rows, float(level))
-    return np.maximum(a_clean[:, -1], b_clean[:, -1])
+def _level_of(a_clean: np.ndarray, b_clean: np.ndarray, level: Level, rows: int) -> np.ndarray:
+    """The common clean accuracy per row: a number as given; None: the higher lam = 1 endpoint (``LEVEL_RULE``);
+    ``MIDWAY``: halfway from there to the curves' start, the baseline at lam = 0 (``MIDWAY_RULE``)."""
+    top = np.maximum(a_clean[:, -1], b_clean[:, -1])
+    if level is None:
+        return top
+    if level == MIDWAY:
+        return (top + (a_clean[:, 0] + b_clean[:, 0]) / 2) / 2
+    return np.full(rows, float(level))
 
 
 def matched_comparison(
-    curve_a: Curve, curve_b: Curve, level: float | None = None, n_resamples: int = S.N_RESAMPLES, seed: int = 0,
+    curve_a: Curve, curve_b: Curve, level: Level = None, n_resamples: int = S.N_RESAMPLES, seed: int = 0,
     names: tuple[str, str] = ("a", "b"),
 ) -> MatchedComparison:  # fmt: skip
     """Robust accuracy of ``curve_a`` minus ``curve_b`` at one clean accuracy, on the same images.
 
     ``level``: the common clean accuracy (a fraction); None uses ``LEVEL_RULE`` (the higher of the two lam = 1
-    clean accuracies), recomputed in every resample so that the CI carries its uncertainty. Each curve's robust
+    clean accuracies) and ``MIDWAY`` uses ``MIDWAY_RULE``, each recomputed in every resample so that the CI
+    carries its uncertainty. Each curve's robust
     accuracy at the level is linearly interpolated between its grid points along the interpolation path (equal
     clean accuracy **along the weight interpolation, not along retrained alphas**). The CI is the percentile
     interval of ``n_resamples`` paired bootstrap resamples of the images (the same images for both curves); the
@@ -260,7 +274,7 @@ def _interval(draws: np.ndarray) -> tuple[float, float, float]:
 
 
 def _matched(
-    curve_a: Curve, curve_b: Curve, level: float | None, n_resamples: int, seed: int, names: tuple[str, str]
+    curve_a: Curve, curve_b: Curve, level: Level, n_resamples: int, seed: int, names: tuple[str, str]
 ) -> tuple[MatchedComparison, np.ndarray]:
     """``matched_comparison`` and its finite bootstrap draws of the difference."""
     if curve_a.n_images != curve_b.n_images:
@@ -300,7 +314,7 @@ def _matched(
 
 
 def matched_over_seeds(
-    per_image: pd.DataFrame, a: str, b: str, level: float | None = None, n_resamples: int = S.N_RESAMPLES,
+    per_image: pd.DataFrame, a: str, b: str, level: Level = None, n_resamples: int = S.N_RESAMPLES,
     seed: int = 0,
 ) -> tuple[MatchedComparison, dict[int, MatchedComparison]]:  # fmt: skip
     """With a ``seed`` column (one checkpoint per variant and training seed): each seed's own matched comparison
@@ -331,7 +345,7 @@ def matched_over_seeds(
     return pooled, per_seed
 
 
-def matched_table(per_image: pd.DataFrame, a: str, b: str, level: float | None = None,
+def matched_table(per_image: pd.DataFrame, a: str, b: str, level: Level = None,
                   n_resamples: int = S.N_RESAMPLES, seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """``matched_comparison`` of variants ``a`` and ``b`` from a per-image table, as a one-row table (a, b and the
     fields of ``MatchedComparison``)."""
@@ -351,6 +365,7 @@ def matched_display(matched: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "comparison": [f"{r.a} vs {r.b}" + (" (control)" if getattr(r, "kind", "paper") == "control" else "")
                        for r in matched.itertuples()],
+        "level": matched["level_rule"] if "level_rule" in matched else "higher endpoint",
         "clean accuracy": matched["level"].map(pct),
         "robust a (lam)": [f"{pct(r.robust_a)} ({_lam(r.lam_a)})" for r in matched.itertuples()],
         "robust b (lam)": [f"{pct(r.robust_b)} ({_lam(r.lam_b)})" for r in matched.itertuples()],

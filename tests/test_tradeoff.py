@@ -15,6 +15,7 @@ from analysis import claims as C
 from analysis import roles as R
 from analysis.robustness import ensemble_correct
 from analysis.tradeoff import (
+    MIDWAY,
     NOT_COMPARABLE,
     Curve,
     curve_table,
@@ -128,6 +129,11 @@ def test_matched_comparison_reads_both_curves_at_the_more_accurate_endpoint():
     assert 0 < res.ci_low < res.effect < res.ci_high and res.p < 0.01
     flipped = matched_comparison(b, a, n_resamples=2000)
     assert flipped.effect == pytest.approx(-res.effect) and flipped.ci_high < 0 and flipped.p < 0.01
+    # both blended: halfway from the higher endpoint (0.7) to the baseline (0.9), a at lam 0.5, b a third of the way
+    # from lam 0.5 to 0
+    mid = matched_comparison(a, b, level=MIDWAY, n_resamples=2000)
+    assert mid.level == pytest.approx(0.8) and mid.lam_a == pytest.approx(0.5) and mid.lam_b == pytest.approx(1 / 3)
+    assert mid.robust_a == pytest.approx(0.3) and mid.robust_b == pytest.approx(0.2 - 0.1 / 3) and mid.ci_low > 0
 
 
 def test_equal_curves_give_an_interval_around_zero_and_a_large_p():
@@ -168,11 +174,13 @@ def test_matched_claim_decides_on_the_paper_pair_and_reports_a_control_apart():
     per = _per_image({"ADV+C": better, "ADV": worse, "ADV-mixed": low})
     claim = C.claim_robustness_matched({"tradeoff": {"per_image": per}}, ROLES)
     assert claim.verdict == C.HOLDS and claim.seeds == 1
-    paper = [t for t in claim.tests if t["kind"] == C.PAPER_KIND]
+    paper = [t for t in claim.tests if t["kind"] == C.PAPER_KIND and t["primary"]]
     assert len(paper) == 1 and paper[0]["effect"] > 0 and paper[0]["n_images"] == 400
     row = claim.row()
     assert list(C.claims_frame([claim]).columns) == C.CLAIM_COLUMNS and "at clean 70.0%" in row["ours"]
-    assert row["control_verdict"] == C.NOT_MEASURED and [t["kind"] for t in claim.tests] == [C.PAPER_KIND]
+    assert [(t["kind"], t["form"]) for t in claim.tests] == [(C.PAPER_KIND, C.PLAIN), (C.PAPER_KIND, C.BOTH_BLENDED)]
+    assert row["control_verdict"] == C.NOT_MEASURED and claim.secondary_verdict == C.HOLDS
+    assert row["secondary"].startswith(f"{C.BOTH_BLENDED}: ADV+C vs ADV +13.3 [")
     assert "ADV+C vs ADV-mixed (control): not comparable (ADV-mixed's curve spans clean accuracy 40.0-50.0%" in \
         row["ours"]  # fmt: skip
     reversed_ = C.claim_robustness_matched({"tradeoff": {"per_image": _per_image({"ADV+C": worse, "ADV": better})}},
@@ -200,7 +208,8 @@ def test_with_seeds_each_seed_is_matched_on_its_own_and_pooled_over_seeds():
     assert pooled.ci_high - pooled.ci_low > max(r.ci_high - r.ci_low for r in each.values())
     claim = C.claim_robustness_matched({"tradeoff": {"per_image": per}}, ROLES)
     assert claim.seeds == 2 and claim.tests[0]["n_seeds"] == 2 and "2 seed(s) x 400 images" in claim.row()["n"]
-    assert sorted(t["seed"] for t in claim.per_seed) == [0, 1]
+    assert sorted((t["seed"], t["form"]) for t in claim.per_seed) == [(0, C.BOTH_BLENDED), (0, C.PLAIN),
+                                                                      (1, C.BOTH_BLENDED), (1, C.PLAIN)]  # fmt: skip
     far = per.copy()
     far.loc[(far["seed"] == 1) & (far["variant"] == "ADV"), "clean"] = True  # seed 1: level 100%, out of reach
     pooled, each = matched_over_seeds(far, "ADV+C", "ADV", n_resamples=200)
@@ -229,7 +238,8 @@ def test_quick_report_writes_the_tradeoff_tables_figure_and_claim_row(tiny_zoo, 
     curves = pd.read_csv(out / "results" / "tradeoff.csv")
     assert set(curves["variant"]) == {"ADV", "ADV+C", "ADV-mixed"} and set(curves["lam"]) == {0.0, 0.5, 1.0}
     matched = pd.read_csv(out / "results" / "tradeoff_matched.csv")
-    assert list(matched["kind"]) == ["paper", "control"] and (matched["n_images"] == 12).all()
+    assert list(matched["kind"]) == ["paper", "paper", "control", "control"] and (matched["n_images"] == 12).all()
+    assert list(matched["level_rule"]) == ["higher endpoint", "both blended"] * 2
     assert (out / "figures" / "tradeoff.png").is_file()
     report = (out / "REPORT.md").read_text()
     assert "### Robustness at matched clean accuracy" in report and "](figures/tradeoff.png)" in report

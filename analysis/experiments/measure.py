@@ -75,7 +75,7 @@ def run_robustness(ctx: Context) -> Output:
 def run_tradeoff(ctx: Context) -> Output:
     """Issue 23: each adversarial variant's trade-off curve from the baseline it was fine-tuned from, and ADV+C vs
     ADV (and its control) read off at a common clean accuracy (``analysis.tradeoff``)."""
-    from analysis.tradeoff import ATTACK, LEVEL_RULE, init_notes, matched_table, tradeoff_tables
+    from analysis.tradeoff import ATTACK, LEVEL_RULE, MIDWAY, MIDWAY_RULE, init_notes, matched_table, tradeoff_tables
 
     roles, s = ctx.roles, ctx.settings
     base = R.with_role(roles, R.BASELINE)
@@ -86,13 +86,15 @@ def run_tradeoff(ctx: Context) -> Output:
     curves, per_image = tradeoff_tables(ctx.models, base, curved, data.images, data.labels, s.tradeoff_lambdas,
                                         batch_size=s.batch_size, progress=ctx.progress)  # fmt: skip
     comps = R.comparisons(roles, [(R.ADVERSARIAL_CONSTRAINED, R.ADVERSARIAL)])
-    tables = [matched_table(per_image, c.a, c.b).assign(kind=c.kind) for c in comps]
+    tables = [matched_table(per_image, c.a, c.b, level).assign(kind=c.kind, level_rule=rule) for c in comps
+              for rule, level in (("higher endpoint", None), ("both blended", MIDWAY))]  # fmt: skip
     matched = pd.concat(tables, ignore_index=True) if tables else None
     lams = ", ".join(f"{x:g}" for x in s.tradeoff_lambdas)
     notes = [f"theta(lam) = (1 - lam) theta_{base} + lam theta_V (float parameters and BatchNorm statistics; integer "
              f"buffers from V), assuming V was fine-tuned from {base} (the recipes' init); {ATTACK} on the first "
              f"{len(data)} test images of the subset at lam {lams}",
-             f"equal clean accuracy along the interpolation path, not along retrained alphas; {LEVEL_RULE}",
+             f"equal clean accuracy along the interpolation path, not along retrained alphas; {LEVEL_RULE}; "
+             f"also {MIDWAY_RULE}",
              *init_notes({v: ctx.zoo[v].card for v in curved}, base, curved)]  # fmt: skip
     if matched is not None:
         notes += [f"{r.a} vs {r.b}: {r.reason}" for r in matched.itertuples() if r.reason]
