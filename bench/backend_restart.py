@@ -5,7 +5,8 @@
 Starts the compute backend (``python -m analysis.backend_service``, what ``./lab backend`` and ``scl-backend`` run)
 on a free loopback port with the shipped zoo, then the dashboard (``python -m app.launch``, what ``./lab dashboard``
 and ``scl-dashboard`` run) on another loopback port with ``SCL_BACKEND`` pointing at it, and drives it with headless
-Chromium (Playwright, ``/usr/bin/chromium``): the saliency page until every row has drawn its GradCAM maps; the
+Chromium (Playwright, ``/usr/bin/chromium``): the saliency page until every row has drawn its maps (``--methods``,
+default GradCAM; ``integrated_gradients`` or ``lime`` are heavy jobs on the backend); the
 backend killed (SIGINT, SIGKILL after ``--stop-s``; ``--hard``: SIGKILL at once, a crash); in the same browser
 session another perturbation chosen, so the page needs the backend: it must show the "not reachable" message with a
 Retry button, no traceback and no rows (no old maps passed off as the new perturbation's); the backend started
@@ -36,10 +37,10 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 ROW = '[class*="st-key-sal_row_"]'
-# every row has its original, its perturbed image and its GradCAM map (the link asks for GradCAM alone)
-MAPS_DRAWN = """(rowSel) => {
+# every row has its original, its perturbed image and one map per method the link asks for
+MAPS_DRAWN = """([rowSel, n]) => {
     const rows = [...document.querySelectorAll(rowSel)];
-    return rows.length > 0 && rows.every(r => r.querySelectorAll('.scl-saliency img').length >= 3);
+    return rows.length > 0 && rows.every(r => r.querySelectorAll('.scl-saliency img').length >= n);
 }"""
 UNREACHABLE = "is not reachable"
 
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-s", type=float, default=400, help="longest wait for the backend's ready line")
     p.add_argument("--maps-s", type=float, default=400, help="longest wait for every row's maps")
     p.add_argument("--stop-s", type=float, default=60, help="SIGKILL the backend this long after its SIGINT")
+    p.add_argument("--methods", default="gradcam",
+                   help="map methods, comma-separated (integrated_gradients, lime: heavy jobs)")  # fmt: skip
     p.add_argument("--hard", action="store_true", help="kill the backend with SIGKILL at once (a crash)")
     p.add_argument("--kind", default="brightness", help="the first perturbation (the second is the next one)")
     p.add_argument("--logs", default=str(ROOT / "test-artifacts"), help="folder for the logs and screenshots")
@@ -214,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind not in KINDS:
         print(f"error: --kind must be one of {', '.join(KINDS)}", file=sys.stderr)
         return 2
+    from analysis.attributions import METHOD_REGISTRY
+
+    methods = [m for m in args.methods.split(",") if m]
+    if not methods or any(m not in METHOD_REGISTRY for m in methods):
+        print(f"error: --methods must name some of {', '.join(METHOD_REGISTRY)}", file=sys.stderr)
+        return 2
+    drawn = [ROW, 2 + len(methods)]  # MAPS_DRAWN's argument
     second = list(KINDS)[(list(KINDS).index(args.kind) + 1) % len(KINDS)]
     from playwright.sync_api import sync_playwright
 
@@ -249,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(60_000)
             try:
-                with Step("saliency page: every row's maps drawn (over the backend)") as s:
-                    page.goto(f"{dash_url}/saliency?image=0&kind={args.kind}&methods=gradcam",
+                with Step(f"saliency page: every row's {'+'.join(methods)} maps drawn (over the backend)") as s:
+                    page.goto(f"{dash_url}/saliency?image=0&kind={args.kind}&methods={','.join(methods)}",
                               wait_until="domcontentloaded", timeout=120_000)  # fmt: skip
                     page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=args.maps_s * 1000)
-                    page.wait_for_function(MAPS_DRAWN, arg=ROW, timeout=args.maps_s * 1000, polling=500)
+                    page.wait_for_function(MAPS_DRAWN, arg=drawn, timeout=args.maps_s * 1000, polling=500)
                     problems = page_problems(page)
                     assert not problems, problems
                     s.detail = f"{page.locator(ROW).count()} rows"
@@ -279,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                     s.detail = backend.start(args.ready_s)
                 with Step("Retry clicked: every row's maps drawn again, the message gone") as s:
                     page.get_by_role("button", name="Retry").click()
-                    page.wait_for_function(MAPS_DRAWN, arg=ROW, timeout=args.maps_s * 1000, polling=500)
+                    page.wait_for_function(MAPS_DRAWN, arg=drawn, timeout=args.maps_s * 1000, polling=500)
                     page.get_by_text(UNREACHABLE).first.wait_for(state="detached", timeout=60_000)
                     problems = page_problems(page)
                     assert not problems, problems

@@ -155,6 +155,8 @@ def test_restart_check_refuses_bad_arguments_before_starting_anything(restart, t
     if Path(restart.CHROMIUM).exists():
         assert restart.main(["--kind", "sepia", "--logs", str(tmp_path / "logs")]) == 2
         assert capsys.readouterr().err.startswith("error: --kind must be one of brightness")
+        assert restart.main(["--methods", "gradcam,nope", "--logs", str(tmp_path / "logs")]) == 2
+        assert capsys.readouterr().err.startswith("error: --methods must name some of integrated_gradients")
 
 
 def test_restart_steps_print_pass_and_fail_and_stop_at_a_failure(restart, capsys):
