@@ -1,20 +1,22 @@
 """A real backend restart under a real dashboard session: no page lost, a message with Retry, then the maps again.
 
     .venv/bin/python bench/backend_restart.py [--zoo assets/zoo/default] [--stop-s 60] [--hard] [--logs DIR]
+    .venv/bin/python bench/backend_restart.py --methods gradcam,lime --mid-job   # a heavy job cut off
 
 Starts the compute backend (``python -m analysis.backend_service``, what ``./lab backend`` and ``scl-backend`` run)
 on a free loopback port with the shipped zoo, then the dashboard (``python -m app.launch``, what ``./lab dashboard``
 and ``scl-dashboard`` run) on another loopback port with ``SCL_BACKEND`` pointing at it, and drives it with headless
 Chromium (Playwright, ``/usr/bin/chromium``): the saliency page until every row has drawn its maps (``--methods``,
-default GradCAM; ``integrated_gradients`` or ``lime`` are heavy jobs on the backend); the
-backend killed (SIGINT, SIGKILL after ``--stop-s``; ``--hard``: SIGKILL at once, a crash); in the same browser
-session another perturbation chosen, so the page needs the backend: it must show the "not reachable" message with a
-Retry button, no traceback and no rows (no old maps passed off as the new perturbation's); the backend started
-again on the same port; Retry clicked: every row's maps drawn again, the message gone, the chosen perturbation
-kept. Each step is printed with its time and PASS/FAIL (logs and screenshots go to ``--logs``); the exit status is
-1 when any step failed (2 for bad arguments). Every process started here (backend, its Ray processes, dashboard,
-browser) is stopped in ``finally``; nothing listens beyond 127.0.0.1. Ray's start-up takes one to two minutes on a
-loaded 2-core machine and some 4.4 GiB.
+default GradCAM; ``integrated_gradients`` and ``lime`` are heavy jobs on the backend; ``--mid-job``: only until
+they run); the backend killed (SIGINT, SIGKILL after ``--stop-s``; ``--hard``: SIGKILL at once, a crash); in the
+same browser session another perturbation chosen (``--mid-job``: none, the running jobs' polls need the backend),
+so the page needs the backend: it must show the "not reachable" message with a Retry button, no traceback and no
+rows (no old maps passed off as the new perturbation's); the backend started again on the same port; Retry
+clicked: every row's maps drawn again, the message gone, the chosen perturbation kept. Each step is printed with
+its time and PASS/FAIL (logs and screenshots go to ``--logs``); the exit status is 1 when any step failed (2 for
+bad arguments). Every process started here (backend, its Ray processes, dashboard, browser) is stopped in
+``finally``; nothing listens beyond 127.0.0.1. Ray's start-up takes one to two minutes on a loaded 2-core machine
+and some 4.4 GiB.
 """
 
 from __future__ import annotations
@@ -202,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-s", type=float, default=60, help="SIGKILL the backend this long after its SIGINT")
     p.add_argument("--methods", default="gradcam",
                    help="map methods, comma-separated (integrated_gradients, lime: heavy jobs)")  # fmt: skip
+    p.add_argument("--mid-job", action="store_true", help="kill the backend while the page's heavy jobs run "
+                   "(--methods with integrated_gradients or lime), not after the maps are drawn")  # fmt: skip
     p.add_argument("--hard", action="store_true", help="kill the backend with SIGKILL at once (a crash)")
     p.add_argument("--kind", default="brightness", help="the first perturbation (the second is the next one)")
     p.add_argument("--logs", default=str(ROOT / "test-artifacts"), help="folder for the logs and screenshots")
@@ -223,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     if not methods or any(m not in METHOD_REGISTRY for m in methods):
         print(f"error: --methods must name some of {', '.join(METHOD_REGISTRY)}", file=sys.stderr)
         return 2
+    if args.mid_job and not {"integrated_gradients", "lime"} & set(methods):
+        print("error: --mid-job needs a heavy method in --methods (integrated_gradients or lime)", file=sys.stderr)
+        return 2
     drawn = [ROW, 2 + len(methods)]  # MAPS_DRAWN's argument
-    second = list(KINDS)[(list(KINDS).index(args.kind) + 1) % len(KINDS)]
+    second = list(KINDS)[(list(KINDS).index(args.kind) + 1) % len(KINDS)] if not args.mid_job else args.kind
     from playwright.sync_api import sync_playwright
 
     logs = Path(args.logs)
@@ -259,11 +266,15 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(60_000)
             try:
-                with Step(f"saliency page: every row's {'+'.join(methods)} maps drawn (over the backend)") as s:
+                wanted = "heavy maps computing (Cancel shown)" if args.mid_job else f"{'+'.join(methods)} maps drawn"
+                with Step(f"saliency page: every row's {wanted} (over the backend)") as s:
                     page.goto(f"{dash_url}/saliency?image=0&kind={args.kind}&methods={','.join(methods)}",
                               wait_until="domcontentloaded", timeout=120_000)  # fmt: skip
                     page.get_by_role("heading", name="Saliency, side by side").wait_for(timeout=args.maps_s * 1000)
-                    page.wait_for_function(MAPS_DRAWN, arg=drawn, timeout=args.maps_s * 1000, polling=500)
+                    if args.mid_job:  # the heavy jobs are running on the backend: the page offers Cancel
+                        page.locator(".st-key-sal_cancel").get_by_role("button").wait_for(timeout=args.maps_s * 1000)
+                    else:
+                        page.wait_for_function(MAPS_DRAWN, arg=drawn, timeout=args.maps_s * 1000, polling=500)
                     problems = page_problems(page)
                     assert not problems, problems
                     s.detail = f"{page.locator(ROW).count()} rows"
@@ -274,12 +285,15 @@ def main(argv: list[str] | None = None) -> int:
                     while listening(backend_port) and time.monotonic() < deadline:
                         time.sleep(0.5)
                     assert not listening(backend_port), f"port {backend_port} still answers 30 s later"
-                with Step(f'page asks for "{second}": "not reachable" message, Retry, no traceback') as s:
-                    choose_kind(page, second)
+                asking = "its running jobs poll" if args.mid_job else f'it asks for "{second}"'
+                with Step(f'page, as {asking}: "not reachable" message, Retry, no traceback') as s:
+                    if not args.mid_job:
+                        choose_kind(page, second)
                     page.get_by_text(UNREACHABLE).first.wait_for(timeout=args.maps_s * 1000)
                     page.get_by_role("button", name="Retry").wait_for(timeout=30_000)
-                    # no rows: the old perturbation's maps are not passed off as the new one's
-                    page.wait_for_function(f"() => document.querySelectorAll('{ROW}').length === 0", timeout=30_000)
+                    if not args.mid_job:  # no rows: the old perturbation's maps are not passed off as the new one's
+                        page.wait_for_function(f"() => document.querySelectorAll('{ROW}').length === 0",
+                                               timeout=30_000)  # fmt: skip
                     problems = page_problems(page)
                     assert not problems, problems
                     page.get_by_text(UNREACHABLE).first.scroll_into_view_if_needed()

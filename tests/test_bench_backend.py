@@ -157,6 +157,8 @@ def test_restart_check_refuses_bad_arguments_before_starting_anything(restart, t
         assert capsys.readouterr().err.startswith("error: --kind must be one of brightness")
         assert restart.main(["--methods", "gradcam,nope", "--logs", str(tmp_path / "logs")]) == 2
         assert capsys.readouterr().err.startswith("error: --methods must name some of integrated_gradients")
+        assert restart.main(["--mid-job", "--logs", str(tmp_path / "logs")]) == 2  # GradCAM alone: no heavy job
+        assert capsys.readouterr().err.startswith("error: --mid-job needs a heavy method")
 
 
 def test_restart_steps_print_pass_and_fail_and_stop_at_a_failure(restart, capsys):
