@@ -39,10 +39,14 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]  # fmt: skip
 ROW = '[class*="st-key-sal_row_"]'
-# every row has its original, its perturbed image and one map per method the link asks for
-MAPS_DRAWN = """([rowSel, n]) => {
+# every row has a map of each method the link asks for (an image titled with the method's label), none of them
+# stale (Streamlit greys out, data-stale, what a rerun has not redrawn yet)
+MAPS_DRAWN = """([rowSel, labels]) => {
     const rows = [...document.querySelectorAll(rowSel)];
-    return rows.length > 0 && rows.every(r => r.querySelectorAll('.scl-saliency img').length >= n);
+    return rows.length > 0 && rows.every(r => {
+        const fresh = [...r.querySelectorAll('.scl-saliency img')].filter(i => !i.closest('[data-stale="true"]'));
+        return labels.every(label => fresh.some(i => i.alt === label));
+    });
 }"""
 UNREACHABLE = "is not reachable"
 
@@ -230,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mid_job and not {"integrated_gradients", "lime"} & set(methods):
         print("error: --mid-job needs a heavy method in --methods (integrated_gradients or lime)", file=sys.stderr)
         return 2
-    drawn = [ROW, 2 + len(methods)]  # MAPS_DRAWN's argument
+    drawn = [ROW, [METHOD_REGISTRY[m].label for m in methods]]  # MAPS_DRAWN's argument
     second = list(KINDS)[(list(KINDS).index(args.kind) + 1) % len(KINDS)] if not args.mid_job else args.kind
     from playwright.sync_api import sync_playwright
 
