@@ -311,8 +311,12 @@ def _busy_text(label: str, level: int, progress: jobs.JobProgress, ahead: int | 
 
 def _row_header(variant: str, row: dict):
     """A variant's bordered row: name, help, predictions, DS (and IG's δ), a slot for the similarity caption
-    (kept in ``row["similarity_slot"]``), what is still computing or failed; returns the empty slot its chart is
-    drawn in."""
+    (kept in ``row["similarity_slot"]``), what is still computing or failed; returns the slot its chart is drawn in.
+
+    The slots are containers, not ``st.empty()``: a placeholder holds an element in one run and a block in the
+    next at the same delta path. With placeholders the two-session test in tests/test_browser.py blanked the
+    first tab in 3 of 7 runs (the browser's "'setIn' cannot be called on an ElementNode", a delta into a node it
+    held as an element), with containers in none of 5."""
     params = row["computed_for"]
     with st.container(border=True, key=f"sal_row_{variant.replace('+', 'plus')}"):
         info, score = st.columns([5.0, 1.3], vertical_alignment="top")
@@ -330,7 +334,7 @@ def _row_header(variant: str, row: dict):
             side = row["extras"].get("gradcam", {}).get("map_side")
             if side is not None and side < 4:
                 st.warning(gradcam_resolution(handle.zoo.models[variant], handle.image_size).caption())
-            similarity = st.empty()
+            similarity = st.container()
         for method, progress in row["pending"].items():
             st.caption(_busy_text(methods_info[method].label, params.level, progress, row["ahead"].get(method)))
         for method, error in row["failed"].items():
@@ -338,7 +342,7 @@ def _row_header(variant: str, row: dict):
         if row.get("cancelled"):
             st.caption(f"Cancelled: {', '.join(methods_info[m].label for m in row['cancelled'])} not computed for "
                        f"level {params.level}.")  # fmt: skip
-        chart = st.empty()
+        chart = st.container()
         row["similarity_slot"] = similarity
     return chart
 
@@ -588,7 +592,7 @@ def saliency_rows() -> None:
             original_maps=row["original_maps"] if with_original else None,
             original_scales=scales_of(variant, "original_maps") if with_original else None,
         )  # fmt: skip
-        with chart.container():
+        with chart:
             if interactive:
                 st.plotly_chart(drawn, key=f"sal_fig_{variant}_{n}", width="content",
                                 config={"displayModeBar": False})  # fmt: skip
