@@ -316,7 +316,7 @@ def _row_header(variant: str, row: dict):
     The slots are containers, not ``st.empty()``: a placeholder holds an element in one run and a block in the
     next at the same delta path. With placeholders the two-session test in tests/test_browser.py blanked the
     first tab in 3 of 7 runs (the browser's "'setIn' cannot be called on an ElementNode", a delta into a node it
-    held as an element), with containers in none of 5."""
+    held as an element), with containers in none of 8."""
     params = row["computed_for"]
     with st.container(border=True, key=f"sal_row_{variant.replace('+', 'plus')}"):
         info, score = st.columns([5.0, 1.3], vertical_alignment="top")
