@@ -13,12 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_backend", ROOT / "bench" / "backend.py")
+def load_script(name: str, file: str):
+    """A bench script (bench/ is not a package) imported as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("bench_backend", "backend.py")
 
 
 def maps(values) -> object:
@@ -143,10 +148,7 @@ def test_embedded_only_duration_run_prints_goals_and_writes_json(bench, tiny_zoo
 
 @pytest.fixture(scope="module")
 def restart():
-    spec = importlib.util.spec_from_file_location("bench_backend_restart", ROOT / "bench" / "backend_restart.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_backend_restart", "backend_restart.py")
 
 
 def test_restart_check_refuses_bad_arguments_before_starting_anything(restart, tmp_path, capsys):
