@@ -7,7 +7,9 @@ Each finished variant is evaluated on the full test split (clean accuracy,
 PGD-10 accuracy, level-1 DS per perturbation kind), copied into the zoo folder
 with its model card (``models.zoo_cards``). The zoo folder changes once, when every variant is done: it is
 built in a temporary sibling and swapped in, and an earlier zoo there is kept as ``<out>.old-<timestamp>``
-(``models.safe_output``). Rerunning the same command after an interruption resumes where it stopped.
+(``models.safe_output``). Rerunning the same command after an interruption resumes where it stopped;
+on a new machine (the work dir gone, the zoo kept) the zoo's checkpoints of the same recipe are restored into it
+rather than trained again, so a later session adds seeds or fine-tunes to a committed zoo.
 """
 
 from __future__ import annotations
@@ -214,13 +216,50 @@ def train_zoo(
             configs, _ = _checked_configs(
                 recipe, _seed_work_dir(work_dir, seed, primary), variants, overrides, None if seeds is None else seed
             )
-            updates = _train_seed(out, recipe, configs, wanted, seed, primary, fresh, pgd_size or 0, progress)
+            updates = _train_seed(
+                out, recipe, configs, wanted, seed, primary, fresh, pgd_size or 0, progress, overrides
+            )
             if updates:
                 extra = {"recipe": recipe, "overrides": recipe_overrides(overrides)}
                 kept = _publish(out, updates, extra, primary)
                 if kept is not None:
                     print(f"[zoo] the earlier zoo in {out} is kept as {kept} (nothing is deleted)", file=sys.stderr)
     return cards_on_disk(out / ZOO_MANIFEST)
+
+
+def _restore_from_zoo(
+    out: Path,
+    dest: str,
+    run_dir: Path,
+    card: dict[str, Any] | None,
+    recipe: str,
+    pgd: int,
+    overrides: dict[str, Any],
+) -> bool:
+    """Put the zoo's checkpoint ``dest`` back as ``run_dir``'s finished model when the run folder holds nothing
+    (a new machine, a cleaned work dir) and the zoo's card says it was trained and evaluated the same way (recipe,
+    PGD request, recipe flags). Returns True when restored, so that the variant is neither trained again nor
+    evaluated again, and fine-tunes of the same seed start from it."""
+    if (run_dir / FINAL_FILE).is_file() or (run_dir / RESUME_FILE).is_file() or not (out / dest).is_file():
+        return False
+    same_card = card is not None and (card.get("recipe"), card.get("pgd_eval_request")) == (recipe, pgd)
+    try:
+        same_flags = read_zoo_manifest(out).get("overrides", {}) == recipe_overrides(overrides)
+    except (OSError, ValueError, ZooError):
+        return False
+    if not (same_card and same_flags):
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(run_dir / FINAL_FILE)
+    try:
+        shutil.copyfile(out / dest, tmp)
+        os.replace(tmp, run_dir / FINAL_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+    cached = {"model_sha256": sha256_file(run_dir / FINAL_FILE), "recipe": recipe, "pgd_eval_request": pgd,
+              "card": card, "restored_from": str(out / dest)}  # fmt: skip
+    _atomic_write(run_dir / CARD_CACHE, json.dumps(cached, indent=2) + "\n")
+    return True
 
 
 def _train_seed(
@@ -233,6 +272,7 @@ def _train_seed(
     fresh: bool,
     pgd: int,
     progress: bool,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[tuple[str, int], tuple[Path, dict[str, Any]]]:
     """Train, resume or reuse each wanted variant of one seed; (variant, seed) -> (run folder, card) of those the
     zoo ``out`` does not hold yet."""
@@ -248,6 +288,12 @@ def _train_seed(
                 moved = move_aside(run_dir)
             print(f"[zoo] {variant}{label}: --fresh: earlier run moved aside to {moved}", file=sys.stderr)
         t0, trained_here = time.perf_counter(), False
+        if not fresh and _restore_from_zoo(
+            out, _zoo_file(variant, seed, primary), run_dir, earlier, recipe, pgd, overrides or {}
+        ):
+            print(f"[zoo] {variant}{label}: already in {out} (its run folder was gone: restored from the zoo)",
+                  file=sys.stderr)  # fmt: skip
+            continue
         if not (run_dir / FINAL_FILE).is_file():
             resume = (run_dir / RESUME_FILE).is_file()
             print(f"[zoo] {variant}{label}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)

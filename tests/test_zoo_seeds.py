@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -67,6 +68,36 @@ def test_seeds_train_replicas_per_variant_each_fine_tune_from_its_own_seed(tmp_p
     assert tests["n"].astype(str).str.contains("3 seed").any()
     per_seed = pd.read_csv(report / "across_seeds" / "claims_per_seed.csv")
     assert sorted(per_seed["training_seed"].unique()) == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_a_lost_work_dir_is_restored_from_the_zoo_not_trained_again(tmp_path, capsys, one_thread):
+    """A new session (runs/ gone, the zoo kept): the zoo's checkpoints of the same recipe and flags are put back
+    as the finished runs, so they are neither retrained nor re-evaluated, and a fine-tune added later starts from
+    the zoo's standard of its own seed."""
+    out, work = tmp_path / "zoo", tmp_path / "runs"
+    standard_only = [a for a in seeds_argv(out, work, 0, 1) if a != "C"]
+    assert train_zoo.main(standard_only) == 0
+    manifest = json.loads((out / "zoo.json").read_text())
+    seed1_standard = entry_for_seed(manifest, "standard", 1)
+    shutil.rmtree(work)
+    capsys.readouterr()
+
+    assert train_zoo.main(seeds_argv(out, work, 0, 1)) == 0
+    err = capsys.readouterr().err
+    assert err.count("its run folder was gone: restored from the zoo") == 2, err  # standard of seeds 0 and 1
+    assert "[zoo] standard (seed 1): training" not in err and "[zoo] C (seed 1): training" in err
+    restored = work / "seed1" / "standard" / "model.pt"
+    assert sha256_file(restored) == seed1_standard.sha256  # the very checkpoint C of seed 1 starts from
+    manifest = json.loads((out / "zoo.json").read_text())
+    assert entry_for_seed(manifest, "standard", 1).sha256 == seed1_standard.sha256  # not rewritten
+    assert Path(entry_for_seed(manifest, "C", 1).card["config"]["init"]) == restored
+
+    other_flags = [a if a != "80" else "60" for a in seeds_argv(out, tmp_path / "runs2", 1)]  # another train limit
+    capsys.readouterr()
+    assert train_zoo.main([a for a in other_flags if a != "C"]) == 0
+    err = capsys.readouterr().err
+    assert "restored from the zoo" not in err and "[zoo] standard (seed 1): training" in err
 
 
 def test_seeds_without_the_primary_need_a_zoo_that_has_it(tmp_path, capsys):
