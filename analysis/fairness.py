@@ -5,7 +5,7 @@ behind the other 5%, and the reverse in test; a model that learned the backgroun
 loses accuracy on the (mostly blue) test set. The paper reports ResNet18 96.01% and ResNet18C 97.54%.
 
 Here the set is ``models.data``'s ``colour-bias`` (``out = g + (1 - g) * background``, red (1,0,0) / blue (0,0,1),
-exactly ``round(0.05 n)`` minority images) over Fashion-MNIST garments or scikit-learn digits (``source``). Each
+exactly ``round((1 - 0.95) * n)`` minority images) over Fashion-MNIST garments or scikit-learn digits (``source``). Each
 variant is trained **from scratch** on the colour-biased training split (``models.train.train``; preset "scratch" by
 default, the report uses Adam: for short runs SGD leaves C near chance) and scored on the test split, overall and
 per background colour. The colour of each test image is read from its
