@@ -136,6 +136,7 @@ class ZooServer:
         self.names = self.catalogue.path_names()
         self.names.setdefault(str(Path(path).resolve()), self.zoo.manifest.get("name") or "zoo")
         self.local = api.LocalComputeService(self.zoo, self._load_dataset, self._class_namer(classes), data_root)
+        self.passes = {"predictions": 0, "maps": 0}  # model passes run by the batched methods (one per group)
 
     @staticmethod
     def _class_namer(classes: list[str]):
@@ -158,6 +159,7 @@ class ZooServer:
             xs = [torch.cat([as_batch(requests[i].image), level_batch(requests[i].image, requests[i].kind,
                                                                       requests[i].levels)]) for i in idx]  # fmt: skip
             logits = logits_of(self.local._model(variant), torch.cat(xs))
+            self.passes["predictions"] += 1
             start = 0
             for i, x in zip(idx, xs, strict=True):
                 out[i] = _finish_predictions(requests[i].levels, logits[start : start + len(x)])
@@ -179,11 +181,13 @@ class ZooServer:
                 groups.setdefault((r.variant, r.method, r.options), []).append(i)
             else:
                 out[i] = self.local.maps(r)
+                self.passes["maps"] += 1
         for (variant, method, options), idx in groups.items():
             xs = [level_batch(requests[i].image, requests[i].kind, requests[i].levels) for i in idx]
             targets = [int(requests[i].target) for i, x in zip(idx, xs, strict=True) for _ in range(len(x))]
             ex = explain(method, self.local._model(variant), torch.cat(xs), targets,
                          **get_method(method).options(**dict(options)))  # fmt: skip
+            self.passes["maps"] += 1
             maps, start = np.asarray(ex.maps, dtype=np.float32), 0
             for i, x in zip(idx, xs, strict=True):
                 extras = [_scalar_extras(ex.extras, j) for j in range(start, start + len(x))]
@@ -293,7 +297,8 @@ def _deployments():
     @serve.deployment
     class ZooDeployment:
         """One zoo: ``POST /<zoo>/<method>`` with a request of ``analysis.service_wire``; ``GET /<zoo>/info``: its
-        variants and this replica's batch counts (batches, requests, largest batch per batched method)."""
+        variants and this replica's batch counts (per batched method: batch calls, requests, largest batch and the model
+        passes they ran, one per variant, method and options in a batch)."""
 
         def __init__(self, name: str, path: str, cfg: dict[str, Any], jobs: Any = None) -> None:
             self.name, self.jobs = name, jobs  # jobs: the handle of this zoo's ZooJobs deployment
@@ -330,7 +335,8 @@ def _deployments():
                 return respond(*await self.jobs.call.remote(parts, request.method, await request.body(), client))
             try:
                 if request.method == "GET" and method == "info":
-                    return respond(200, wire.dumps({**zoo_info(self.server.zoo.path), "batches": self.stats}))
+                    stats = {m: {**st, "passes": self.server.passes[m]} for m, st in self.stats.items()}
+                    return respond(200, wire.dumps({**zoo_info(self.server.zoo.path), "batches": stats}))
                 call = wire.request_of(method, await request.body())
                 if method == "predictions":
                     result = await self.predictions_batched(call)

@@ -12,7 +12,9 @@ per-model locks serialise users), ``service`` (``scl-backend`` on a loopback por
 ``service, no batching`` (``nobatch``: the same with batches of one); with ``--duration`` each server runs S
 seconds per user count (the command above: 2 x 3 x 300 s, some 30 minutes plus Ray's start-up). Printed per
 server and user count: requests, errors (the first one's text), throughput (requests/s), p50/p95 latency, the
-service's mean batch size and how many sampled answers (every ``--check-every``-th image's) equal the embedded
+service's mean batch size (requests per batch call) and requests per model pass (``/pass``: a batch holding
+several variants runs one pass per variant, so only this figure says what batching saved) and how many
+sampled answers (every ``--check-every``-th image's) equal the embedded
 default's within float32 tolerance; plus Ray's start-up time and the resident memory of its processes; then one
 line per goal of issue 21: ``goal <goal> measured <figure> met|NOT MET``. Everything stops by itself; nothing
 listens beyond 127.0.0.1. The restart goal is ``bench/backend_restart.py``.
@@ -252,13 +254,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def print_table(rows: list[dict]) -> None:
     print(f"\n{'server':<22} {'users':>5} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} "
-          f"{'batch':>6} {'equal':>7}")  # fmt: skip
+          f"{'batch':>6} {'/pass':>6} {'equal':>7}")  # fmt: skip
     for r in rows:
         batch = f"{r['mean_batch']:.2f}" if "mean_batch" in r else "-"
+        per_pass = f"{r['per_pass']:.2f}" if "per_pass" in r else "-"
         check = r.get("check")
         equal = f"{check['compared'] - check['differ']}/{check['compared']}" if check else "-"
         print(f"{r['server']:<22} {r['users']:>5} {r['requests']:>8} {r['errors']:>6} {r['throughput_rps']:>7.2f} "
-              f"{r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {batch:>6} {equal:>7}")  # fmt: skip
+              f"{r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {batch:>6} {per_pass:>6} {equal:>7}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                     after = client.info()["batches"]
                     n = sum(after[m]["requests"] - before[m]["requests"] for m in after)
                     row["mean_batch"] = n / max(1, sum(after[m]["batches"] - before[m]["batches"] for m in after))
+                    # a batch of several variants runs one pass per variant: requests per pass is what batching saves
+                    row["per_pass"] = n / max(1, sum(after[m]["passes"] - before[m]["passes"] for m in after))
                     row["check"] = check_answers(embedded, row.pop("checked"))  # outside the timed run
                     rows.append(row)
                     print(row, flush=True)

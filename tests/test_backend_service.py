@@ -163,6 +163,21 @@ def test_predictions_same_as_local_also_when_batched(backend, local, remote):
         assert_same(local.predictions(req), res)
     counted = remote.info()["batches"]["predictions"]  # one replica: every request went through @serve.batch
     assert counted["requests"] >= len(reqs) and 1 <= counted["largest"] <= 16
+    assert counted["batches"] <= counted["passes"] <= counted["requests"]  # a pass per variant of a batch
+
+
+def test_a_batch_runs_one_model_pass_per_variant_and_says_so(tiny_zoo):
+    """What the bench's requests-per-pass figure rests on: the server counts the passes it runs, not calls."""
+    from analysis.backend_service import ZooServer
+
+    server = ZooServer(str(tiny_zoo))
+    first, second = list(server.zoo.variants)[:2]
+    preds = [api.PredictionsRequest(v, image(i), "brightness") for i, v in enumerate([first, second, first])]
+    server.predictions_batch(preds)
+    assert server.passes == {"predictions": 2, "maps": 0}
+    maps = [api.MapsRequest(first, image(5 + i), "contrast", "gradcam", i, (0, 1)) for i in range(3)]
+    server.maps_batch(maps)
+    assert server.passes["maps"] == 1  # three requests of one variant, method and options: one pass
 
 
 @pytest.mark.parametrize("method", ["gradcam", "integrated_gradients"])
