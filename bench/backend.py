@@ -3,10 +3,13 @@
     .venv/bin/python bench/backend.py [--zoo assets/zoo/default] [--users 1 4 8] [--requests 6] [--method gradcam]
     .venv/bin/python bench/backend.py --users 1 8 --duration 300 --out bench-backend-300s.json   # issue 21's run
     .venv/bin/python bench/backend.py --users 1 2 --duration 30                                  # a smoke run
+    .venv/bin/python bench/backend.py --users 1 8 --duration 300 --workload page   # users as the saliency page asks
 
 Each simulated user is a thread that asks, in a bounded loop of ``--requests`` images (or, with ``--duration S``,
 new images until S seconds have passed: still bounded), for one variant's maps (``--method``, every level of one
-kind, the saliency page's request) of images no other user asks for, then for that image's predictions. Three
+kind, the saliency page's request) of images no other user asks for, then for that image's predictions; with
+``--workload page`` it asks, per image, for every variant's maps and predictions at once, as many in flight as
+the dashboard's light job pool runs, so that requests of one variant from several users meet in a batch. Three
 servers answer the same requests (``--servers``): ``embedded`` (``LocalComputeService`` in this process: the
 per-model locks serialise users), ``service`` (``scl-backend`` on a loopback port with ``@serve.batch``) and
 ``service, no batching`` (``nobatch``: the same with batches of one); with ``--duration`` each server runs S
@@ -114,47 +117,69 @@ def first_difference(want: Any, got: Any, rtol: float = RTOL, atol: float = ATOL
 
 
 def run_users(service, users: int, per_user: int, variants: list[str], size: int, method: str, kind: str,
-              duration: float | None = None, check_every: int = 0) -> dict:  # fmt: skip
-    """``users`` threads, each ``per_user`` (maps, predictions) pairs on its own images, or with ``duration`` as
-    many new images as it can start within that many seconds; the latency of each request, the errors (the first
-    one's text) and, every ``check_every``-th image (0: none, at most ``MAX_CHECKED`` per user), the request with
-    the answer, to compare with the embedded default's (``"checked"``)."""
+              duration: float | None = None, check_every: int = 0, page_workers: int = 0) -> dict:  # fmt: skip
+    """``users`` threads, each ``per_user`` images of its own, or with ``duration`` as many new images as it can
+    start within that many seconds; the latency of each request, the errors (the first one's text) and, every
+    ``check_every``-th image (0: none, at most ``MAX_CHECKED`` per user), the request with the answer, to compare
+    with the embedded default's (``"checked"``).
+
+    Per image, ``page_workers`` 0 (the ``requests`` workload) asks for one variant's maps, then its predictions,
+    the variants taken in turn; ``page_workers`` n (the ``page`` workload: what the saliency page does) asks for
+    every variant's maps and predictions of the image, n requests at a time (the dashboard's light job pool), and
+    the time until all have answered is that page's latency (``p50_page_s``, ``p95_page_s``)."""
     from analysis.service_api import MapsRequest, PredictionsRequest
 
     start = time.perf_counter()
     end = None if duration is None else start + duration
 
-    def user(u: int) -> tuple[list[float], int, str | None, list]:
-        lat, errors, first, kept, sampled = [], 0, None, [], 0
+    def user(u: int) -> tuple[list[float], int, str | None, list, list[float]]:
+        lat, errors, first, kept, sampled, pages = [], 0, None, [], 0, []
         rng = np.random.default_rng(1000 * users + u)  # as images(per_user, size, seed=1000 * users + u)
+        pool = ThreadPoolExecutor(page_workers) if page_workers else None
+
+        def ask(req, keep: bool) -> tuple[float, Any, str | None]:
+            t = time.perf_counter()
+            try:
+                got = (service.maps if isinstance(req, MapsRequest) else service.predictions)(req)
+                return time.perf_counter() - t, (req, got) if keep else None, None
+            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+                return time.perf_counter() - t, None, f"{type(exc).__name__}: {exc}"
+
         i = 0
         while (i < per_user) if end is None else (time.perf_counter() < end):
             img = rng.random((3, size, size), dtype=np.float32)
-            variant = variants[(u + i) % len(variants)]
             keep = check_every > 0 and i % check_every == 0 and sampled < MAX_CHECKED
             sampled += keep
-            for req in (MapsRequest(variant, img, kind, method, i % 10), PredictionsRequest(variant, img, kind)):
-                t = time.perf_counter()
-                try:
-                    got = (service.maps if isinstance(req, MapsRequest) else service.predictions)(req)
-                    if keep:
-                        kept.append((req, got))
-                except Exception as exc:  # noqa: BLE001 - counted, the run goes on
-                    errors += 1
-                    first = first or f"{type(exc).__name__}: {exc}"
-                lat.append(time.perf_counter() - t)
+            asked = variants if pool else [variants[(u + i) % len(variants)]]
+            reqs = [r for v in asked for r in (MapsRequest(v, img, kind, method, i % 10),
+                                                PredictionsRequest(v, img, kind))]  # fmt: skip
+            t_page = time.perf_counter()
+            answers = list(pool.map(ask, reqs, [keep] * len(reqs))) if pool else [ask(r, keep) for r in reqs]
+            pages.append(time.perf_counter() - t_page)
+            for seconds, pair, error in answers:
+                lat.append(seconds)
+                kept += [pair] if pair else []
+                errors += error is not None
+                first = first or error
             i += 1
-        return lat, errors, first, kept
+        if pool:
+            pool.shutdown()
+        return lat, errors, first, kept, pages
 
     with ThreadPoolExecutor(users) as pool:
         results = list(pool.map(user, range(users)))
     wall = time.perf_counter() - start
     lat = sorted(x for r in results for x in r[0])
-    return {"users": users, "requests": len(lat), "errors": sum(r[1] for r in results),
-            "first_error": next((r[2] for r in results if r[2]), None), "wall_s": wall,
-            "throughput_rps": len(lat) / wall, "p50_s": statistics.median(lat) if lat else float("nan"),
-            "p95_s": float(np.percentile(lat, 95)) if lat else float("nan"),
-            "checked": [pair for r in results for pair in r[3]]}  # fmt: skip
+    pages = sorted(x for r in results for x in r[4])
+    row = {"users": users, "requests": len(lat), "errors": sum(r[1] for r in results),
+           "first_error": next((r[2] for r in results if r[2]), None), "wall_s": wall,
+           "throughput_rps": len(lat) / wall, "p50_s": statistics.median(lat) if lat else float("nan"),
+           "p95_s": float(np.percentile(lat, 95)) if lat else float("nan"),
+           "checked": [pair for r in results for pair in r[3]]}  # fmt: skip
+    if page_workers:
+        row.update(pages=len(pages), p50_page_s=statistics.median(pages) if pages else float("nan"),
+                   p95_page_s=float(np.percentile(pages, 95)) if pages else float("nan"))  # fmt: skip
+    return row
 
 
 def check_answers(embedded, checked: list) -> dict:
@@ -199,9 +224,11 @@ def goals(rows: list[dict]) -> list[str]:
         users = sorted(u for s, u in by if s == server)
         if len(users) > 1:
             one, most = by[(server, users[0])], by[(server, users[-1])]
-            ratio = most["p95_s"] / one["p95_s"]
-            measured = f"{ratio:.2f}x ({most['p95_s']:.3f} s / {one['p95_s']:.3f} s)"
-            lines.append(goal_line(f"{server}: p95 at {users[-1]} users <= 2x at {users[0]}", measured, ratio <= 2))
+            key = "p95_page_s" if "p95_page_s" in one else "p95_s"  # a page workload: a new level is a whole page
+            ratio = most[key] / one[key]
+            measured = f"{ratio:.2f}x ({most[key]:.3f} s / {one[key]:.3f} s)"
+            what = "page p95" if key == "p95_page_s" else "p95"
+            lines.append(goal_line(f"{server}: {what} at {users[-1]} users <= 2x at {users[0]}", measured, ratio <= 2))
     for (server, users), row in by.items():
         off = by.get(("service, no batching", users))
         if server == "service" and off is not None:
@@ -238,6 +265,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=None,
                    help="the variants users take turns on (default: all the zoo's; one variant: every concurrent "
                    "request may join one batch, which those of other variants, other models, never do)")  # fmt: skip
+    p.add_argument("--workload", choices=["requests", "page"], default="requests",
+                   help="requests: each user asks for one variant's maps of an image, the variants in turn; page: "
+                   "each user asks for every variant's maps of an image, as the saliency page does, "
+                   "--page-workers at a time, and a page's latency is the time to its last answer")  # fmt: skip
+    p.add_argument("--page-workers", type=int, default=None,
+                   help="requests of one page in flight at once (default: the dashboard's light job pool, "
+                   "max(2, min(4, CPUs)))")  # fmt: skip
     p.add_argument("--method", default="gradcam")
     p.add_argument("--kind", default="brightness")
     p.add_argument("--out", default=None, help="also write the figures as JSON here")
@@ -245,6 +279,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.duration is not None and not 0 < args.duration <= 3600:
         p.error("--duration must be more than 0 and at most 3600 seconds")
+    if args.page_workers is not None and args.page_workers < 1:
+        p.error("--page-workers must be at least 1")
     if min(args.users) < 1 or args.requests < 1 or args.check_every < 0:
         p.error("--users and --requests must be at least 1, --check-every at least 0")
     if not Path(args.zoo, "zoo.json").is_file():
@@ -253,15 +289,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def print_table(rows: list[dict]) -> None:
+    pages = any("p95_page_s" in r for r in rows)
     print(f"\n{'server':<22} {'users':>5} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} "
-          f"{'batch':>6} {'/pass':>6} {'equal':>7}")  # fmt: skip
+          + (f"{'page p95':>8} " if pages else "") + f"{'batch':>6} {'/pass':>6} {'equal':>7}")  # fmt: skip
     for r in rows:
         batch = f"{r['mean_batch']:.2f}" if "mean_batch" in r else "-"
         per_pass = f"{r['per_pass']:.2f}" if "per_pass" in r else "-"
         check = r.get("check")
         equal = f"{check['compared'] - check['differ']}/{check['compared']}" if check else "-"
+        page = f"{r['p95_page_s']:>8.3f} " if pages else ""
         print(f"{r['server']:<22} {r['users']:>5} {r['requests']:>8} {r['errors']:>6} {r['throughput_rps']:>7.2f} "
-              f"{r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {batch:>6} {per_pass:>6} {equal:>7}")  # fmt: skip
+              f"{r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {page}{batch:>6} {per_pass:>6} {equal:>7}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     size = int(next(iter(zoo.entries.values())).meta.get("dataset", {}).get("image_shape", [3, 32, 32])[-1])
     torch.set_num_threads(1)
     rows = []
-    run = {"variants": variants, "size": size, "method": args.method, "kind": args.kind}
+    light_pool = max(2, min(4, os.cpu_count() or 2))  # analysis.job_runner.JobRunner's light workers
+    page_workers = (args.page_workers or light_pool) if args.workload == "page" else 0
+    run = {"variants": variants, "size": size, "method": args.method, "kind": args.kind, "page_workers": page_workers}
     embedded = LocalComputeService(zoo, lambda *a: None)
     run_users(embedded, 1, 1, **run)  # warm-up (imports, first passes)
     mode = f"{args.duration:g} s per user count" if args.duration else f"{args.requests} images per user"
@@ -343,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         info = {"began": began, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "load_at_start": load_start, "load_at_end": os.getloadavg(), "zoo": Path(args.zoo).name,
                 "method": args.method, "kind": args.kind, "variants": variants, "duration_s": args.duration,
+                "workload": args.workload, "page_workers": page_workers,
                 "requests": args.requests,
                 "ray_startup_s": startup, "ray_rss_mib": rss, "tolerance": {"rtol": RTOL, "atol": ATOL},
                 "rows": rows, "goals": summary}  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,40 @@ def test_duration_mode_loops_until_the_time_is_up_and_counts_errors(bench):
     assert counted["requests"] == 2 * 3 * 2 and counted["errors"] == 0 and counted["first_error"] is None
 
 
+def test_page_workload_asks_every_variant_of_an_image_a_few_at_a_time(bench):
+    """The saliency page's way of asking: per image every variant's maps and predictions, ``page_workers`` in
+    flight at once; a page's latency lasts until its last answer."""
+
+    class Slow(StandIn):
+        def __init__(self):
+            super().__init__()
+            self.in_flight = self.most = 0
+            self.asked: list[tuple[float, str]] = []
+
+        def _answer(self, req):
+            with self.lock:
+                self.in_flight += 1
+                self.most = max(self.most, self.in_flight)
+                self.asked.append((float(req.image.sum()), req.variant))
+            time.sleep(0.01)
+            with self.lock:
+                self.in_flight -= 1
+            return super()._answer(req)
+
+        maps = predictions = _answer
+
+    service = Slow()
+    row = bench.run_users(service, 1, 3, ["A", "B", "C"], 8, "gradcam", "hue", page_workers=2)
+    assert row["requests"] == 3 * 3 * 2 and row["pages"] == 3 and service.most == 2
+    by_image: dict[float, set[str]] = {}
+    for image_sum, variant in service.asked:
+        by_image.setdefault(image_sum, set()).add(variant)
+    assert list(by_image.values()) == [{"A", "B", "C"}] * 3  # every variant of each image
+    assert row["p95_page_s"] >= 3 * 0.01 and row["p50_page_s"] <= row["p95_page_s"]  # 6 calls, 2 at a time
+    turns = bench.run_users(Slow(), 1, 3, ["A", "B", "C"], 8, "gradcam", "hue")  # the requests workload
+    assert turns["requests"] == 3 * 2 and "p95_page_s" not in turns
+
+
 def test_check_answers_names_the_first_difference(bench):
     row = bench.run_users(StandIn(), 2, 4, ["A", "B"], 8, "gradcam", "hue", check_every=1)
     assert len(row["checked"]) == 2 * 4 * 2
@@ -116,10 +151,14 @@ def test_goal_lines_read_goal_measured_verdict(bench):
     equal = next(line for line in lines if "answers equal" in line)
     assert f"rtol {bench.RTOL:g}" in equal and "7 of 8 sampled equal" in equal and "(first: x: off)" in equal
     assert bench.goals(rows[:1] + rows[2:3])[-1].endswith(" met")  # one user each, no errors, all equal
+    paged = [{**rows[0], "p95_page_s": 1.0}, {**rows[1], "p95_page_s": 1.5}]  # the page workload: whole pages
+    page_line = next(line for line in bench.goals(paged) if "p95 at 8 users" in line)
+    assert "service: page p95 at 8 users" in page_line and "1.50x (1.500 s / 1.000 s)" in page_line
+    assert page_line.endswith(" met")
 
 
 def test_bad_arguments_are_one_error_line(bench, capsys):
-    for argv in (["--duration", "0"], ["--users", "0"], ["--zoo", str(ROOT / "no-such-zoo")]):
+    for argv in (["--duration", "0"], ["--users", "0"], ["--zoo", str(ROOT / "no-such-zoo")], ["--page-workers", "0"]):
         with pytest.raises(SystemExit) as exc:
             bench.parse_args(argv)
         assert exc.value.code == 2
@@ -142,6 +181,12 @@ def test_embedded_only_duration_run_prints_goals_and_writes_json(bench, tiny_zoo
     assert [r["users"] for r in figures["rows"]] == [1, 2] and figures["duration_s"] == 0.5
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in figures["rows"])
     assert figures["tolerance"] == {"rtol": bench.RTOL, "atol": bench.ATOL}
+    paged = tmp_path / "paged.json"
+    assert bench.main([*argv[:-1], str(paged), "--workload", "page", "--page-workers", "2"]) == 0
+    assert "page p95" in capsys.readouterr().out
+    figures = json.loads(paged.read_text())
+    assert figures["workload"] == "page" and figures["page_workers"] == 2
+    assert all(r["pages"] > 0 and r["requests"] == r["pages"] * 2 * len(figures["variants"]) for r in figures["rows"])
     assert bench.main(["--zoo", str(tiny_zoo), "--servers", "embedded", "--variants", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: --variants nope: not in the zoo")
 
