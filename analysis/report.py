@@ -322,13 +322,19 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or f"reports/{Path(args.zoo).name}"
             if args.zoo_seeds is not None and args.zoo_seed is not None:
                 raise ValueError("--zoo-seed and --zoo-seeds: give one of them")
-            folders = {None: Path(out)}
+            folders, once, primary = {None: Path(out)}, [], None
             if args.zoo_seeds is not None:
-                from analysis.seed_report import report_folders, resolve_seeds
+                from analysis.seed_report import report_folders, resolve_seeds, zoo_independent
 
-                folders = report_folders(out, *resolve_seeds(args.zoo, args.zoo_seeds))
+                seeds, primary = resolve_seeds(args.zoo, args.zoo_seeds)
+                folders, once = report_folders(out, seeds, primary), zoo_independent()
             for seed, folder in folders.items():
-                summary = run_report(args.zoo, folder, settings, _names(args.skip), _names(args.only) or None,
+                skip = _names(args.skip)
+                if seed is not None and seed != primary and once:  # the same runs for every zoo seed: run once
+                    print(f"[report] seed {seed}: {', '.join(once)} not repeated (it reads no zoo checkpoint; the "
+                          f"primary seed's report has it)", file=sys.stderr)  # fmt: skip
+                    skip = [*skip, *once]
+                summary = run_report(args.zoo, folder, settings, skip, _names(args.only) or None,
                                      args.work_dir, args.device, args.data_root, roots,
                                      progress=not args.no_progress, resume=args.resume, allow_nan=args.allow_nan,
                                      zoo_seed=args.zoo_seed if seed is None else seed)  # fmt: skip

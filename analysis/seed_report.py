@@ -26,7 +26,7 @@ from analysis.results_store import read_results
 from models.checkpoints import read_zoo_manifest
 from models.replicas import common_seeds, variant_replicas
 
-__all__ = ["ACROSS", "pooled_results", "report_folders", "resolve_seeds", "write_across_seeds"]
+__all__ = ["ACROSS", "pooled_results", "report_folders", "resolve_seeds", "write_across_seeds", "zoo_independent"]
 
 ACROSS = "across_seeds"  # the folder, inside the report folder, of the pooled claims
 SECTION = "## Across training seeds"
@@ -58,6 +58,16 @@ def resolve_seeds(zoo: str | Path, asked: Sequence[str]) -> tuple[list[int], int
     return seeds, primary
 
 
+def zoo_independent() -> list[str]:
+    """The experiments that read no checkpoint of the zoo (the colour bias: it trains its own networks from
+    scratch). They come out the same for every training seed of the zoo, so they run once, in the primary seed's
+    report, and are pooled once: stacking a copy per zoo seed would count one set of runs as several independent
+    replications (their own training seeds are the replication)."""
+    from analysis.experiments import EXPERIMENTS
+
+    return [name for name, exp in EXPERIMENTS.items() if exp.uses is not None and len(exp.uses) == 0]
+
+
 def report_folders(out: str | Path, seeds: Sequence[int], primary: int) -> dict[int, Path]:
     """Seed -> its report folder: ``out`` for the primary seed, ``out/seeds/<seed>`` for the others."""
     out = Path(out)
@@ -74,21 +84,29 @@ def _with_seed(table: pd.DataFrame, seed: int) -> pd.DataFrame:
     claims' bootstrap. A training experiment's table (alpha sweep, transfer, colour bias: its own runs, one
     ``seed`` each, fine-tuned from that zoo seed's checkpoint) gets ``source_seed`` = the zoo's training seed
     (the independent checkpoints the claims count) and keeps each run distinct: ``repeat_seed`` is its own seed,
-    ``seed`` becomes ``source_seed * RUN_STRIDE + repeat_seed``."""
+    ``seed`` becomes ``source_seed * RUN_STRIDE + repeat_seed``. (The colour bias reads no zoo checkpoint: it is
+    pooled once, unmarked; see :func:`zoo_independent`.)"""
     if "seed" not in table.columns:
         return table.assign(seed=seed)
     own = table["seed"].astype(int)
     return table.assign(repeat_seed=own, source_seed=seed, seed=seed * RUN_STRIDE + own)
 
 
-def pooled_results(folders: Mapping[int, Path]) -> dict[str, dict[str, pd.DataFrame]]:
+def pooled_results(folders: Mapping[int, Path], primary: int | None = None) -> dict[str, dict[str, pd.DataFrame]]:
     """Experiment -> part -> the seeds' tables stacked with a ``seed`` column, for the experiments (and parts)
-    finished in every seed's report."""
+    finished in every seed's report; a zoo-independent experiment (:func:`zoo_independent`) once, as the
+    ``primary`` seed's report (default: the first folder's) has it."""
     per_seed = {seed: read_results(folder)[1] for seed, folder in folders.items()}
     names = set.intersection(*(set(r) for r in per_seed.values())) if per_seed else set()
     pooled: dict[str, dict[str, pd.DataFrame]] = {}
     first = next(iter(per_seed.values()), {})
-    for name in [n for n in first if n in names]:  # the report's order
+    own = per_seed.get(primary, first) if primary is not None else first
+    independent = set(zoo_independent())
+    for name in [n for n in first if n in names or n in independent]:  # the report's order
+        if name in independent:
+            if name in own:
+                pooled[name] = dict(own[name])
+            continue
         parts = set.intersection(*(set(r[name]) for r in per_seed.values()))
         pooled[name] = {
             part: pd.concat([_with_seed(r[name][part], s) for s, r in per_seed.items()], ignore_index=True)
@@ -117,7 +135,8 @@ def write_across_seeds(
     """Pool the seeds' results, decide the claims on them, write ``out/across_seeds/`` and the REPORT.md section;
     returns the pooled claims."""
     out = Path(out)
-    pooled = pooled_results(folders)
+    primary = next((s for s, p in folders.items() if Path(p) == out), None)
+    pooled = pooled_results(folders, primary)
     claims = claims_mod.evaluate_claims(pooled, roles, decided=decided)
     target = out / ACROSS
     target.mkdir(parents=True, exist_ok=True)
@@ -154,6 +173,14 @@ def section_markdown(frame: pd.DataFrame, folders: Mapping[int, Path], out: Path
         f"(files in `{ACROSS}/`; each seed's own verdicts in `{ACROSS}/claims_per_seed.csv`).",
         "",
     ]
+    once = zoo_independent()
+    if once:
+        lines += [
+            f"Run once, in the primary seed's report, and pooled once: {', '.join(once)} (it reads no checkpoint of "
+            "the zoo, training its own networks from scratch, so each zoo seed would repeat the same runs; its own "
+            "training seeds are its replication).",
+            "",
+        ]
     if shown and len(frame):
         lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
         for _, row in frame.iterrows():

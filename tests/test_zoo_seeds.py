@@ -58,12 +58,22 @@ def test_seeds_train_replicas_per_variant_each_fine_tune_from_its_own_seed(tmp_p
     from analysis.report import main as report_main
 
     report = tmp_path / "report"
-    assert report_main(["--zoo", str(out), "--out", str(report), "--quick", "--only", "continuity", "--set",
-                        "n_images=12", "--no-progress", "--device", "cpu", "--zoo-seeds", "all"]) == 0  # fmt: skip
+    assert report_main(["--zoo", str(out), "--out", str(report), "--quick", "--only", "continuity,fairness",
+                        "--set", "n_images=12", "--no-progress", "--device", "cpu",
+                        "--zoo-seeds", "all"]) == 0  # fmt: skip
+    assert "seed 1: fairness not repeated (it reads no zoo checkpoint" in capsys.readouterr().err
+    assert (report / "results" / "fairness.json").is_file()  # the primary seed's report: run once, there
+    assert not (report / "seeds" / "1" / "results" / "fairness.json").exists()
+    assert "Run once, in the primary seed's report, and pooled once: fairness" in (report / "REPORT.md").read_text()
     claims = pd.read_csv(report / "across_seeds" / "claims.csv")
     measured = claims[claims["seeds_per_variant"].notna()]
-    assert len(measured) and set(measured["seeds_per_variant"]) == {3}
-    assert set(measured["scope"]) == {"about the training method"}  # three independently trained seeds
+    colour = measured["key"].str.startswith("fairness")
+    assert colour.sum() == 2 and (~colour).sum() > 0
+    assert set(measured.loc[~colour, "seeds_per_variant"]) == {3}
+    assert set(measured.loc[~colour, "scope"]) == {"about the training method"}  # three independently trained seeds
+    # the colour bias rests on its own runs (quick: one training seed), not on three copies of them
+    assert set(measured.loc[colour, "seeds_per_variant"]) == {1}
+    assert set(measured.loc[colour, "scope"]) == {"about these checkpoints"}
     tests = pd.read_csv(report / "across_seeds" / "claim_tests.csv")
     assert tests["n"].astype(str).str.contains("3 seed").any()
     per_seed = pd.read_csv(report / "across_seeds" / "claims_per_seed.csv")
@@ -119,3 +129,23 @@ def test_a_manifest_without_replicas_reads_as_one_seed_per_variant():
     assert zoo_seeds(manifest) == {"standard": [3], "C": [0]}
     assert common_seeds(manifest) == [] and common_seeds(manifest, ["C"]) == [0]
     assert entry_for_seed(manifest, "standard", 3).primary and entry_for_seed(manifest, "standard", 0) is None
+
+
+def test_an_experiment_that_reads_no_zoo_checkpoint_is_pooled_once(monkeypatch, tmp_path):
+    """The colour bias trains its own networks from scratch: every zoo seed's report would repeat the same runs,
+    and stacking the copies would count one set of runs as three replications. It is pooled once, as the
+    primary seed's report has it; a measurement is stacked per seed."""
+    from analysis import seed_report
+
+    assert seed_report.zoo_independent() == ["fairness"]
+    fair = pd.DataFrame({"variant": ["standard", "C"] * 2, "seed": [0, 0, 1, 1], "test_acc": [0.9, 0.92, 0.91, 0.9]})
+    cont = pd.DataFrame({"variant": ["standard", "C"], "image": [0, 0], "ds": [1.0, 0.5]})
+    folders = seed_report.report_folders(tmp_path, [0, 1, 2], 0)
+    tables = {folders[0]: {"continuity": {"continuity": cont}, "fairness": {"fairness": fair}},
+              folders[1]: {"continuity": {"continuity": cont}},  # not repeated in the other seeds' reports
+              folders[2]: {"continuity": {"continuity": cont}}}  # fmt: skip
+    monkeypatch.setattr(seed_report, "read_results", lambda folder: ({}, tables[Path(folder)]))
+    pooled = seed_report.pooled_results(folders, primary=0)
+    pd.testing.assert_frame_equal(pooled["fairness"]["fairness"], fair)  # once, its own seeds, no source_seed
+    assert sorted(pooled["continuity"]["continuity"]["seed"].unique()) == [0, 1, 2]
+    assert len(pooled["continuity"]["continuity"]) == 3 * len(cont)
