@@ -30,7 +30,8 @@ def _load_colour_bias(
     """Paper §4.7 "Colorful MNIST": white shapes on red/blue, 95/5 in train and 5/95 in test.
 
     ``out = g + (1 - g) * background_colour``; exactly ``round((1 - 0.95) * N)`` images (``round`` of
-    the float, so 0.05 N of x.5 rounds up), chosen by ``seed``, get the minority colour. ``source`` is "fashion-mnist" or "digits".
+    the float, so 0.05 N of x.5 rounds up), chosen by ``seed``, get the minority colour. ``source`` is
+    "fashion-mnist" or "digits".
     """
     gray, labels, src, classes = _grayscale_source(split, root, seed, source, limit)
     n = len(labels)
@@ -74,8 +75,9 @@ def _grayscale_source(split: str, root: Path | None, seed: int, source: str, lim
 def shortcut_colour_index(labels: np.ndarray, split: str, seed: int, n_colours: int) -> np.ndarray:
     """Per image, the index of its background colour in ``SHORTCUT_COLOURS``.
 
-    Train: exactly ``round((1 - 0.95) * n_c)`` images (about 5%) of each class c (chosen by ``seed``) get one of the other colours
-    (uniformly), the rest colour c. Test: every image's colour drawn uniformly, independently of its label.
+    Train: exactly ``round((1 - 0.95) * n_c)`` images (about 5%) of each class c (chosen by ``seed``) get one of
+    the other colours (uniformly), the rest colour c. Test: every image's colour drawn uniformly, independently
+    of its label.
     """
     rng = np.random.default_rng([seed, _SPLIT_ID[split], 3])
     n = len(labels)
