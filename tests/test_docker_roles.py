@@ -57,7 +57,7 @@ def test_docker_stop_reaches_the_backend_as_ctrl_c(tmp_path):
     never shut down; seen with podman on 2026-12-02): the entry point passes it on as SIGINT, the backend's Ctrl+C."""
     backend = tmp_path / "backend.py"  # a stand-in backend: serves until Ctrl+C, then shuts down and exits 0
     backend.write_text(
-        "import time\nprint('serving', flush=True)\ntry:\n    time.sleep(120)\n"
+        "import time\ntry:\n    print('serving', flush=True)\n    time.sleep(120)\n"  # the signal may come at once
         "except KeyboardInterrupt:\n    print('shut down on SIGINT', flush=True)\n"
     )
     lab = f'#!/usr/bin/env bash\nexec "{sys.executable}" "{backend}"\n'
