@@ -93,6 +93,7 @@ def _checked_configs(
     """Every variant's config under ``recipe`` and the variants to train, all flags checked before any training."""
     configs = build_configs(recipe, work_dir, **overrides, **({} if seed is None else {"seed": seed}))
     wanted = variants or [v for v in configs if v in PAPER_VARIANTS]  # controls only when asked for
+    wanted = [v for v in configs if v in wanted] + [v for v in wanted if v not in configs]  # bases before fine-tunes
     unknown = [v for v in wanted if v not in configs]
     if unknown:
         raise SettingsError(f"--variants: recipe {recipe} does not train {', '.join(unknown)}")
@@ -262,6 +263,38 @@ def _restore_from_zoo(
     return True
 
 
+def _ensure_init(
+    out: Path,
+    configs: dict[str, TrainConfig],
+    variant: str,
+    seed: int,
+    primary: int,
+    recipe: str,
+    pgd: int,
+    overrides: dict[str, Any],
+) -> None:
+    """Before ``variant`` fine-tunes from another variant of the same seed (its ``init``, e.g. standard), make sure
+    that checkpoint is in the work dir: restored from the zoo when only the zoo holds it (``--variants ADV`` on a
+    new machine), else a SettingsError that says what to add, rather than a bare "checkpoint not found"."""
+    init = configs[variant].init
+    base = next((v for v, c in configs.items() if init and Path(c.out) / FINAL_FILE == Path(init)), None)
+    if base is None or Path(init).is_file():
+        return
+    earlier = (
+        cards_on_disk(out / ZOO_MANIFEST).get(base)
+        if seed == primary
+        else replicas_on_disk(out / ZOO_MANIFEST).get(base, {}).get(seed, ("", None))[1]
+    )
+    label = "" if seed == primary else f" (seed {seed})"
+    if _restore_from_zoo(out, _zoo_file(base, seed, primary), Path(configs[base].out), earlier, recipe, pgd, overrides):
+        print(f"[zoo] {base}{label}: restored from {out}, for {variant} to fine-tune from", file=sys.stderr)
+        return
+    raise SettingsError(
+        f"{variant}{label} fine-tunes from {base} of the same seed, which neither the work dir nor the zoo {out} "
+        f"holds (trained the same way): add {base} to --variants"
+    )
+
+
 def _train_seed(
     out: Path,
     recipe: str,
@@ -295,6 +328,7 @@ def _train_seed(
                   file=sys.stderr)  # fmt: skip
             continue
         if not (run_dir / FINAL_FILE).is_file():
+            _ensure_init(out, configs, variant, seed, primary, recipe, pgd, overrides or {})
             resume = (run_dir / RESUME_FILE).is_file()
             print(f"[zoo] {variant}{label}: {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
             train(dataclasses.replace(cfg, resume=resume), progress=progress, raise_on_interrupt=True)

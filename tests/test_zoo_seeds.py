@@ -110,6 +110,32 @@ def test_a_lost_work_dir_is_restored_from_the_zoo_not_trained_again(tmp_path, ca
     assert "restored from the zoo" not in err and "[zoo] standard (seed 1): training" in err
 
 
+@pytest.mark.slow
+def test_a_fine_tune_alone_on_a_new_machine_starts_from_the_zoos_standard(tmp_path, capsys, one_thread):
+    """``--variants C`` alone with the work dir gone: C of each seed fine-tunes from the zoo's standard of that
+    seed (put back into the work dir), and a seed whose standard the zoo lacks is a clear error, not a traceback."""
+    out, work = tmp_path / "zoo", tmp_path / "runs"
+    assert train_zoo.main([a for a in seeds_argv(out, work, 0, 1) if a != "C"]) == 0
+    seed1_standard = entry_for_seed(json.loads((out / "zoo.json").read_text()), "standard", 1)
+    shutil.rmtree(work)
+    capsys.readouterr()
+
+    c_only = [a for a in seeds_argv(out, work, 0, 1) if a != "standard"]
+    assert train_zoo.main(c_only) == 0
+    err = capsys.readouterr().err
+    assert "[zoo] standard (seed 1): restored from" in err and "[zoo] C (seed 1): training" in err, err
+    assert "[zoo] standard (seed 1): training" not in err
+    manifest = json.loads((out / "zoo.json").read_text())
+    c1 = entry_for_seed(manifest, "C", 1)
+    assert Path(c1.card["config"]["init"]) == work / "seed1" / "standard" / "model.pt"
+    assert sha256_file(work / "seed1" / "standard" / "model.pt") == seed1_standard.sha256
+
+    assert train_zoo.main([a for a in seeds_argv(out, work, 3) if a != "standard"]) == 2  # the zoo has no standard 3
+    err = capsys.readouterr().err
+    assert "C (seed 3) fine-tunes from standard of the same seed" in err and "add standard to --variants" in err
+    assert "Traceback" not in err
+
+
 def test_seeds_without_the_primary_need_a_zoo_that_has_it(tmp_path, capsys):
     code = train_zoo.main(seeds_argv(tmp_path / "zoo", tmp_path / "runs", 1, 2))
     assert code == 2
