@@ -140,6 +140,16 @@ _REUSE_MAY_DIFFER = {
 }  # fmt: skip
 
 
+def run_identity(cfg: TrainConfig, data: ImageDataset | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What makes two runs the same run: ``cfg`` resolved as training will run it (batch size capped for a small
+    set), without the fields of ``_REUSE_MAY_DIFFER``, and the description of the training images selected."""
+    wanted = cfg.resolved()
+    train_set, _ = training_data(wanted, data)
+    batch = small_set_batch_size(len(train_set), wanted.batch_size, wanted.min_epoch_steps)
+    config = dataclasses.asdict(dataclasses.replace(wanted, batch_size=batch))
+    return {k: v for k, v in config.items() if k not in _REUSE_MAY_DIFFER}, train_set.describe()
+
+
 def _matching_checkpoint(path: Path, cfg: TrainConfig, data: ImageDataset | None) -> dict[str, Any] | None:
     """The checkpoint at ``path`` when it exists and was trained under ``cfg`` (up to ``_REUSE_MAY_DIFFER``) on the
     training images ``cfg`` and ``data`` select (compared by their description: set, size, classes, source)."""
@@ -149,13 +159,10 @@ def _matching_checkpoint(path: Path, cfg: TrainConfig, data: ImageDataset | None
         ckpt = load_checkpoint(path)
     except CheckpointError:
         return None
-    wanted = cfg.resolved()
-    train_set, _ = training_data(wanted, data)
-    batch = small_set_batch_size(len(train_set), wanted.batch_size, wanted.min_epoch_steps)
-    wanted = dataclasses.asdict(dataclasses.replace(wanted, batch_size=batch))
+    config, described = run_identity(cfg, data)
     saved = ckpt.get("config", {})
-    same = all(saved.get(k) == v for k, v in wanted.items() if k not in _REUSE_MAY_DIFFER)
-    return ckpt if same and ckpt.get("dataset") == train_set.describe() else None
+    same = all(saved.get(k) == v for k, v in config.items())
+    return ckpt if same and ckpt.get("dataset") == described else None
 
 
 def _recorded_seconds(out: Path, missing: float = 0.0) -> float:

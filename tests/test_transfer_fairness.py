@@ -4,6 +4,7 @@ epoch, one seed): the tables' shape and ranges, the colours of the colour-bias s
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -82,6 +83,32 @@ def test_fairness_table_on_digits(tmp_path):
     overall = (df["test_acc_red"] * df["n_red"] + df["test_acc_blue"] * df["n_blue"]) / 100
     np.testing.assert_allclose(overall, df["test_acc"])
     assert set(DATASETS) == registry_before
+
+
+def test_a_scored_run_is_taken_from_its_row_file_even_without_its_checkpoints(tmp_path, monkeypatch):
+    """The colour bias split over sessions that keep only the small row files: the same settings give the same
+    table without training or scoring; other settings (more epochs) are not answered from the stored rows."""
+    import analysis.fairness
+
+    kwargs = dict(variants=("standard",), source="digits", epochs=0.2, train_limit=96, width=4, seeds=(0, 1),
+                  out_dir=tmp_path, batch_size=32, test_limit=60)  # fmt: skip
+    first = fairness_table(**kwargs)
+    rows = sorted(tmp_path.rglob(analysis.fairness.ROW_FILE))
+    assert len(rows) == 2
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != analysis.fairness.ROW_FILE:
+            path.unlink()  # a new machine: the training folders are gone, the row files kept
+
+    def no_training(*args, **kw):
+        raise AssertionError("a run with a stored row was trained again")
+
+    monkeypatch.setattr(analysis.fairness, "run_training", no_training)
+    pd.testing.assert_frame_equal(fairness_table(**kwargs), first)
+    with pytest.raises(AssertionError, match="trained again"):
+        fairness_table(**{**kwargs, "epochs": 0.3})
+    (rows[0]).write_text("{not json")  # a damaged row file is not trusted: the run is trained again
+    with pytest.raises(AssertionError, match="trained again"):
+        fairness_table(**kwargs)
 
 
 def shortcut_colour_read(images: torch.Tensor) -> np.ndarray:
