@@ -231,19 +231,28 @@ def differences_from_paper(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
+def short_commit(commit: str | None) -> str:
+    """A commit as the settings table shows it: 10 hex digits, '-dirty' kept; '-' when not recorded."""
+    if not commit or commit == "unknown":
+        return "-"
+    return commit[:10] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def settings_section(ctx: Context, status: Status, total: float) -> str:
     estimate = estimate_cpu_s(ctx.settings, ctx.roles, len(ctx.test), zoo_cost_scale(ctx.zoo))
     rows = [{"experiment": name, "status": (st := status.get(name, {"status": "skipped"}))["status"],
              "elapsed (s)": f"{st['elapsed_s']:.1f}" if st.get("elapsed_s") is not None else "-",
              "CPU (s)": f"{st['cpu_s']:.1f}" if st.get("cpu_s") is not None else "-",
              "estimate (CPU s, 1 thread)": f"{estimate.get(name, 0):.0f}",
-             "ran": sec.ran_text(status, name) or "-"} for name in EXPERIMENTS]  # fmt: skip
+             "ran": sec.ran_text(status, name) or "-",
+             "code": short_commit(st.get("git_commit"))} for name in EXPERIMENTS]  # fmt: skip
     return "\n".join([
         "## Settings and elapsed time: what ran", "",
         f"Mode `{ctx.settings.mode}`, evaluation subset: {len(ctx.eval)} of {len(ctx.test)} test images (seed "
         f"{ctx.settings.subset_seed}); device {ctx.device}, {torch.get_num_threads()} torch thread(s) (training runs: "
         f"{ctx.settings.train_threads}); total {total:.0f} s. The 'ran' column is what each experiment recorded it "
-        "actually ran (images, epochs, steps, seeds), not the requested settings (those are in summary.json). The "
+        "actually ran (images, epochs, steps, seeds), not the requested settings (those are in summary.json); "
+        "'code' is the commit each result was computed on (a result reused by --resume keeps its own). The "
         f"estimate is the plan for these settings on one thread: {sum(estimate.values()):.0f} CPU s in all.",
         "", md_table(pd.DataFrame(rows)), ""])  # fmt: skip
 

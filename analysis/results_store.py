@@ -32,7 +32,7 @@ import torch
 from analysis.experiments import EXPERIMENTS, QUICK, Settings
 from analysis.experiments.registry import Context, Experiment, Output
 from analysis.roles import zoo_roles
-from models.checkpoints import Zoo
+from models.checkpoints import Zoo, git_commit
 from models.data import ImageDataset
 
 FORMAT = "scl-report/1"
@@ -94,10 +94,11 @@ def write_experiment(ctx: Context, exp: Experiment, output: Output, elapsed: flo
            "mode": ctx.settings.mode, "zoo": str(ctx.zoo.path), "dataset": ctx.dataset, "settings": settings,
            "ran": output.ran, "elapsed_s": round(elapsed, 2), "cpu_s": round(cpu, 2), "notes": output.notes,
            "tables": {p: records(df) for p, df in output.tables.items() if not p.startswith("per_")},
-           "files": files}  # fmt: skip
+           "files": files, "git_commit": git_commit()}  # fmt: skip
     dump_json(doc, res / f"{exp.name}.json")
     return {"status": "ok", "elapsed_s": round(elapsed, 2), "cpu_s": round(cpu, 2), "files": files,
-            "notes": output.notes, "settings": settings, "ran": output.ran}  # fmt: skip
+            "notes": output.notes, "settings": settings, "ran": output.ran,
+            "git_commit": doc["git_commit"]}  # fmt: skip
 
 
 def _read_parts(out: Path, files: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
@@ -128,7 +129,7 @@ def reuse_experiment(ctx: Context, exp: Experiment) -> tuple[dict[str, pd.DataFr
         return None
     entry = {"status": "ok", "reused": True, "elapsed_s": doc.get("elapsed_s"), "cpu_s": doc.get("cpu_s"),
              "files": files, "notes": doc.get("notes", []), "settings": doc.get("settings", {}),
-             "ran": doc.get("ran", {})}  # fmt: skip
+             "ran": doc.get("ran", {}), "git_commit": doc.get("git_commit")}  # fmt: skip
     return parts, entry
 
 

@@ -228,17 +228,26 @@ def test_resume_reuses_valid_results_and_reruns_what_a_new_checkpoint_invalidate
     import torch
 
     from models.checkpoints import atomic_torch_save, sha256_file
+    from models.version import git_commit
     from tests.conftest import make_tiny_zoo
 
     zoo, out = make_tiny_zoo(tmp_path / "zoo"), tmp_path / "report"
     sets = [a for s in TINY for a in ("--set", s)]
     base = ["--zoo", str(zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1", *sets]
     assert main([*base, "--only", "continuity,fairness"]) == 0
+    first = json.loads((out / "results" / "continuity.json").read_text())
+    assert first["git_commit"] == git_commit()  # the code each result was computed on
+    first["git_commit"] = "0123456789abcdef0123"  # as if computed by an earlier session's code
+    (out / "results" / "continuity.json").write_text(json.dumps(first))
     stamp = {n: (out / "results" / f"{n}.json").stat().st_mtime_ns for n in ("continuity", "fairness")}
 
     assert main([*base, "--only", "probes", "--resume"]) == 0
     summary = json.loads((out / "summary.json").read_text())["experiments"]
     assert summary["continuity"]["reused"] and summary["fairness"]["reused"] and summary["probes"]["status"] == "ok"
+    assert summary["continuity"]["git_commit"] == "0123456789abcdef0123"  # a reused result keeps its own commit
+    assert summary["probes"]["git_commit"] == git_commit()
+    settings_rows = [line for line in (out / "REPORT.md").read_text().splitlines() if line.startswith("| continuity")]
+    assert any("| 0123456789 |" in line for line in settings_rows), settings_rows
     assert not summary["probes"].get("reused")
     assert {n: (out / "results" / f"{n}.json").stat().st_mtime_ns for n in stamp} == stamp  # not recomputed
     assert "## Figure 3" in (out / "REPORT.md").read_text()
