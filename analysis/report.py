@@ -56,7 +56,7 @@ from analysis.results_store import write_experiment as _write_experiment
 from analysis.roles import zoo_roles
 from analysis.settings_check import check_settings
 from analysis.transfer import seeded_subset
-from models.checkpoints import CheckpointError, git_commit, load_zoo
+from models.checkpoints import CheckpointError, git_commit, load_zoo, read_zoo_manifest
 from models.cli import EXIT_INTERRUPTED
 from models.data import load_dataset
 from models.devices import pick_device
@@ -324,10 +324,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--zoo-seed and --zoo-seeds: give one of them")
             folders, once, primary = {None: Path(out)}, [], None
             if args.zoo_seeds is not None:
-                from analysis.seed_report import report_folders, resolve_seeds, zoo_independent
+                from analysis.seed_report import report_folders, resolve_seeds, seeds_lacking, zoo_independent
 
                 seeds, primary = resolve_seeds(args.zoo, args.zoo_seeds)
                 folders, once = report_folders(out, seeds, primary), zoo_independent()
+                for variant, missing in seeds_lacking(read_zoo_manifest(args.zoo), seeds).items():
+                    print(f"[report] {variant} has no checkpoint of seed(s) {', '.join(map(str, missing))}: its "
+                          "verdicts rest on the seeds it has", file=sys.stderr)  # fmt: skip
+            roles: dict[str, str] = {}  # every seed's report's variants (a control may lack some seeds)
             for seed, folder in folders.items():
                 skip = _names(args.skip)
                 if seed is not None and seed != primary and once:  # the same runs for every zoo seed: run once
@@ -338,10 +342,11 @@ def main(argv: list[str] | None = None) -> int:
                                      args.work_dir, args.device, args.data_root, roots,
                                      progress=not args.no_progress, resume=args.resume, allow_nan=args.allow_nan,
                                      zoo_seed=args.zoo_seed if seed is None else seed)  # fmt: skip
+                roles = {**summary["roles"], **roles}
             if args.zoo_seeds is not None:
                 from analysis.seed_report import write_across_seeds
 
-                write_across_seeds(out, folders, summary["roles"], decided=settings.mode != "quick",
+                write_across_seeds(out, folders, roles, decided=settings.mode != "quick",
                                    log=lambda msg: print(msg, file=sys.stderr))  # fmt: skip
         finally:
             signal.signal(signal.SIGTERM, previous)

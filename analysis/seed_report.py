@@ -24,20 +24,48 @@ import pandas as pd
 from analysis import claims as claims_mod
 from analysis.results_store import read_results
 from models.checkpoints import read_zoo_manifest
-from models.replicas import common_seeds, variant_replicas
+from models.replicas import common_seeds, variant_replicas, zoo_seeds
+from models.roles import ADVERSARIAL, ADVERSARIAL_CONSTRAINED, BASELINE, CONSTRAINED
 
-__all__ = ["ACROSS", "pooled_results", "report_folders", "resolve_seeds", "write_across_seeds", "zoo_independent"]
+PAPER_ROLES = (BASELINE, CONSTRAINED, ADVERSARIAL, ADVERSARIAL_CONSTRAINED)
+
+__all__ = [
+    "ACROSS",
+    "paper_variants",
+    "pooled_results",
+    "report_folders",
+    "resolve_seeds",
+    "seeds_lacking",
+    "write_across_seeds",
+    "zoo_independent",
+]
 
 ACROSS = "across_seeds"  # the folder, inside the report folder, of the pooled claims
 SECTION = "## Across training seeds"
 
 
-def resolve_seeds(zoo: str | Path, asked: Sequence[str]) -> tuple[list[int], int]:
-    """The seeds to report on (``all``: the seeds every variant of the zoo has) and the zoo's primary seed.
+def paper_variants(manifest: Mapping[str, Any]) -> list[str]:
+    """The zoo's variants in the paper's four roles (all of them when none is), whose seeds a report must share."""
+    variants = list(manifest["variants"])
+    paper = [v for v in variants if manifest["variants"][v].get("role") in PAPER_ROLES]
+    return paper or variants
 
-    Raises ValueError for a seed some variant lacks, or when fewer than two seeds remain."""
+
+def seeds_lacking(manifest: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, list[int]]:
+    """Variant -> the ones of ``seeds`` it has no checkpoint for (a control trained on fewer seeds), if any."""
+    have = zoo_seeds(dict(manifest))
+    lacking = {v: [s for s in seeds if s not in have.get(v, [])] for v in manifest["variants"]}
+    return {v: missing for v, missing in lacking.items() if missing}
+
+
+def resolve_seeds(zoo: str | Path, asked: Sequence[str]) -> tuple[list[int], int]:
+    """The seeds to report on (``all``: the seeds every variant in the paper's four roles has) and the zoo's
+    primary seed. A control with fewer seeds is measured on those it has (``load_zoo(seed=...)`` leaves it out of
+    the others), so its verdicts rest on fewer seeds (``seeds_lacking``) and the paper's four need not wait for it.
+
+    Raises ValueError for a seed a paper variant lacks, or when fewer than two seeds remain."""
     manifest = read_zoo_manifest(zoo)
-    shared = common_seeds(manifest)
+    shared = common_seeds(manifest, paper_variants(manifest))
     variants = list(manifest["variants"])
     primary = variant_replicas(manifest, variants[0])[0].seed if variants else 0
     if list(asked) == ["all"]:
@@ -49,10 +77,13 @@ def resolve_seeds(zoo: str | Path, asked: Sequence[str]) -> tuple[list[int], int
             raise ValueError(f"--zoo-seeds {' '.join(asked)}: give seed numbers or 'all'") from exc
         missing = [s for s in seeds if s not in shared]
         if missing:
-            raise ValueError(f"--zoo-seeds: not every variant of {zoo} has seed(s) {missing} (shared: {shared})")
+            raise ValueError(
+                f"--zoo-seeds: not every variant of {zoo} in the paper's roles has seed(s) {missing} (shared: {shared})"
+            )
     if len(seeds) < 2:
         raise ValueError(
-            f"--zoo-seeds: {zoo} holds {len(shared)} seed(s) shared by every variant ({shared}); pooling needs two "
+            f"--zoo-seeds: {zoo} holds {len(shared)} seed(s) shared by its variants in the paper's roles ({shared}); "
+            "pooling needs two "
             "or more (train them with `python -m models.train_zoo --out ZOO --seeds 1 2`)"
         )
     return seeds, primary

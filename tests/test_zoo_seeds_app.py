@@ -20,13 +20,14 @@ VARIANTS = ("standard", "C")
 ACCURACY = {("standard", 0): 0.50, ("standard", 1): 0.60, ("C", 0): 0.40, ("C", 1): 0.70}
 
 
-def make_seeded_zoo(folder: Path) -> Path:
-    """Two variants x two seeds of untrained width-4 networks on digits; cards carry per-seed accuracies."""
+def make_seeded_zoo(folder: Path, controls: tuple[str, ...] = ()) -> Path:
+    """Two variants x two seeds of untrained width-4 networks on digits; cards carry per-seed accuracies.
+    ``controls``: more variants, of seed 0 only (a control not yet trained on the other seeds)."""
     dataset = {"name": "digits", "split": "train", "size": 1437, "num_classes": 10}
     folder.mkdir(parents=True, exist_ok=True)
     files, cards, replicas = {}, {}, {}
-    for i, variant in enumerate(VARIANTS):
-        for seed in (0, 1):
+    for i, variant in enumerate(VARIANTS + controls):
+        for seed in (0, 1) if variant in VARIANTS else (0,):
             torch.manual_seed(100 * seed + i)
             model = create_network("resnet18-cifar", 10, width=4)
             ckpt = make_checkpoint(model, variant=variant, network=network_spec("resnet18-cifar", 10, 4),
@@ -36,7 +37,7 @@ def make_seeded_zoo(folder: Path) -> Path:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save(ckpt, folder / name)
             card = {"variant": variant, "config": {"seed": seed},
-                    "metrics": {"test_clean_acc": ACCURACY[(variant, seed)], "test_pgd10_acc": 0.1 * seed,
+                    "metrics": {"test_clean_acc": ACCURACY.get((variant, seed), 0.5), "test_pgd10_acc": 0.1 * seed,
                                 "ds_level1_sum": 1.0 + seed}}  # fmt: skip
             if seed == 0:
                 files[variant], cards[variant] = name, card
@@ -143,6 +144,33 @@ def test_a_report_per_training_seed_then_claims_on_the_pooled_results(tmp_path, 
     report = (out / "REPORT.md").read_text()
     assert report.count("## Across training seeds") == 1 and "`seeds/1/`" in report
     assert report_main([*args[:-1], "0", "5"]) == 2  # a seed the zoo lacks: one clear error, nothing run
+
+
+def test_a_control_on_fewer_seeds_is_measured_on_those_it_has(tmp_path, cache_dir, one_thread, capsys):
+    """The paper's variants on seeds 0 and 1, the matched C control on seed 0 only (still training): the report
+    across seeds runs (it need not wait for the control), says what the control lacks, measures it in seed 0's
+    report only, and keeps its role for the pooled claims."""
+    from analysis.report import main as report_main
+    from analysis.seed_report import pooled_results, report_folders
+
+    zoo = make_seeded_zoo(tmp_path / "zoo", controls=("C-control",))
+    out = tmp_path / "report"
+    args = ["--zoo", str(zoo), "--out", str(out), "--quick", "--only", "continuity", "--set", "n_images=8",
+            "--no-progress", "--device", "cpu", "--zoo-seeds", "all"]  # fmt: skip
+    assert report_main(args) == 0
+    assert "C-control has no checkpoint of seed(s) 1: its verdicts rest on the seeds it has" in capsys.readouterr().err
+    seeds = {s: json.loads((f / "summary.json").read_text())["training_seeds"] for s, f in
+             report_folders(out, [0, 1], 0).items()}  # fmt: skip
+    assert seeds == {0: {"standard": 0, "C": 0, "C-control": 0}, 1: {"standard": 1, "C": 1}}
+    per_image = next(t for p, t in pooled_results(report_folders(out, [0, 1], 0))["continuity"].items()
+                     if "per_image" in p)  # fmt: skip
+    assert set(per_image.loc[per_image["variant"] == "C-control", "seed"]) == {0}
+    assert set(per_image.loc[per_image["variant"] == "C", "seed"]) == {0, 1}
+    assert (out / "across_seeds" / "claims.csv").is_file()
+    assert report_main([*args[:-1], "0", "1"]) == 0  # the seeds asked for by number: the same
+    lacking_paper = make_seeded_zoo(tmp_path / "zoo2", controls=("ADV",))  # a paper variant on seed 0 only
+    assert report_main(["--zoo", str(lacking_paper), *args[2:]]) == 2
+    assert "in the paper's roles" in capsys.readouterr().err
 
 
 def test_pooling_needs_two_seeds(tiny_zoo, tmp_path, capsys):
