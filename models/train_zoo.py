@@ -33,7 +33,7 @@ from models.objectives import PAPER_VARIANTS, VARIANTS
 from models.recipes import RECIPES, build_configs
 from models.replicas import replica_file, variant_replicas
 from models.runs import FINAL_FILE, RESUME_FILE
-from models.safe_output import folder_lock, move_aside, replacing, temp_sibling
+from models.safe_output import OutputInUse, folder_lock, move_aside, replacing, temp_sibling
 from models.train import CHANCE_MARGIN, TrainConfig, train
 from models.zoo_cards import (
     build_card,
@@ -207,25 +207,43 @@ def train_zoo(
     folder (``zoo_card.json``), so rerunning the same command continues. The zoo folder is never written in place:
     once every variant of a seed is done, the new zoo (the earlier one's other checkpoints included) is built in a
     temporary sibling and swapped in, the earlier zoo kept as ``<out>.old-<timestamp>``; a failure leaves ``out``
-    as it was. One process at a time writes ``out``. ``fresh`` moves earlier runs aside.
+    as it was. One process at a time publishes into ``out`` (the others wait); several may train into it at once.
+    ``fresh`` moves earlier runs aside.
     """
     out, work_dir = Path(out), Path(work_dir)
     _, wanted = _checked_configs(recipe, work_dir, variants, overrides)
     primary = _check_seeds(out, recipe, seeds, wanted) if seeds else int(RECIPES[recipe]["common"].get("seed", 0))
-    with folder_lock(out, "zoo build"):
-        for seed in seeds or [primary]:
-            configs, _ = _checked_configs(
-                recipe, _seed_work_dir(work_dir, seed, primary), variants, overrides, None if seeds is None else seed
-            )
-            updates = _train_seed(
-                out, recipe, configs, wanted, seed, primary, fresh, pgd_size or 0, progress, overrides
-            )
-            if updates:
-                extra = {"recipe": recipe, "overrides": recipe_overrides(overrides)}
-                kept = _publish(out, updates, extra, primary)
-                if kept is not None:
-                    print(f"[zoo] the earlier zoo in {out} is kept as {kept} (nothing is deleted)", file=sys.stderr)
+    for seed in seeds or [primary]:
+        configs, _ = _checked_configs(
+            recipe, _seed_work_dir(work_dir, seed, primary), variants, overrides, None if seeds is None else seed
+        )
+        updates = _train_seed(out, recipe, configs, wanted, seed, primary, fresh, pgd_size or 0, progress, overrides)
+        if updates:
+            extra = {"recipe": recipe, "overrides": recipe_overrides(overrides)}
+            kept = _publish_when_free(out, updates, extra, primary)
+            if kept is not None:
+                print(f"[zoo] the earlier zoo in {out} is kept as {kept} (nothing is deleted)", file=sys.stderr)
     return cards_on_disk(out / ZOO_MANIFEST)
+
+
+PUBLISH_WAIT_S = 900.0  # how long a finished seed waits for another process's publishing before giving up
+
+
+def _publish_when_free(
+    out: Path, updates: dict[tuple[str, int], tuple[Path, dict[str, Any]]], extra: dict[str, Any], primary: int
+) -> Path | None:
+    """:func:`_publish` under the zoo's lock, waiting while another process holds it. The lock is held only for
+    the seconds a swap takes, not through training, so several processes can train different variants or seeds
+    into one zoo (each run folder has its own lock) and each adds its checkpoints to what the others published."""
+    deadline = time.monotonic() + PUBLISH_WAIT_S
+    while True:
+        try:
+            with folder_lock(out, "zoo build"):
+                return _publish(out, updates, extra, primary)
+        except OutputInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _restore_from_zoo(

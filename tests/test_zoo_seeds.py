@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -134,6 +137,57 @@ def test_a_fine_tune_alone_on_a_new_machine_starts_from_the_zoos_standard(tmp_pa
     err = capsys.readouterr().err
     assert "C (seed 3) fine-tunes from standard of the same seed" in err and "add standard to --variants" in err
     assert "Traceback" not in err
+
+
+def only_variant(argv: list[str], variant: str) -> list[str]:
+    i = argv.index("--variants")
+    return [*argv[: i + 1], variant, *argv[i + 3 :]]
+
+
+@pytest.mark.slow
+def test_two_processes_train_different_variants_into_one_zoo(tmp_path, one_thread):
+    """The zoo's lock is held only while a finished seed is published, not through training: C and ADV trained
+    into one zoo by two processes at once both land, neither losing the other's checkpoint."""
+    out, work = tmp_path / "zoo", tmp_path / "runs"
+    assert train_zoo.main([a for a in seeds_argv(out, work, 0) if a != "C"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "models.train_zoo", *only_variant(seeds_argv(out, work, 0), v)],
+                              cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for v in ("C", "ADV")]  # fmt: skip
+    done = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in done]
+    manifest = json.loads((out / "zoo.json").read_text())
+    assert set(manifest["variants"]) == {"standard", "C", "ADV"}
+    for variant in ("standard", "C", "ADV"):
+        assert sha256_file(out / f"{variant}.pt") == manifest["variants"][variant]["sha256"]
+
+
+@pytest.mark.slow
+def test_a_seed_that_cannot_publish_is_kept_and_published_by_the_rerun(tmp_path, capsys, one_thread, monkeypatch):
+    """Another process holding the zoo's lock past the wait: a clear error, the trained and evaluated run kept,
+    and the rerun publishes it without training or evaluating again."""
+    out, work = tmp_path / "zoo", tmp_path / "runs"
+    argv = [a for a in seeds_argv(out, work, 0) if a != "C"]
+    code = ("import sys, time\nfrom models.safe_output import folder_lock\n"
+            "with folder_lock(sys.argv[1], 'zoo build'):\n"
+            "    print('locked', flush=True)\n    time.sleep(600)\n")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(train_zoo, "PUBLISH_WAIT_S", 1.0)
+        assert train_zoo.main(argv) != 0
+        err = capsys.readouterr().err
+        assert "is in use by another process" in err and f"pid {holder.pid}" in err
+        assert (work / "standard" / "model.pt").is_file() and not (out / "zoo.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert train_zoo.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "[zoo] standard: evaluated earlier" in err and "training in" not in err
+    assert json.loads((out / "zoo.json").read_text())["variants"]["standard"]["sha256"] == sha256_file(
+        work / "standard" / "model.pt"
+    )
 
 
 def test_seeds_without_the_primary_need_a_zoo_that_has_it(tmp_path, capsys):
