@@ -15,6 +15,7 @@ writes ``out/across_seeds/`` (claims.csv, claim_tests.csv, claim_seeds.csv, clai
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "report_folders",
     "resolve_seeds",
     "seeds_lacking",
+    "unfinished",
     "write_across_seeds",
     "zoo_independent",
 ]
@@ -97,6 +99,28 @@ def zoo_independent() -> list[str]:
     from analysis.experiments import EXPERIMENTS
 
     return [name for name, exp in EXPERIMENTS.items() if exp.uses is not None and len(exp.uses) == 0]
+
+
+def unfinished(out: str | Path) -> list[str]:
+    """What a report folder (with its seeds' reports under ``seeds/``, as ``--zoo-seeds`` writes them) has still to
+    run: experiments neither finished nor skipped for a stated reason, as ``name`` or ``name (seed N)``. An
+    experiment run once in the primary seed's report (:func:`zoo_independent`) is not missing from the others;
+    a folder without a readable summary.json is ``(no report)``."""
+    out = Path(out)
+    once = set(zoo_independent())
+    left: list[str] = []
+    for folder in [out, *sorted((out / "seeds").glob("*"), key=lambda p: p.name)]:
+        label = "" if folder == out else f" (seed {folder.name})"
+        try:
+            done = json.loads((folder / "summary.json").read_text())["experiments"]
+        except (OSError, ValueError, KeyError, TypeError):
+            left.append(f"(no report){label}")
+            continue
+        for name, entry in done.items():
+            finished = entry.get("status") == "ok" or (entry.get("status") == "skipped" and entry.get("reason"))
+            if not finished and not (label and name in once):
+                left.append(f"{name}{label}")
+    return left
 
 
 def report_folders(out: str | Path, seeds: Sequence[int], primary: int) -> dict[int, Path]:

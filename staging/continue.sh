@@ -14,9 +14,8 @@ case "$minutes" in '' | *[!0-9]*) echo "usage: staging/continue.sh [MINUTES] [re
 timeout -s INT -k 300 "$((minutes * 60))" .venv/bin/python -m analysis.report --zoo assets/zoo/default \
   --out staging/report --work-dir staging/report-work --resume --num-threads "${SCL_THREADS:-1}" --no-progress "$@"
 code=$?
-missing=$(.venv/bin/python -c 'import json, sys
-done = json.load(open("staging/report/summary.json"))["experiments"]
-print(" ".join(n for n, e in done.items() if not (e["status"] == "ok" or (e["status"] == "skipped" and e.get("reason")))))' 2>/dev/null || echo "?")
+missing=$(.venv/bin/python -c 'from analysis.seed_report import unfinished; print(" ".join(unfinished("staging/report")))' \
+  2>/dev/null || echo "?")
 case "$code" in
   0) if [ -z "$missing" ]; then
        echo "[staging] the report is complete: review staging/report/REPORT.md, then replace assets/results/default with it"

@@ -27,3 +27,25 @@ def test_only_the_colour_bias_row_files_of_the_staged_work_dir_are_kept():
 def test_the_script_refuses_a_duration_that_is_not_minutes():
     done = subprocess.run(["bash", "staging/continue.sh", "soon"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "usage: staging/continue.sh [MINUTES]" in done.stderr
+
+
+def test_what_is_still_to_run_across_the_seeds_reports(tmp_path):
+    import json
+
+    from analysis.seed_report import unfinished, zoo_independent
+
+    once = zoo_independent()[0]
+
+    def summary(folder, **status):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text(json.dumps({"experiments": status}))
+
+    ok, not_selected, does_not_apply = {"status": "ok"}, {"status": "skipped"}, {"status": "skipped", "reason": "x"}
+    summary(tmp_path, continuity=ok, probes=not_selected, transfer=does_not_apply, **{once: {"status": "not run"}})
+    summary(tmp_path / "seeds" / "1", continuity={"status": "failed"}, probes=ok, **{once: not_selected})
+    (tmp_path / "seeds" / "2").mkdir()
+    assert unfinished(tmp_path) == ["probes", once, "continuity (seed 1)", "(no report) (seed 2)"]
+    summary(tmp_path, continuity=ok, probes=ok, **{once: ok})
+    summary(tmp_path / "seeds" / "1", continuity=ok, probes=ok, **{once: not_selected})
+    summary(tmp_path / "seeds" / "2", continuity=ok)
+    assert unfinished(tmp_path) == []
