@@ -63,11 +63,32 @@ def _zoo_file(variant: str, seed: int, primary: int) -> str:
     return f"{variant}.pt" if seed == primary else replica_file(variant, seed)
 
 
+def card_pgd_request(card: dict[str, Any]) -> int | None:
+    """The ``--pgd-eval-size`` a zoo card was evaluated under. Cards written before the request was recorded are
+    read from their PGD evaluation: the whole test split is request 0, a first-N subset is N, none is None; so a
+    zoo trained by an earlier version is restored and reused, not trained again."""
+    if "pgd_eval_request" in card:
+        return card["pgd_eval_request"]
+    metrics = card.get("metrics") or {}
+    images = (metrics.get("pgd_eval") or {}).get("images")
+    if images is None:
+        return None
+    return 0 if images == metrics.get("test_size") else int(images)
+
+
+def _same_evaluation(card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
+    """True when ``card`` was trained by ``recipe`` and evaluated under the PGD request ``pgd``."""
+    return card is not None and (card.get("recipe"), card_pgd_request(card)) == (recipe, pgd)
+
+
 def _up_to_date(out: Path, dest: str, run_dir: Path, card: dict[str, Any] | None, recipe: str, pgd: int) -> bool:
     """True when the zoo already holds this run's finished model with a card of the same recipe and evaluation."""
     path = out / dest
-    same_card = card is not None and (card.get("recipe"), card.get("pgd_eval_request")) == (recipe, pgd)
-    return same_card and path.is_file() and sha256_file(path) == sha256_file(run_dir / FINAL_FILE)
+    return (
+        _same_evaluation(card, recipe, pgd)
+        and path.is_file()
+        and sha256_file(path) == sha256_file(run_dir / FINAL_FILE)
+    )
 
 
 def replicas_on_disk(manifest_path: Path) -> dict[str, dict[int, tuple[str, dict[str, Any]]]]:
@@ -261,7 +282,7 @@ def _restore_from_zoo(
     evaluated again, and fine-tunes of the same seed start from it."""
     if (run_dir / FINAL_FILE).is_file() or (run_dir / RESUME_FILE).is_file() or not (out / dest).is_file():
         return False
-    same_card = card is not None and (card.get("recipe"), card.get("pgd_eval_request")) == (recipe, pgd)
+    same_card = _same_evaluation(card, recipe, pgd)
     try:
         same_flags = read_zoo_manifest(out).get("overrides", {}) == recipe_overrides(overrides)
     except (OSError, ValueError, ZooError):

@@ -229,3 +229,27 @@ def test_an_experiment_that_reads_no_zoo_checkpoint_is_pooled_once(monkeypatch, 
     pd.testing.assert_frame_equal(pooled["fairness"]["fairness"], fair)  # once, its own seeds, no source_seed
     assert sorted(pooled["continuity"]["continuity"]["seed"].unique()) == [0, 1, 2]
     assert len(pooled["continuity"]["continuity"]) == 3 * len(cont)
+
+
+def test_a_card_from_before_the_pgd_request_was_recorded_is_restored_not_trained_again(tmp_path):
+    """The shipped zoo's primary standard card predates ``pgd_eval_request``: its PGD evaluation of the whole test
+    split reads as request 0, so a fine-tune added later (C-control) starts from it instead of refusing."""
+    shipped = Path(__file__).resolve().parents[1] / "assets" / "zoo" / "default"
+    card = json.loads((shipped / "zoo.json").read_text())["variants"]["standard"]["card"]
+    assert "pgd_eval_request" not in card and card["metrics"]["pgd_eval"]["images"] == card["metrics"]["test_size"]
+    assert train_zoo.card_pgd_request(card) == 0
+    subset = {"metrics": {"test_size": 100, "pgd_eval": {"images": 8}}}
+    assert train_zoo.card_pgd_request(subset) == 8
+    assert train_zoo.card_pgd_request({"metrics": {"test_size": 100}}) is None  # never attacked
+    assert train_zoo.card_pgd_request({"pgd_eval_request": 4, **subset}) == 4  # a recorded request wins
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copyfile(shipped / "zoo.json", zoo / "zoo.json")
+    shutil.copyfile(shipped / "standard.pt", zoo / "standard.pt")
+    run = tmp_path / "runs" / "standard"
+    assert train_zoo._restore_from_zoo(zoo, "standard.pt", run, card, "cpu-default", 0, {})
+    assert sha256_file(run / "model.pt") == sha256_file(shipped / "standard.pt")
+    other = tmp_path / "runs" / "other"
+    assert not train_zoo._restore_from_zoo(zoo, "standard.pt", other, card, "cpu-default", 500, {})  # not the same
+    assert not other.exists()
