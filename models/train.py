@@ -259,10 +259,11 @@ def train(
         if run.dist.world_size > 1:
             dist.destroy_process_group()
     if stopped:
-        if run.dist.is_main:
+        if run.dist.is_main:  # with raise_on_interrupt the caller (train_zoo, the report) says how to go on
+            hint = "" if raise_on_interrupt else " Continue with the same command plus --resume."
             print(
                 f"\nstopped ({run.stop.reason}) at step {run.step}/{run.total_steps}, a step boundary; state "
-                f"saved to {run.out / RESUME_FILE}. Continue with the same command plus --resume.",
+                f"saved to {run.out / RESUME_FILE}.{hint}",
                 file=sys.stderr,
             )
         if raise_on_interrupt:

@@ -22,7 +22,8 @@ case "$code" in
      else
        echo "[staging] still to run: $missing; commit staging/ and rerun this script to go on"
      fi ;;
-  124 | 130) echo "[staging] stopped after $minutes min; commit staging/ and rerun this script to go on" ;;
+  124) echo "[staging] stopped after $minutes min; commit staging/ and rerun this script to go on" ;;
+  130) echo "[staging] interrupted before $minutes min; commit staging/ and rerun this script to go on" ;;
   *) echo "[staging] the report exited $code (see above)" ;;
 esac
 exit "$code"
