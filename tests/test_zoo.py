@@ -24,8 +24,8 @@ SHIPPED = ROOT / "assets" / "zoo" / "default"
 
 def test_shipped_zoo_is_complete_small_and_verified():
     manifest = json.loads((SHIPPED / "zoo.json").read_text())
-    # the paper's four, then the two controls (C's jitter as augmentation; ADV+C with alpha 0)
-    assert list(manifest["variants"]) == [*PAPER_VARIANTS, "standard+jitter", "ADV-mixed"]
+    # the paper's four, then the three controls (C's jitter from scratch, and on C's path; ADV+C with alpha 0)
+    assert list(manifest["variants"]) == [*PAPER_VARIANTS, "standard+jitter", "C-control", "ADV-mixed"]
     for variant, item in manifest["variants"].items():
         path = SHIPPED / item["file"]
         assert path.stat().st_size <= 4 * 1024 * 1024, f"{path} is over 4 MB"
