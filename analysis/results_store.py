@@ -7,7 +7,8 @@ Layout::
 
     summary.json                 status, settings, what ran, files and elapsed time per experiment
     claims.csv / claims.json     one row per claim; claim_tests.csv one row per comparison
-    results/<experiment>.csv     the main table; results/<experiment>_<part>.csv for the other parts
+    results/<experiment>.csv     the main table; results/<experiment>_<part>.csv for the other parts, where a
+                                 per-image part (named per_*) is gzip-compressed: results/<experiment>_per_image.csv.gz
     results/<experiment>.json    {experiment, settings, ran, notes, tables (parts not named per_*), files, inputs}
     figures/*.png
 """
@@ -15,6 +16,7 @@ Layout::
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import math
 import os
@@ -66,8 +68,41 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records", double_precision=10))
 
 
+#: How a results table may be stored: plain CSV, or gzip-compressed CSV (the per-image parts, which grow with the
+#: variants and images to several MiB each; pandas reads both by the suffix).
+TABLE_SUFFIXES = (".csv", ".csv.gz")
+
+
 def csv_name(experiment: str, part: str, first: bool) -> str:
     return experiment if first else f"{experiment}_{part}"
+
+
+def table_file(experiment: str, part: str, first: bool) -> str:
+    """The file name of one part of an experiment: ``<name>.csv``, or ``<name>.csv.gz`` for a per-image part."""
+    return csv_name(experiment, part, first) + (".csv.gz" if part.startswith("per_") else ".csv")
+
+
+def is_table_file(name: str | Path) -> bool:
+    """Whether ``name`` is a stored results table (``.csv`` or ``.csv.gz``)."""
+    return str(name).endswith(TABLE_SUFFIXES)
+
+
+def table_stem(name: str) -> str:
+    """``results/x.csv`` and ``results/x.csv.gz`` -> ``results/x`` (anything else loses its last suffix)."""
+    for suffix in sorted(TABLE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name.rsplit(".", 1)[0]
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    """``df`` as CSV at ``path``; gzip-compressed when the name ends in ``.csv.gz``, with neither a timestamp nor a
+    file name in the gzip header, so that the same table always gives the same bytes (a rerun changes no tracked
+    file)."""
+    if str(path).endswith(".gz"):
+        path.write_bytes(gzip.compress(df.to_csv(index=False).encode(), mtime=0))
+    else:
+        df.to_csv(path, index=False)
 
 
 def experiment_inputs(ctx: Context, exp: Experiment) -> dict[str, str]:
@@ -84,10 +119,10 @@ def write_experiment(ctx: Context, exp: Experiment, output: Output, elapsed: flo
     res.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {"csv": [], "json": f"results/{exp.name}.json", "figures": [], "parts": {}}
     for i, (part, df) in enumerate(output.tables.items()):
-        name = csv_name(exp.name, part, i == 0)
-        df.to_csv(res / f"{name}.csv", index=False)
-        files["csv"].append(f"results/{name}.csv")
-        files["parts"][part] = f"results/{name}.csv"
+        name = table_file(exp.name, part, i == 0)
+        write_table(df, res / name)
+        files["csv"].append(f"results/{name}")
+        files["parts"][part] = f"results/{name}"
     files["figures"] = [str(Path(p).relative_to(ctx.out)) for p in output.figures]
     settings = {k: getattr(ctx.settings, k) for k in exp.settings}
     doc = {"inputs": experiment_inputs(ctx, exp), "experiment": exp.name, "title": exp.title, "paper": exp.paper,
@@ -187,7 +222,8 @@ class Results:
 
     The layout written by ``python -m analysis.report``: ``summary.json`` (status, settings and files of
     every experiment), ``claims.csv``/``claims.json``, ``REPORT.md``, ``results/<experiment>.csv`` (plus
-    ``results/<experiment>_<part>.csv``) and ``results/<experiment>.json`` (settings, notes, tables).
+    ``results/<experiment>_<part>.csv``, ``.csv.gz`` for per-image parts) and ``results/<experiment>.json``
+    (settings, notes, tables).
     Tables are found by their columns, so other layouts with the same tidy tables work too.
     """
 
@@ -233,7 +269,7 @@ class Results:
         per-experiment metadata are left out: they repeat the CSV.
         """
         found: dict[str, Any] = {}
-        stems = {n.rsplit(".", 1)[0] for n in self.tables if n.endswith(".csv")}
+        stems = {table_stem(n) for n in self.tables if is_table_file(n)}
         for n, obj in {**self.tables, **self.documents}.items():
             if n.endswith(".json") and (n.rsplit(".", 1)[0] in stems or n == "summary.json"):
                 continue
@@ -244,14 +280,14 @@ class Results:
 
 def folder_stamp(folder: str | Path) -> tuple:
     """(name, mtime) of every CSV and JSON file under ``folder``: changes whenever a result file does."""
-    files = [p for p in Path(folder).rglob("*") if p.suffix in (".csv", ".json")]
+    files = [p for p in Path(folder).rglob("*") if is_table_file(p) or p.suffix == ".json"]
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in files))
 
 
 def has_results(folder: str | Path) -> bool:
     """Whether ``folder`` is a folder holding at least one CSV or JSON file."""
     folder = Path(folder)
-    return folder.is_dir() and any(p.suffix in (".csv", ".json") for p in folder.rglob("*"))
+    return folder.is_dir() and any(is_table_file(p) or p.suffix == ".json" for p in folder.rglob("*"))
 
 
 def read_folder(folder: str | Path) -> Results:
@@ -261,7 +297,7 @@ def read_folder(folder: str | Path) -> Results:
     for path in sorted(Path(folder).rglob("*")):
         name = str(path.relative_to(folder))
         try:
-            if path.suffix == ".csv":
+            if is_table_file(path):
                 res.tables[name] = pd.read_csv(path)
             elif path.suffix == ".json":
                 doc = json.loads(path.read_text())

@@ -28,8 +28,9 @@ def git_commit(repo: Path | None = None) -> str:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:
             return "unknown"
-        # a staged report's own results (staging/, written while it runs) do not make the code dirty
-        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!staging"]
+        # a staged report's own results (staging/, written while it runs) and a zoo being trained into (assets/zoo/,
+        # whose checkpoints every result records by sha256) do not make the code dirty
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!staging", ":!assets/zoo"]
         dirty = subprocess.run(status, cwd=cwd, capture_output=True, text=True, timeout=5)
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

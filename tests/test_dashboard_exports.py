@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.results_store import read_results
 from tests import test_dashboard_pages as pages
 from tests.test_app import array_values, chart_specs
 from tests.test_dashboard_pages import COMMITTED, open_page
@@ -83,7 +84,7 @@ def test_continuity_curves_carry_bootstrap_cis_from_the_per_image_results(commit
 
     at = open_page("continuity")
     spec = chart_specs(at, "cont_ds")[0]
-    per_image = pd.read_csv(RESULTS / "continuity_per_image.csv")
+    per_image = read_results(COMMITTED)[1]["continuity"]["per_image"]
     summary = pd.read_csv(RESULTS / "continuity.csv")
     expected = image_cis(summary, per_image, ["variant", "kind", "level"], "ds").set_index(["variant", "kind", "level"])
     traces = scatter_traces(spec)
@@ -142,7 +143,7 @@ def test_result_pages_export_their_numbers_and_draw_cis(committed_env, downloads
         assert header["zoo"] and header["source"] and len(table) > 0, file
     if page == "probes":
         _, table = read_csv_export(downloads["probe_curves.csv"])
-        per_image = pd.read_csv(RESULTS / "probes_per_image.csv")
+        per_image = read_results(COMMITTED)[1]["probes"]["per_image"]
         row = table.iloc[1]
         cell = per_image[(per_image["variant"] == row["variant"]) & (per_image["probe"] == row["probe"])
                          & (per_image["level_label"] == row["level_label"])]  # fmt: skip

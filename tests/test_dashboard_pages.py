@@ -294,11 +294,19 @@ def test_ood_wording_agrees_with_the_verdict():
 # ----------------------------------------------------------------------------- gallery filters
 
 
+def per_image_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """A report's per-image parts (stored as .csv.gz, or .csv by an older report), named <experiment>_per_image."""
+    from analysis.results_store import read_results
+
+    return {f"{name}_per_image": parts["per_image"] for name, parts in read_results(folder)[1].items()
+            if "per_image" in parts}  # fmt: skip
+
+
 def committed_per_image():
     from analysis import gallery_filters as gf
 
     summary = json.loads((COMMITTED / "summary.json").read_text())
-    tables = {p.name: pd.read_csv(p) for p in (COMMITTED / "results").glob("*_per_image.csv")}
+    tables = per_image_tables(COMMITTED)
     return gf.PerImage.from_report(tables, summary["settings"], 10_000), summary, tables
 
 
@@ -317,13 +325,13 @@ def test_gallery_filters_on_the_committed_per_image_results():
             return idx.numpy()
 
     assert np.array_equal(per_image.indices, seeded_subset(Positions(), settings["n_images"], settings["subset_seed"]))
-    ds = tables["continuity_per_image.csv"]
+    ds = tables["continuity_per_image"]
     top = gf.largest_ds(per_image, "standard", "hue", 2)
     rows = ds[(ds["variant"] == "standard") & (ds["kind"] == "hue") & (ds["level"] == 2)]
     assert len(top) == len(rows) and top["ds"].is_monotonic_decreasing
     assert top["ds"].iloc[0] == rows["ds"].max()
     assert top["index"].iloc[0] == per_image.indices[rows.loc[rows["ds"].idxmax(), "image"]]
-    robust = tables["robustness_per_image.csv"]
+    robust = tables["robustness_per_image"]
     wrong = gf.misclassified(per_image, "C")
     assert len(wrong) == (~robust[robust["variant"] == "C"]["clean"]).sum() > 0
     labels = np.arange(10_000) % 10
@@ -385,7 +393,7 @@ def test_saliency_gallery_filters_pick_from_the_per_image_results(tiny_zoo, tiny
     monkeypatch.setenv("SCL_ZOO", str(tiny_zoo))
     _point_results_at(monkeypatch, tiny_report.parent)
     summary = json.loads((tiny_report / "summary.json").read_text())
-    tables = {p.name: pd.read_csv(p) for p in (tiny_report / "results").glob("*_per_image.csv")}
+    tables = per_image_tables(tiny_report)
     from models.data import load_dataset
 
     data = load_dataset("digits", "test")

@@ -15,6 +15,7 @@ from analysis import claims as C
 from analysis import roles as R
 from analysis.experiments import EXPERIMENTS, FULL, QUICK, estimate_cpu_s
 from analysis.report import main
+from analysis.results_store import read_results
 from models.perturbations import KINDS
 
 VARIANTS = ("standard", "C", "ADV", "ADV+C")
@@ -42,8 +43,8 @@ def test_a_quick_report_has_the_explanation_sections_figures_and_claims(tiny_zoo
     assert all(summary["experiments"][n]["status"] == "ok" for n in NEW)
     assert all(summary["estimate_cpu_s"][n] > 0 for n in NEW)
 
-    road = pd.read_csv(out / "results" / "road_per_image.csv")
-    attributions = pd.read_csv(out / "results" / "attributions_per_image.csv")
+    stored = read_results(out)[1]
+    road, attributions = stored["road"]["per_image"], stored["attributions"]["per_image"]
     key = ["variant", "method", "image"]
     assert sorted(map(tuple, road[key].to_numpy())) == sorted(map(tuple, attributions[key].to_numpy()))  # same images
     assert road.groupby("method")["image"].nunique().to_dict() == {"gradcam": 3, "integrated_gradients": 3, "lime": 2}
