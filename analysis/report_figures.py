@@ -22,6 +22,12 @@ def save(fig, path: Path) -> str:
     return str(path)
 
 
+def legend_beside(ax) -> None:
+    """The variants' legend to the right of ``ax`` (a row's last panel), outside the plots: inside, seven variants'
+    entries hide the curves they label (``save`` keeps it in the image)."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
 def _colour(variant: str, df: pd.DataFrame) -> str:
     return variant_colour(str(variant), [str(v) for v in dict.fromkeys(df["variant"])])
 
@@ -53,7 +59,7 @@ def fig_continuity(ds: pd.DataFrame, path: Path, per_image: pd.DataFrame | None 
         ax.set_xlabel("level (Table 1)")
         ax.set_xticks(sorted(ds["level"].unique()))
     axes[0][0].set_ylabel("mean DS (log)")
-    axes[0][-1].legend(fontsize=8)
+    legend_beside(axes[0][-1])
     bars = ", bars: 95% CI" if "ci_low" in ds else ""
     fig.suptitle(f"Fig. 3: distance score under non-semantic perturbations ({int(ds['n'].iloc[0])} images{bars})")
     fig.tight_layout()
@@ -94,7 +100,7 @@ def fig_probe(probes: pd.DataFrame, probe: str, path: Path, number: str, per_ima
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("accuracy (%)")
     ax.set_xlabel(probe.replace("_", " "))
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     n = f", {int(df['n_images'].iloc[0])} images" if "n_images" in df and len(df) else ""
     n += ", bars: 95% CI" if "ci_low" in df else ""
     ax.set_title(f"Fig. {number}: {probe.replace('_', ' ')}{n}")
@@ -112,7 +118,7 @@ def fig_eps(eps: pd.DataFrame, path: Path) -> str:
                     label=variant, color=_colour(variant, eps))  # fmt: skip
     ax.set_xlabel("PGD-10 radius eps (x/255), step eps/4")
     ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     ax.set_title(
         f"Robust accuracy against eps ({int(eps['n_images'].iloc[0])} test images, bars: Clopper-Pearson 95% CI)"
     )
@@ -150,7 +156,7 @@ def fig_tradeoff(curves: pd.DataFrame, matched: pd.DataFrame | None, path: Path)
             title += f"\n{r['a']} vs {r['b']}: not comparable at clean {100 * r['level']:.1f}%"
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("PGD-10 accuracy (%)")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     ax.set_title(f"{title} ({int(curves['n_images'].iloc[0])} images)", fontsize=8)
     return save(fig, path)
 
@@ -169,7 +175,7 @@ def fig_bars(summary: pd.DataFrame, value: str, group: str | None, path: Path, t
                color=_colour(variant, summary))  # fmt: skip
     ax.set_xticks(np.arange(len(groups)) + width * (len(variants) - 1) / 2, [str(g) if g else "" for g in groups])
     ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     ax.set_title(title)
     return save(fig, path)
 
@@ -199,7 +205,7 @@ def fig_road(summary: pd.DataFrame, path: Path) -> str:
         better = "lower" if score == "morf" else "higher"
         ax.set_title(f"ROAD {score} ({better} = more faithful)", fontsize=9)
     axes[0][0].set_ylabel("change of the target's probability")
-    axes[0][-1].legend(fontsize=7)
+    legend_beside(axes[0][-1])
     fig.tight_layout()
     return save(fig, path)
 
@@ -221,7 +227,7 @@ def fig_sanity(summary: pd.DataFrame, path: Path, metric: str = "spearman") -> s
         ax.set_title(method)
         ax.set_xlabel("randomised down to (cumulative)")
     axes[0][0].set_ylabel(f"{metric} to the trained map")
-    axes[0][-1].legend(fontsize=7)
+    legend_beside(axes[0][-1])
     fig.suptitle(f"Sanity check: cascading randomisation ({int(shown['n_images'].max())} images, 95% CIs)")
     fig.tight_layout()
     return save(fig, path)
@@ -245,7 +251,7 @@ def fig_map_continuity(summary: pd.DataFrame, path: Path, metric: str = "spearma
             ax.set_xticks(sorted(d["level"].unique()))
             ax.set_xlabel("level (Table 1)")
         axes[r][0].set_ylabel(f"{metric} to the clean map")
-    axes[0][-1].legend(fontsize=7)
+    legend_beside(axes[0][-1])
     fig.suptitle(f"Explanation continuity ({int(shown['n_images'].max())} images, 95% CIs; 1 = unchanged)")
     fig.tight_layout()
     return save(fig, path)

@@ -55,3 +55,23 @@ def test_the_eps_sweep_draws_clopper_pearson_intervals(tmp_path, recorded):
     y, yerr = recorded[0]
     cis = accuracy_cis(eps)
     assert np.allclose(y - yerr[0], 100 * cis["ci_low"]) and np.allclose(y + yerr[1], 100 * cis["ci_high"])
+
+
+def test_the_legend_of_seven_variants_hides_no_panel(tmp_path, monkeypatch):
+    """Fig. 3 with the shipped zoo's seven variants: the legend sits beside the panels, overlapping none of them
+    (inside the last panel it hid the hue curves)."""
+    import analysis.report_figures as figures
+
+    kept = []
+    monkeypatch.setattr(figures.plt, "close", kept.append)
+    variants = ("standard", "C", "ADV", "ADV+C", "standard+jitter", "C-control", "ADV-mixed")
+    ds = pd.DataFrame([{"variant": v, "kind": k, "level": lv, "ds_mean": 1.0 + i + lv, "n": 10}
+                       for i, v in enumerate(variants) for k in ("brightness", "contrast", "saturation", "hue")
+                       for lv in (1, 2, 3, 4)])  # fmt: skip
+    fig_continuity(ds, tmp_path / "f3.png")
+    (fig,) = kept
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 1 and len(legends[0].get_texts()) == len(variants)
+    box = legends[0].get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
