@@ -545,6 +545,12 @@ def report_folder(tiny_zoo, tmp_path_factory):
     summary = pd.concat([summarise(fairness, c, by=("variant",)).set_index("variant").drop(columns="n_seeds")
                          for c in ("test_acc", "test_acc_red", "test_acc_blue")], axis=1).reset_index()  # fmt: skip
     summary.to_csv(res / "fairness_summary.csv", index=False)
+    shortcut = pd.DataFrame([{"variant": v, "seed": seed, "design": "shortcut", "test_acc": rng.random(),
+                              "test_acc_red": rng.random(), "test_acc_blue": rng.random(), "n_red": 100, "n_blue": 100,
+                              "val_acc": 0.9, "train_seconds": 1.0, "test_acc_on_colour": 0.9 - 0.1 * seed,
+                              "test_acc_off_colour": 0.2 + 0.1 * i, "n_on_colour": 20}
+                             for i, v in enumerate(VARIANTS) for seed in (0, 1)])  # fmt: skip
+    shortcut.to_csv(res / "fairness_shortcut.csv", index=False)
     (res / "broken.csv").write_bytes(b"\x00\xff not, a\n csv")
     return out
 
@@ -845,6 +851,14 @@ def test_result_pages_read_right(app_env, report_folder, monkeypatch):
     runs = next(d.value for d in at.dataframe if "Accuracy, red background (test) (%)" in d.value.columns)
     assert runs["Red images"].max() == 10  # a count stays a count
     assert runs["Accuracy, red background (test) (%)"].max() <= 100 and runs["Accuracy (test) (%)"].max() > 1
+    assert len(runs) == len(VARIANTS)  # the paper's design: its one seed per variant, not the shortcut design's runs
+    # the shortcut design has its own bars: per variant, the mean over its two seeds on and off its class's colour
+    bars = chart_specs(at, "fair_shortcut_bars")[0]
+    assert [t["name"] for t in bars["data"]] == list(VARIANTS)
+    for i, trace in enumerate(bars["data"]):
+        on, off = array_values(trace["y"])[1:3]
+        assert on == pytest.approx(85.0) and off == pytest.approx(100 * (0.2 + 0.1 * i))
+    assert any(e.label == "Every training run (shortcut design)" for e in at.expander)
     at = open_app("transfer")
     bars = chart_specs(at, "transfer_bars")[0]
     assert {t["name"] for t in bars["data"]} == set(VARIANTS)

@@ -27,7 +27,11 @@ README_NAMES = {
     "interpretability_lime": "IG and LIME mask share",
     "transfer_digits": "transfer to digits",
     "transfer_fashion-mnist": "domain shift to background-free Fashion-MNIST",
+    "robustness_matched_clean": "ADV+C vs ADV at matched clean accuracy",
+    "explanation_continuity_integrated_gradients": "Integrated Gradients explanations change less",
+    "explanation_continuity_gradcam": "GradCAM explanations change less",
     "fairness": "colour bias",
+    "fairness_shortcut": "shortcut design",
 }
 
 

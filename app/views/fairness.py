@@ -6,6 +6,35 @@ import streamlit as st
 from app import components, exports, figures
 from app.choices import only, variant_choice
 
+RUN_COLUMNS = {"variant", "test_acc", "test_acc_red", "test_acc_blue"}
+SHORTCUT_COLUMNS = {"variant", "test_acc", "test_acc_on_colour", "test_acc_off_colour"}
+SHORTCUT_PARTS = [("test_acc", "all test images"), ("test_acc_on_colour", "on its class's training colour"),
+                  ("test_acc_off_colour", "off its class's training colour")]  # fmt: skip
+
+
+def is_shortcut(name: str, df: pd.DataFrame) -> bool:
+    """Whether a run table is the shortcut design's (its file name, or its ``design`` column, says so)."""
+    return "shortcut" in name or ("design" in df and bool((df["design"] == "shortcut").all()))
+
+
+def design_table(results, columns: set[str], shortcut: bool = False) -> tuple[str | None, pd.DataFrame | None]:
+    """A colour-bias table with these columns, of one design: the paper's (colour independent of the label) or the
+    shortcut one. Only files named for the experiment count: transfer's summary has the same columns."""
+    for name, df in results.tables.items():
+        if columns <= set(df.columns) and "fairness" in name and is_shortcut(name, df) == shortcut:
+            return name, df
+    return None, None
+
+
+def seed_means(runs: pd.DataFrame, parts: list[tuple[str, str]]) -> pd.DataFrame:
+    """Per variant and part, the mean and sd over seeds (long form, for grouped bars and their CSV)."""
+    grouped = runs.groupby("variant", sort=False)
+    return pd.concat([pd.DataFrame({"variant": grouped[col].mean().index, "subset": label,
+                                    "acc": grouped[col].mean().to_numpy(), "sd": grouped[col].std().to_numpy(),
+                                    "seeds": grouped[col].count().to_numpy()})
+                      for col, label in parts if col in runs], ignore_index=True)  # fmt: skip
+
+
 ctx = components.context()
 st.title("Fairness: colour bias")
 st.markdown(
@@ -17,12 +46,13 @@ components.require_zoo(ctx)
 components.zoo_header(ctx)
 results, _ = components.results_or_quick(ctx, None, "Fairness")
 shown = set()
-name, summary = components.pick(results, None, "", {"variant", "test_acc_mean"}, "fairness")
-name_runs, runs = components.pick(results, None, "", {"variant", "test_acc", "test_acc_red", "test_acc_blue"},
-                                  "fairness")  # fmt: skip
+name, summary = design_table(results, {"variant", "test_acc_mean"})
+name_runs, runs = design_table(results, RUN_COLUMNS)
+name_shortcut, shortcut = design_table(results, SHORTCUT_COLUMNS, shortcut=True)
 chosen = variant_choice([*(summary["variant"] if summary is not None else []),
-                         *(runs["variant"] if runs is not None else [])], key="fair_variants")  # fmt: skip
-summary, runs = only(summary, chosen), only(runs, chosen)
+                         *(runs["variant"] if runs is not None else []),
+                         *(shortcut["variant"] if shortcut is not None else [])], key="fair_variants")  # fmt: skip
+summary, runs, shortcut = only(summary, chosen), only(runs, chosen), only(shortcut, chosen)
 if summary is not None:
     shown.add(name)
     parts = [("test_acc", "all test images"), ("test_acc_red", "red background (minority)"),
@@ -45,7 +75,22 @@ if runs is not None:
                       exports.provenance(ctx, name_runs, values="mean over seeds"))  # fmt: skip
     with st.expander("Every training run"):
         components.show_table(runs, name)
+if shortcut is not None and len(shortcut):
+    shown.add(name_shortcut)
+    st.subheader("Shortcut design")
+    st.markdown(
+        "The same shapes, variants, seeds and settings, but with a shortcut to learn: in training 95% of each "
+        "class's images lie on that class's own background colour; in test the colour is independent of the class. "
+        "A model that took the shortcut is accurate on the test images whose colour is their class's training colour "
+        "and not on the others: a smaller gap between the two = less reliance on the colour."
+    )
+    long = seed_means(shortcut, SHORTCUT_PARTS)
+    exports.chart(figures.grouped_bars(long, "subset", "acc", error="sd", y_title="Test accuracy (%)"),
+                  "fair_shortcut_bars", "fairness_shortcut", long,
+                  exports.provenance(ctx, name_shortcut, design="shortcut", error_bars="sd over seeds"))  # fmt: skip
+    with st.expander("Every training run (shortcut design)"):
+        components.show_table(shortcut, name_shortcut)
 components.report_status(results, "fairness")
-if summary is None and runs is None:
+if summary is None and runs is None and shortcut is None:
     st.info("No fairness results yet (the report's colour-bias experiment writes them).")
 components.other_files(results, ("fairness", "bias"), shown)
