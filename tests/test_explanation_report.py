@@ -112,3 +112,30 @@ def test_the_full_settings_size_the_attribution_claims_to_decide():
         assert half[name] == pytest.approx(full[name] / 2, rel=1e-6)
     more_lime = estimate_cpu_s(dataclasses.replace(FULL, lime_samples=2 * FULL.lime_samples), roles)
     assert more_lime["attributions"] > full["attributions"]
+
+
+@pytest.mark.timeout(900)
+def test_road_scores_the_attributions_maps_without_computing_them_again(tiny_zoo, tmp_path, one_thread, monkeypatch):
+    """In one report run ROAD reuses the maps the attributions experiment made (each variant's maps of each method
+    computed once), and scores exactly what a ROAD run of its own computes."""
+    import analysis.attributions as attributions
+
+    calls = []
+    original = attributions.explain
+
+    def counted(method, model, images, *args, **kwargs):
+        calls.append((method, len(images)))
+        return original(method, model, images, *args, **kwargs)
+
+    monkeypatch.setattr(attributions, "explain", counted)
+    sets = [a for s in TINY for a in ("--set", s)]
+    base = ["--zoo", str(tiny_zoo), "--quick", "--no-progress", "--num-threads", "1", *sets]
+    assert main([*base, "--out", str(tmp_path / "both"), "--only", "attributions,road"]) == 0
+    variants = len(read_results(tmp_path / "both")[0]["roles"])
+    methods = QUICK.attr_method_names
+    assert len(calls) == variants * len(methods)  # once per variant and method, not once more for ROAD
+    calls.clear()
+    assert main([*base, "--out", str(tmp_path / "alone"), "--only", "road"]) == 0
+    assert len(calls) == variants * len(methods)  # without the attributions run ROAD computes its own
+    both, alone = (read_results(tmp_path / d)[1]["road"]["per_image"] for d in ("both", "alone"))
+    pd.testing.assert_frame_equal(both, alone)

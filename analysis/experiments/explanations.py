@@ -23,7 +23,7 @@ def _sizes(ctx: Context) -> dict[str, int]:
             ("attr_images", "attr_slow_images", "attr_method_names", "ig_steps", "lime_samples", "road_percentiles",
              "batch_size"))  # fmt: skip
 def run_road(ctx: Context) -> Output:
-    from analysis.attributions import explain, get_method
+    from analysis.attributions import get_method
     from analysis.road import road_paired, road_scores, road_summary
 
     s = ctx.settings
@@ -33,7 +33,7 @@ def run_road(ctx: Context) -> Output:
     for variant, method in tqdm(jobs, desc="road", disable=not ctx.progress, unit="map set"):
         data, model = ctx.first(sizes[method]), ctx.models[variant]
         with quiet(not ctx.progress):  # lime draws a progress bar per image whatever it is told
-            ex = explain(method, model, data.images, data.labels, **get_method(method).options(s))
+            ex = ctx.explain_first(variant, method, sizes[method], get_method(method).options(s))  # attributions' maps
         scores = road_scores(model, data.images, ex.maps, ex.targets, s.road_percentiles, batch_size=s.batch_size)
         frames.append(pd.DataFrame({"variant": variant, "method": method, "image": np.arange(len(data)),
                                     "target": ex.targets, **scores}))  # fmt: skip
@@ -41,7 +41,8 @@ def run_road(ctx: Context) -> Output:
     summary = road_summary(per_image)
     counts = ", ".join(f"{m} {n}" for m, n in sizes.items())
     notes = [f"ROAD (pytorch-grad-cam's ROADMostRelevantFirstAverage / ROADLeastRelevantFirstAverage): the "
-             "attributions experiment's maps, recomputed (the methods are deterministic or seeded), of the true label "
+             "attributions experiment's maps (reused within one report run, else recomputed: the methods are "
+             "deterministic or seeded), of the true label "
              f"on the same first test images ({counts}); removed shares "
              f"{', '.join(f'{100 - p}%' for p in s.road_percentiles)} filled by noisy linear imputation; each score "
              "is the change of the target's softmax probability, averaged over the shares; morf lower, lerf and "

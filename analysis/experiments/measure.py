@@ -132,11 +132,11 @@ def run_attack_audit(ctx: Context) -> Output:
                        "apgd_targets": s.apgd_targets})  # fmt: skip
 
 
-def _attribution_rows(variant, model, data, masks, method, options, steps) -> tuple[dict, pd.DataFrame]:
+def _attribution_rows(ctx: Context, variant, data, masks, method, options, steps) -> tuple[dict, pd.DataFrame]:
     from analysis.attribution_quality import deletion_insertion, mask_share
-    from analysis.attributions import explain
 
-    ex = explain(method, model, data.images, data.labels, **options)
+    model = ctx.models[variant]
+    ex = ctx.explain_first(variant, method, len(data), options)
     share = mask_share(ex.maps, masks)
     curves = deletion_insertion(model, data.images, ex.maps, ex.targets, steps=steps)
     row = {"variant": variant, "method": method,
@@ -164,7 +164,7 @@ def run_attributions(ctx: Context) -> Output:
     jobs = [(v, m) for v in ctx.models for m in s.attr_method_names]
     for variant, method in tqdm(jobs, desc="attributions", disable=not ctx.progress, unit="map set"):
         with quiet(not ctx.progress):  # lime draws a progress bar per image whatever it is told
-            row, each = _attribution_rows(variant, ctx.models[variant], ctx.first(sizes[method]),
+            row, each = _attribution_rows(ctx, variant, ctx.first(sizes[method]),
                                           masks[: sizes[method]].numpy(), method, get_method(method).options(s),
                                           s.deletion_steps)  # fmt: skip
         rows.append(row)

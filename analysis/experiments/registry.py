@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from analysis.experiments.settings import Settings
 from analysis.roles import zoo_roles
 from models.checkpoints import Zoo
 from models.data import ImageDataset
+
+EXPLANATION_CACHE_BYTES = 512 * 2**20  # maps kept in one report run for the experiments that share them
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Context:
     roots: dict[str, str] = field(default_factory=dict)
     progress: bool = True
     results: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)  # experiment -> part -> table
+    explained: dict[tuple[str, str, int, str], Any] = field(default_factory=dict)  # see explain_first
 
     @property
     def models(self) -> dict[str, torch.nn.Module]:
@@ -51,6 +55,24 @@ class Context:
 
     def first(self, n: int) -> ImageDataset:
         return self.eval.subset(torch.arange(min(n, len(self.eval))))
+
+    def explain_first(self, variant: str, method: str, n: int, options: dict[str, Any]) -> Any:
+        """``analysis.attributions.explain``: ``variant``'s ``method`` maps of the true label of the first ``n``
+        evaluation images, computed once per report run, so that ROAD scores the very maps the attributions
+        experiment made (same images, method and options; the methods are deterministic or seeded) rather than
+        computing them again. Kept while all kept maps stay under ``EXPLANATION_CACHE_BYTES``; beyond it (500
+        maps at 224 px are 100 MB a set) they are computed afresh each time."""
+        from analysis.attributions import explain
+
+        key = (variant, method, n, json.dumps(options, sort_keys=True, default=str))
+        if key in self.explained:
+            return self.explained[key]
+        data = self.first(n)
+        ex = explain(method, self.models[variant], data.images, data.labels, **options)
+        kept = sum(e.maps.nbytes for e in self.explained.values())
+        if kept + ex.maps.nbytes <= EXPLANATION_CACHE_BYTES:
+            self.explained[key] = ex
+        return ex
 
 
 @dataclass
