@@ -150,6 +150,8 @@ def test_result_pages_export_their_numbers_and_draw_cis(committed_env, downloads
             assert len(low) == len(array_values(trace["y"])) and any(v > 0 for v in low + up), (key, trace["name"])
     if page == "fairness" and not files:  # the report skipped it: the page says so and offers no stale numbers
         assert any("The report skipped **fairness**" in c.value for c in at.caption)
+        advice = next(i.value for i in at.info if "left the colour bias out" in i.value)
+        assert "--resume --only fairness" in advice and f"--out {committed_env}" in advice and " h on one" in advice
         assert not [n for n in downloads if n.startswith("fairness")]
     for file in files:
         header, table = read_csv_export(downloads[file])

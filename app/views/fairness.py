@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import components, exports, figures
+from app import components, exports, figures, public
 from app.choices import only, variant_choice
 
 RUN_COLUMNS = {"variant", "test_acc", "test_acc_red", "test_acc_blue"}
@@ -92,5 +92,14 @@ if shortcut is not None and len(shortcut):
         components.show_table(shortcut, name_shortcut)
 components.report_status(results, "fairness")
 if summary is None and runs is None and shortcut is None:
-    st.info("No fairness results yet (the report's colour-bias experiment writes them).")
+    record = (results.experiment("fairness") or {}) if results.folder is not None else {}
+    if record.get("status") == "skipped":
+        estimate = (results.summary.get("estimate_cpu_s") or {}).get("fairness")
+        cost = f", about {estimate / 3600:.1f} h on one CPU thread with this report's settings" if estimate else ""
+        command = (f"python -m analysis.report --zoo {ctx.handle.path} --out {results.folder} --resume "
+                   "--only fairness")  # fmt: skip
+        st.info(f"This report left the colour bias out. It trains its own networks{cost}; to add it to these "
+                f"results (every other experiment is kept):\n\n```\n{public.redact(command)}\n```")  # fmt: skip
+    else:
+        st.info("No fairness results yet (the report's colour-bias experiment writes them).")
 components.other_files(results, ("fairness", "bias"), shown)
