@@ -99,7 +99,7 @@ class Claim:
                            for t in main)  # fmt: skip
         tests = "; ".join(dict.fromkeys(t["test"].split(" (")[0] for t in self.tests))
         p = "; ".join(f"{_label(t, form=True)}: {_p_text(t)}" for t in self.tests)
-        n = "; ".join(dict.fromkeys(t.get("n") or _n_text(t) for t in self.tests))
+        n = _n_summary(self.tests)
         secondary = "; ".join(
             f"{t['form']}: {_label(t)} {interval(t['effect'], t['ci_low'], t['ci_high'], t.get('unit', 'points'))} "
             f"({t['verdict']})" for t in extra)  # fmt: skip
@@ -136,6 +136,22 @@ def _n_text(t: Mapping[str, Any]) -> str:
     if images is None:
         return f"{seeds} seed(s)" if seeds else "-"
     return f"{seeds or 1} seed{'(s)' if (seeds or 1) > 1 else ''} x {images} images"
+
+
+def _n_summary(tests: Sequence[Mapping[str, Any]]) -> str:
+    """A claim's n: its primary comparisons' n, then the secondary forms' as one range of images where only the
+    image counts differ (the images both models classify correctly when clean differ per comparison): "3 seed(s)
+    x 1000 images; secondary forms: 3 seed(s) x 654-845 images", not six "seeds x images" in a row."""
+    texts = lambda rows: list(dict.fromkeys(t.get("n") or _n_text(t) for t in rows))  # noqa: E731
+    main = texts([t for t in tests if t.get("primary", True)])
+    extra = [t for t in tests if not t.get("primary", True) and (t.get("n") or _n_text(t)) not in main]
+    images = [t.get("n_images") for t in extra]
+    seeds = {t.get("n_seeds") for t in extra}
+    if len(texts(extra)) < 2 or len(seeds) != 1 or not all(i is not None and np.isfinite(i) for i in images):
+        return "; ".join(dict.fromkeys([*main, *texts(extra)]))
+    lo, hi = int(min(images)), int(max(images))
+    stub = _n_text({**extra[0], "n_images": lo}).removesuffix(f"{lo} images")
+    return "; ".join([*main, f"secondary forms: {stub}{lo}-{hi} images"])
 
 
 def _jsonable(obj: Any) -> Any:
@@ -469,6 +485,33 @@ def _source_seeds(df: pd.DataFrame) -> int:
     return int(df["source_seed"].nunique()) if "source_seed" in df.columns else 1
 
 
+def per_source(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> tuple[pd.DataFrame, int | None]:
+    """A training experiment's runs pooled over zoo seeds (``source_seed``: the zoo checkpoint each run was
+    fine-tuned from), reduced to one row per source checkpoint and ``keys`` (variant, alpha): the mean of its runs,
+    with ``seed`` = the source seed. The runs of one source share its checkpoint, so they are not independent
+    replications of the training method: counted as such (6 runs of 2 checkpoints as 6 seeds), Welch's and Page's
+    tests would overstate the evidence. Returns the table and the fewest runs behind a mean (None: ``df`` has
+    fewer than two source seeds and is returned as it is, its seeds the fine-tune's own repeats)."""
+    if _source_seeds(df) < 2:
+        return df, None
+    by = [*keys, "source_seed"]
+    runs = int(df.groupby(by).size().min())
+    means = df.groupby(by, as_index=False)[list(values)].mean()
+    return means.assign(seed=means["source_seed"]), runs
+
+
+def _with_runs(claim: Claim, runs: int | None) -> Claim:
+    """Say in each test's n that its seeds are source checkpoints, each the mean of ``runs`` fine-tune runs."""
+    if runs is not None:
+        for t in claim.tests:
+            t["n"] = f"{_n_text(t)} (each the mean of {runs} runs)"
+    return claim
+
+
+_SOURCES = ("; over several zoo seeds the units are the source checkpoints: each one's fine-tune runs are "
+            "averaged first (claims.per_source)")
+
+
 def _alpha_ends(alpha_df: pd.DataFrame, col: str) -> tuple[float, float, np.ndarray, np.ndarray]:
     lo, hi = alpha_df["alpha"].min(), alpha_df["alpha"].max()
     pick = lambda a: alpha_df.loc[alpha_df["alpha"] == a, col].astype(float).to_numpy()  # noqa: E731
@@ -486,6 +529,8 @@ def claim_alpha_continuity(results: Results, roles: Mapping[str, str] | None = N
     df = part(results, "alpha_sweep")
     if df is None or df["alpha"].nunique() < 2:
         return not_measured(key, claim, paper, FIGURE_SHORT["fig4_right"], rule, "fewer than two alphas")
+    sources = _source_seeds(df)
+    df, runs = per_source(df, ["alpha"], ["ds_level1_sum"])
     lo, hi, a, b = _alpha_ends(df, "ds_level1_sum")
     ends = R.Comparison(f"alpha {hi:g}", f"alpha {lo:g}")
     trend_ok = df["alpha"].nunique() >= 3 and df["seed"].nunique() >= 2
@@ -503,8 +548,8 @@ def claim_alpha_continuity(results: Results, roles: Mapping[str, str] | None = N
     def render(c: Claim) -> str:
         return sweep_text + "".join(f"; {t['form']}: {t['verdict']}" for t in c.tests)
 
-    return _finish(Claim(key, claim, paper, FIGURE_SHORT["fig4_right"], "", NOT_MEASURED, rule, tests,
-                         _source_seeds(df), render=render))  # fmt: skip
+    return _finish(_with_runs(Claim(key, claim, paper, FIGURE_SHORT["fig4_right"], "", NOT_MEASURED, rule + _SOURCES,
+                                    tests, sources, render=render), runs))  # fmt: skip
 
 
 def claim_alpha_accuracy(results: Results, roles: Mapping[str, str] | None = None, tolerance: float = 0.05) -> Claim:
@@ -516,13 +561,15 @@ def claim_alpha_accuracy(results: Results, roles: Mapping[str, str] | None = Non
     df = part(results, "alpha_sweep")
     if df is None or df["alpha"].nunique() < 2:
         return not_measured(key, claim, paper, FIGURE_SHORT["fig4_left"], rule, "fewer than two alphas")
+    sources = _source_seeds(df)
+    df, runs = per_source(df, ["alpha"], ["test_acc"])
     lo, hi, a, b = _alpha_ends(df, "test_acc")
     comp = R.Comparison(f"alpha {hi:g}", f"alpha {lo:g}")
     res = S.noninferiority(b, a, tolerance, "higher", method="welch")
     tests = [test_row(key, comp, res, "higher", "test accuracy", null=-tolerance, decision=NONINFERIORITY)]
     values = {comp.label: f"accuracy {pct(b.mean())} vs {pct(a.mean())};"}
-    return _finish(Claim(key, claim, paper, FIGURE_SHORT["fig4_left"], "", NOT_MEASURED, rule, tests,
-                         _source_seeds(df), render=lambda c: _ours(c.tests, values)))  # fmt: skip
+    return _finish(_with_runs(Claim(key, claim, paper, FIGURE_SHORT["fig4_left"], "", NOT_MEASURED, rule + _SOURCES,
+                                    tests, sources, render=lambda c: _ours(c.tests, values)), runs))  # fmt: skip
 
 
 def _conditional_shares(df: pd.DataFrame, probe: str) -> Any:
@@ -713,8 +760,13 @@ def claim_transfer(results: Results, roles: Mapping[str, str], target: str | Non
     if df is None or target not in set(df["target"]):
         return not_measured(key, claim, paper, fig, _rule("test accuracy", "higher", "Welch"), "transfer not run")
     sub = df[df["target"] == target]
-    return seeded_claim(key, claim, paper, fig, f"test accuracy after fine-tuning on {target}", sub, "test_acc",
-                        roles, trained_seeds=_source_seeds(sub))  # fmt: skip
+    sources = _source_seeds(sub)
+    sub, runs = per_source(sub, ["variant"], ["test_acc"])
+    found = seeded_claim(key, claim, paper, fig, f"test accuracy after fine-tuning on {target}", sub, "test_acc",
+                         roles, trained_seeds=sources)  # fmt: skip
+    if runs is not None:
+        found.rule += _SOURCES
+    return _finish(_with_runs(found, runs))
 
 
 FAIRNESS_DESIGNS = {"paper": ("fairness", "the colour-flipped test split (the paper's design: colour independent of "

@@ -255,6 +255,44 @@ def test_the_transfer_claim_speaks_about_checkpoints_unless_source_seeds_differ(
     assert three.scope == S.SCOPE_METHOD
 
 
+def test_runs_fine_tuned_from_one_zoo_checkpoint_count_once_across_zoo_seeds():
+    """Across zoo seeds a training experiment's runs of one source checkpoint are averaged before the test: two
+    checkpoints whose three runs each agree closely are two replications, not six (constructed case: the two
+    checkpoints differ in how much C gains, so six runs counted as seeds make the gain look certain)."""
+    rows = []
+    for source, base, gain in ((0, 0.800, 0.040), (1, 0.805, 0.005)):
+        for rep in range(3):
+            rows += [{"variant": "standard", "source_seed": source, "repeat_seed": rep, "target": "digits",
+                      "seed": source * 10_000 + rep, "test_acc": base + 0.001 * rep},
+                     {"variant": "C", "source_seed": source, "repeat_seed": rep, "target": "digits",
+                      "seed": source * 10_000 + rep, "test_acc": base + gain + 0.001 * rep}]  # fmt: skip
+    df = pd.DataFrame(rows)
+    naive = S.welch(df.loc[df["variant"] == "C", "test_acc"], df.loc[df["variant"] == "standard", "test_acc"])
+    assert naive.p < 0.05  # six runs as six seeds: "holds"
+    got = C.claim_transfer({"transfer": {"transfer": df}}, ROLES, "digits")
+    test = next(t for t in got.tests if t["comparison"] == "C vs standard")
+    assert test["p"] > 0.05 and got.verdict == C.INCONCLUSIVE  # two checkpoints: too few to tell
+    assert test["effect"] == pytest.approx(naive.effect)
+    assert test["n_seeds"] == 2 and "2 seed(s)" in test["n"] and "mean of 3 runs" in test["n"]
+    assert got.seeds == 2 and "source checkpoints" in got.rule
+    means, runs = C.per_source(df, ["variant"], ["test_acc"])
+    assert runs == 3 and len(means) == 4 and set(means["seed"]) == {0, 1}
+    one = df[df["source_seed"] == 0]
+    assert C.per_source(one, ["variant"], ["test_acc"]) == (one, None)  # one checkpoint: its runs are the seeds
+
+
+def test_the_alpha_trend_across_zoo_seeds_has_one_block_per_source_checkpoint():
+    rows = [{"alpha": a, "source_seed": s, "repeat_seed": r, "seed": s * 10_000 + r,
+             "ds_level1_sum": 5 - a + 0.01 * r + 0.1 * s, "test_acc": 0.9 - 0.001 * a}
+            for s in (0, 1, 2) for r in (0, 1) for a in (0.0, 0.3, 1.0, 3.0)]  # fmt: skip
+    res = {"alpha_sweep": {"alpha_sweep": pd.DataFrame(rows)}}
+    trend = C.claim_alpha_continuity(res, ROLES)
+    assert trend.seeds == 3
+    assert all(t["n_seeds"] == 3 and "mean of 2 runs" in t["n"] for t in trend.tests)
+    cost = C.claim_alpha_accuracy(res, ROLES)
+    assert cost.seeds == 3 and cost.tests[0]["n_seeds"] == 3
+
+
 def test_the_matched_c_control_is_trained_on_cs_path(tmp_path):
     from models.objectives import VARIANT_REGISTRY, jitter_augmented_loss
     from models.recipes import build_configs
@@ -302,3 +340,15 @@ def test_ds_tables_with_labels_feed_the_normalised_continuity_claim(one_thread):
     assert raw["verdict"] == C.HOLDS and raw["effect"] < 0
     assert normalised["form"] == C.NORMALISED and abs(normalised["effect"]) < 1e-4 * abs(raw["effect"])
     assert claim.secondary_verdict == C.INCONCLUSIVE
+
+
+def test_a_claims_n_gives_the_secondary_forms_images_as_one_range():
+    rng = np.random.default_rng(0)
+    a = {s: rng.normal(0.5, 0.1, 100) for s in (0, 1)}
+    b = {s: rng.normal(0.4, 0.1, 100) for s in (0, 1)}
+    subsets = {"C vs standard": 60, "ADV+C vs ADV": 75}  # the images both classify correctly differ per pair
+    per = {"standard": b, "C": a, "ADV": b, "ADV+C": a}
+    both = lambda c: ({s: v[: subsets[c.label]] for s, v in per[c.a].items()},  # noqa: E731
+                      {s: v[: subsets[c.label]] for s, v in per[c.b].items()})
+    got = C.paired_claim("k", "claim", "p", "f", "m", "higher", per, ROLES, secondary={"both correct": both})
+    assert got.row()["n"] == "2 seed(s) x 100 images; secondary forms: 2 seed(s) x 60-75 images"
