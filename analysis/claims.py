@@ -508,8 +508,7 @@ def _with_runs(claim: Claim, runs: int | None) -> Claim:
     return claim
 
 
-_SOURCES = ("; over several zoo seeds the units are the source checkpoints: each one's fine-tune runs are "
-            "averaged first (claims.per_source)")
+_SOURCES = "; over several zoo seeds the units are the source checkpoints, each one's fine-tune runs averaged first"
 
 
 def _alpha_ends(alpha_df: pd.DataFrame, col: str) -> tuple[float, float, np.ndarray, np.ndarray]:

@@ -348,7 +348,11 @@ def test_a_claims_n_gives_the_secondary_forms_images_as_one_range():
     b = {s: rng.normal(0.4, 0.1, 100) for s in (0, 1)}
     subsets = {"C vs standard": 60, "ADV+C vs ADV": 75}  # the images both classify correctly differ per pair
     per = {"standard": b, "C": a, "ADV": b, "ADV+C": a}
-    both = lambda c: ({s: v[: subsets[c.label]] for s, v in per[c.a].items()},  # noqa: E731
-                      {s: v[: subsets[c.label]] for s, v in per[c.b].items()})
+
+    def both(c):
+        return {s: v[: subsets[c.label]] for s, v in per[c.a].items()}, {
+            s: v[: subsets[c.label]] for s, v in per[c.b].items()
+        }
+
     got = C.paired_claim("k", "claim", "p", "f", "m", "higher", per, ROLES, secondary={"both correct": both})
     assert got.row()["n"] == "2 seed(s) x 100 images; secondary forms: 2 seed(s) x 60-75 images"
