@@ -13,7 +13,9 @@ and ``analysis.report_markdown`` / ``analysis.report_sections`` (REPORT.md), ``a
 
 An earlier report in the output folder is never deleted: a rerun without ``--resume`` moves it aside to
 ``<out>.old-<timestamp>`` and writes a new one; ``--resume`` keeps the results still valid for the zoo's
-checkpoints and settings and runs only what is missing. One report at a time writes a folder.
+checkpoints and settings and runs only what is missing; a reused result's missing figure is drawn again from its
+stored tables, and ``--resume --redraw`` draws all of them again with the current figure code (nothing is
+recomputed: ``analysis.experiments.drawing``). One report at a time writes a folder.
 Training runs go to ``--work-dir`` (default: a
 temporary folder deleted at the end); in a kept ``--work-dir`` the colour-bias experiment loads the runs already
 finished there under the same settings and resumes a stopped one, so an interrupted experiment loses at most the
@@ -37,7 +39,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,16 @@ from analysis.experiments.settings import with_seeds
 from analysis.network_cost import zoo_cost_scale
 from analysis.paper import PAPER
 from analysis.report_markdown import write_report
-from analysis.results_store import FORMAT, clear_previous, dump_json, holds_report, remove_experiment, reuse_experiment
+from analysis.results_store import (
+    FORMAT,
+    clear_previous,
+    dump_json,
+    figures_missing,
+    holds_report,
+    redraw_experiment,
+    remove_experiment,
+    reuse_experiment,
+)
 from analysis.results_store import write_experiment as _write_experiment
 from analysis.roles import zoo_roles
 from analysis.settings_check import check_settings
@@ -111,14 +122,18 @@ def keep_previous_report(out: Path, log: Log) -> Path | None:
     return kept
 
 
-def _reuse(ctx: Context, selected: list[str], log: Log) -> tuple[dict[str, Any], list[str]]:
-    """``--resume``: take every still-valid stored result; drop stale ones that will not be rerun."""
+def _reuse(ctx: Context, selected: list[str], log: Log, redraw: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """``--resume``: take every still-valid stored result; drop stale ones that will not be rerun. A reused
+    result's figures are drawn again from its tables where one is missing, and all of them with ``redraw``."""
     status: dict[str, Any] = {}
     for name, exp in EXPERIMENTS.items():
         found = reuse_experiment(ctx, exp)
         if found is not None:
             ctx.results[name], status[name] = found
             log(f"[report] {name}: reusing the earlier result (same checkpoints and settings)")
+            if exp.draw is not None and (redraw or figures_missing(ctx.out, status[name])):
+                drawn = redraw_experiment(ctx, exp, ctx.results[name], status[name])
+                log(f"[report] {name}: drew {len(drawn)} figure(s) again from its stored tables")
     remaining = [n for n in selected if n not in ctx.results]
     for name in EXPERIMENTS:
         if name not in ctx.results and name not in remaining:  # stale: it would lie about the current zoo
@@ -187,6 +202,7 @@ def run_report(
     only: Sequence[str] | None = None, work_dir: str | Path | None = None, device: str = "auto",
     data_root: str | None = None, roots: dict[str, str] | None = None, progress: bool = True,
     log: Log | None = None, resume: bool = False, allow_nan: bool = False, zoo_seed: int | None = None,
+    redraw: bool = False, left_out: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the selected experiments, write every file, return the summary (also written to summary.json).
 
@@ -194,8 +210,12 @@ def run_report(
     the same checkpoints, data set and settings is reused, and only the selected ones without such a result run.
     Without it an earlier report is moved aside to ``<out>.old-<timestamp>`` (:func:`keep_previous_report`), never
     deleted. One process at a time writes ``out`` (OutputInUse names the other one's pid). ``zoo_seed``: measure
-    the zoo's checkpoints of that training seed (a zoo with replicas) instead of its primary ones.
+    the zoo's checkpoints of that training seed (a zoo with replicas) instead of its primary ones. ``redraw``
+    (with ``resume``): draw every reused result's figures again from its stored tables with the current code.
+    An experiment not selected is recorded as skipped with ``left_out``: why (``left_out``'s text for it, else the
+    option that left it out), so that summary.json and REPORT.md say why it is missing.
     """
+    left_out = dict(left_out or {})
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     unknown = [n for n in [*skip, *(only or [])] if n not in EXPERIMENTS]
     if unknown:
@@ -209,9 +229,10 @@ def run_report(
         tmp = tempfile.mkdtemp(prefix="scl-report-") if work_dir is None else None
         ctx = build_context(zoo_path, out, settings, Path(work_dir or tmp), device, data_root, roots, progress,
                             allow_nan, zoo_seed)  # fmt: skip
-        status = {n: {"status": "skipped"} for n in EXPERIMENTS if n not in selected}
+        status = {n: {"status": "skipped", "left_out": left_out.get(n) or ("--skip" if n in skip else "--only")}
+                  for n in EXPERIMENTS if n not in selected}  # fmt: skip
         if resume:
-            reused, selected = _reuse(ctx, selected, log)
+            reused, selected = _reuse(ctx, selected, log, redraw)
             status.update(reused)
         else:
             keep_previous_report(ctx.out, log)
@@ -295,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--resume", action="store_true",
                         help="keep still-valid earlier results in --out; run only what is missing")  # fmt: skip
+    parser.add_argument("--redraw", action="store_true",
+                        help="with --resume: draw the reused results' figures again from their stored tables with "
+                             "the current figure code (nothing is recomputed)")  # fmt: skip
     return parser
 
 
@@ -320,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # SIGTERM stops like Ctrl-C
         try:
             out = args.out or f"reports/{Path(args.zoo).name}"
+            if args.redraw and not args.resume:
+                raise ValueError("--redraw draws a kept report's figures again: give it with --resume")
             if args.zoo_seeds is not None and args.zoo_seed is not None:
                 raise ValueError("--zoo-seed and --zoo-seeds: give one of them")
             folders, once, primary = {None: Path(out)}, [], None
@@ -341,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
                 summary = run_report(args.zoo, folder, settings, skip, _names(args.only) or None,
                                      args.work_dir, args.device, args.data_root, roots,
                                      progress=not args.no_progress, resume=args.resume, allow_nan=args.allow_nan,
-                                     zoo_seed=args.zoo_seed if seed is None else seed)  # fmt: skip
+                                     zoo_seed=args.zoo_seed if seed is None else seed,
+                                     redraw=args.redraw, left_out=dict.fromkeys(
+                                         once if seed is not None and seed != primary else [],
+                                         "run once, in the primary seed's report"))  # fmt: skip
                 roles = {**summary["roles"], **roles}
             if args.zoo_seeds is not None:
                 from analysis.seed_report import write_across_seeds

@@ -29,7 +29,8 @@ def missing(status: Status, name: str) -> str | None:
     st = status.get(name, {"status": "skipped"})
     if st["status"] == "ok":
         return None
-    why = f" ({st.get('error') or st['reason']})" if st.get("error") or st.get("reason") else ""
+    left_out = f"left out: {st['left_out']}" if st.get("left_out") else None
+    why = next((f" ({w})" for w in (st.get("error"), st.get("reason"), left_out) if w), "")
     return f"*Not available: experiment `{name}` {st['status']}{why}*"
 
 

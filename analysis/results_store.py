@@ -156,7 +156,8 @@ def reuse_experiment(ctx: Context, exp: Experiment) -> tuple[dict[str, pd.DataFr
         and all(clean_json(doc.get("settings", {}).get(k)) == clean_json(v) for k, v in settings.items())
     )
     files = doc.get("files", {})
-    if not same or not all((ctx.out / f).is_file() for f in [*files.get("csv", []), *files.get("figures", [])]):
+    needed = [*files.get("csv", []), *([] if exp.draw is not None else files.get("figures", []))]
+    if not same or not all((ctx.out / f).is_file() for f in needed):  # a missing figure that can be drawn: redraw
         return None
     try:
         parts = _read_parts(ctx.out, files)
@@ -166,6 +167,32 @@ def reuse_experiment(ctx: Context, exp: Experiment) -> tuple[dict[str, pd.DataFr
              "files": files, "notes": doc.get("notes", []), "settings": doc.get("settings", {}),
              "ran": doc.get("ran", {}), "git_commit": doc.get("git_commit")}  # fmt: skip
     return parts, entry
+
+
+def figures_missing(out: Path, entry: Mapping[str, Any]) -> bool:
+    """Whether any figure a stored result lists (its summary ``entry``) is not on disk."""
+    return not all((out / f).is_file() for f in entry.get("files", {}).get("figures", []))
+
+
+def redraw_experiment(
+    ctx: Context, exp: Experiment, parts: Mapping[str, pd.DataFrame], entry: dict[str, Any]
+) -> list[str]:
+    """Draw a reused result's figures again from its stored tables (``exp.draw``) with the current figure code, and
+    record them in results/<name>.json and in ``entry``; returns the figures' paths relative to the report. The
+    tables, notes and the commit that computed them stay as they were; the JSON's ``figures_drawn`` names the
+    commit whose code drew the figures."""
+    if exp.draw is None:
+        return list(entry.get("files", {}).get("figures", []))
+    folder = ctx.out / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = [str(Path(p).relative_to(ctx.out)) for p in exp.draw(parts, folder)]
+    path = ctx.out / "results" / f"{exp.name}.json"
+    doc = json.loads(path.read_text())
+    doc.setdefault("files", {})["figures"] = figures
+    doc["figures_drawn"] = {"git_commit": git_commit(), "from": "the stored tables"}
+    dump_json(doc, path)
+    entry.setdefault("files", {})["figures"] = figures
+    return figures
 
 
 def remove_experiment(out: Path, name: str) -> None:
@@ -290,12 +317,32 @@ def has_results(folder: str | Path) -> bool:
     return folder.is_dir() and any(is_table_file(p) or p.suffix == ".json" for p in folder.rglob("*"))
 
 
+#: Inside a report over several training seeds (``--zoo-seeds``): each other seed's own report, and the claims
+#: pooled over the seeds. A seed's report is not part of the folder's own results.
+SEED_REPORTS, ACROSS_SEEDS = "seeds", "across_seeds"
+
+
+def seed_report_folder(folder: str | Path, seed: int | None) -> Path:
+    """The report of training seed ``seed`` inside a report folder (``seeds/<seed>/``), or ``folder`` itself for
+    the primary checkpoints (``seed`` None) and for a seed without a report of its own there (a report of the
+    primary checkpoints only: the caller says which checkpoints it shows)."""
+    folder = Path(folder)
+    if seed is None:
+        return folder
+    own = folder / SEED_REPORTS / str(int(seed))
+    return own if has_results(own) else folder
+
+
 def read_folder(folder: str | Path) -> Results:
-    """Every CSV and JSON file under ``folder`` (a JSON list of records is also a table); a broken file is listed
-    in ``problems``, never raised."""
+    """Every CSV and JSON file under ``folder`` (a JSON list of records is also a table), except the other
+    training seeds' reports under ``seeds/`` (:func:`seed_report_folder` reads one of them); a broken file is
+    listed in ``problems``, never raised."""
     res = Results(Path(folder))
     for path in sorted(Path(folder).rglob("*")):
         name = str(path.relative_to(folder))
+        if Path(name).parts[0] == SEED_REPORTS and (Path(folder) / SEED_REPORTS).is_dir() and \
+                (Path(folder) / "summary.json").is_file():  # fmt: skip
+            continue
         try:
             if is_table_file(path):
                 res.tables[name] = pd.read_csv(path)

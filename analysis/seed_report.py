@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import claims as claims_mod
-from analysis.results_store import read_results
+from analysis.results_store import ACROSS_SEEDS, SEED_REPORTS, read_results
 from models.checkpoints import read_zoo_manifest
 from models.replicas import common_seeds, variant_replicas, zoo_seeds
 from models.roles import ADVERSARIAL, ADVERSARIAL_CONSTRAINED, BASELINE, CONSTRAINED
@@ -42,7 +42,7 @@ __all__ = [
     "zoo_independent",
 ]
 
-ACROSS = "across_seeds"  # the folder, inside the report folder, of the pooled claims
+ACROSS = ACROSS_SEEDS  # the folder, inside the report folder, of the pooled claims
 SECTION = "## Across training seeds"
 
 
@@ -109,7 +109,7 @@ def unfinished(out: str | Path) -> list[str]:
     out = Path(out)
     once = set(zoo_independent())
     left: list[str] = []
-    for folder in [out, *sorted((out / "seeds").glob("*"), key=lambda p: p.name)]:
+    for folder in [out, *sorted((out / SEED_REPORTS).glob("*"), key=lambda p: p.name)]:
         label = "" if folder == out else f" (seed {folder.name})"
         try:
             done = json.loads((folder / "summary.json").read_text())["experiments"]
@@ -126,7 +126,7 @@ def unfinished(out: str | Path) -> list[str]:
 def report_folders(out: str | Path, seeds: Sequence[int], primary: int) -> dict[int, Path]:
     """Seed -> its report folder: ``out`` for the primary seed, ``out/seeds/<seed>`` for the others."""
     out = Path(out)
-    return {s: out if s == primary else out / "seeds" / str(s) for s in seeds}
+    return {s: out if s == primary else out / SEED_REPORTS / str(s) for s in seeds}
 
 
 RUN_STRIDE = 10_000  # a training experiment's run id across zoo seeds: zoo seed * RUN_STRIDE + its own seed

@@ -10,7 +10,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from analysis.results_store import QUICK_GROUPS, Results, folder_stamp, has_results, quick_size, read_folder
+from analysis.results_store import (
+    QUICK_GROUPS,
+    Results,
+    folder_stamp,
+    has_results,
+    quick_size,
+    read_folder,
+    seed_report_folder,
+)
 from analysis.service_api import QuickRequest
 from app import compute
 from app.zoo_cache import ROOT, ZooHandle
@@ -49,10 +57,13 @@ def _read_results(folder: str, stamp: tuple) -> Results:
 
 
 def load_results(handle: ZooHandle) -> Results:
-    """The first results folder that exists, read (cached until a file in it changes); empty Results if none."""
+    """The first results folder that exists, read (cached until a file in it changes); empty Results if none.
+    With a training seed chosen (``handle.seed``), that seed's own report inside it (``seeds/<seed>/``, as
+    ``--zoo-seeds`` writes it) where there is one; the primary checkpoints' report otherwise."""
     for folder in results_folders(handle):
         if has_results(folder):
-            return _read_results(str(folder), folder_stamp(folder))
+            own = seed_report_folder(folder, handle.seed)
+            return _read_results(str(own), folder_stamp(own))
     return Results(None)
 
 

@@ -213,6 +213,59 @@ def test_report_cli_end_to_end(tiny_zoo, tmp_path):
         with Image.open(path) as im:
             assert im.size[0] > 100 and im.size[1] > 100
         assert f"]({path.relative_to(out)})" in report  # embedded in the report
+    _assert_figures_redraw_the_same(out, summary)
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGBA"))
+
+
+def _assert_figures_redraw_the_same(out: Path, summary: dict) -> None:
+    """Every experiment's figures drawn again from its tables as read back from disk (``--redraw``) are the ones
+    the run drew: the same files, pixel for pixel."""
+    from analysis.results_store import read_results
+
+    _, results = read_results(out)
+    for name, entry in summary["experiments"].items():
+        if not entry["files"]["figures"]:
+            continue
+        assert EXPERIMENTS[name].draw is not None, f"{name} draws figures but cannot draw them again"
+        again = out / "redrawn" / name
+        again.mkdir(parents=True)
+        drawn = EXPERIMENTS[name].draw(results[name], again)
+        assert sorted(Path(p).name for p in drawn) == sorted(Path(f).name for f in entry["files"]["figures"]), name
+        for f in entry["files"]["figures"]:
+            assert np.array_equal(_pixels(out / f), _pixels(again / Path(f).name)), f"{name}: {f} differs"
+
+
+def test_a_reused_results_figures_are_drawn_again_from_its_tables(tiny_zoo, tmp_path):
+    """A missing figure of a reused result is drawn again (not recomputed); ``--redraw`` draws all of them again
+    and records the commit that drew them."""
+    out = tmp_path / "report"
+    sets = [a for s in TINY for a in ("--set", s)]
+    base = ["--zoo", str(tiny_zoo), "--out", str(out), "--quick", "--no-progress", "--num-threads", "1", *sets]
+    assert main([*base, "--only", "continuity,eps_sweep"]) == 0
+    fig = out / "figures" / "fig3_continuity.png"
+    before, tables = _pixels(fig), (out / "results" / "continuity.csv").read_bytes()
+    fig.unlink()
+    assert main([*base, "--only", "continuity,eps_sweep", "--resume"]) == 0
+    summary = json.loads((out / "summary.json").read_text())["experiments"]
+    assert summary["continuity"]["reused"] and summary["eps_sweep"]["reused"]  # nothing recomputed
+    assert summary["probes"] == {"status": "skipped", "left_out": "--only"}  # why it is missing
+    assert "experiment `probes` skipped (left out: --only)" in (out / "REPORT.md").read_text()
+    assert np.array_equal(_pixels(fig), before) and (out / "results" / "continuity.csv").read_bytes() == tables
+    assert "figures_drawn" in json.loads((out / "results" / "continuity.json").read_text())
+    assert "figures_drawn" not in json.loads((out / "results" / "eps_sweep.json").read_text())  # had its figure
+
+    assert main([*base, "--only", "continuity,eps_sweep", "--resume", "--redraw"]) == 0
+    assert "figures_drawn" in json.loads((out / "results" / "eps_sweep.json").read_text())
+    assert json.loads((out / "summary.json").read_text())["experiments"]["eps_sweep"]["reused"]
+
+
+def test_redraw_needs_resume(tiny_zoo, tmp_path, capsys):
+    assert main(["--zoo", str(tiny_zoo), "--out", str(tmp_path / "r"), "--redraw", "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
 
 
 def test_report_cli_rejects_bad_arguments(tiny_zoo, tmp_path, capsys):

@@ -67,6 +67,9 @@ def test_seeds_train_replicas_per_variant_each_fine_tune_from_its_own_seed(tmp_p
     assert "seed 1: fairness not repeated (it reads no zoo checkpoint" in capsys.readouterr().err
     assert (report / "results" / "fairness.json").is_file()  # the primary seed's report: run once, there
     assert not (report / "seeds" / "1" / "results" / "fairness.json").exists()
+    seed1 = json.loads((report / "seeds" / "1" / "summary.json").read_text())["experiments"]
+    assert seed1["fairness"]["left_out"] == "run once, in the primary seed's report"  # why it is missing there
+    assert seed1["probes"]["left_out"] == "--only"
     assert "Run once, in the primary seed's report, and pooled once: fairness" in (report / "REPORT.md").read_text()
     claims = pd.read_csv(report / "across_seeds" / "claims.csv")
     measured = claims[claims["seeds_per_variant"].notna()]

@@ -205,3 +205,43 @@ def test_a_training_experiments_runs_stay_distinct_across_zoo_seeds():
     assert (pooled["seed"] == pooled["source_seed"] * RUN_STRIDE + pooled["repeat_seed"]).all()
     measured = _with_seed(pd.DataFrame({"image": [1, 2], "ds": [0.1, 0.2]}), 2)
     assert list(measured["seed"]) == [2, 2] and "source_seed" not in measured
+
+
+def test_the_dashboard_shows_the_pooled_claims_and_each_seeds_own_report(seeded_zoo, tmp_path, one_thread):
+    """A report over both training seeds in the results folder: the claims page shows the pooled claims first
+    (its own checkpoints' claims one click away, each seed's verdicts side by side); the other seed's report is
+    not mixed into the folder's results, and choosing that seed reads its own report."""
+    from analysis.report import main as report_main
+    from analysis.results_store import read_folder, seed_report_folder
+
+    out = tmp_path / "results" / seeded_zoo.name
+    args = ["--zoo", str(seeded_zoo), "--out", str(out), "--quick", "--only", "continuity", "--set", "n_images=8",
+            "--no-progress", "--device", "cpu", "--zoo-seeds", "all"]  # fmt: skip
+    assert report_main(args) == 0
+    names = set(read_folder(out).tables)
+    assert "results/continuity.csv" in names and "across_seeds/claims.csv" in names
+    assert not [n for n in names if n.startswith("seeds/")]  # seed 1's report is not the folder's own
+    assert seed_report_folder(out, 1) == out / "seeds" / "1" and seed_report_folder(out, None) == out
+    assert seed_report_folder(out, 5) == out  # no report of its own: the folder's
+
+    at = AppTest.from_file(str(ENTRY), default_timeout=TIMEOUT)
+    at.switch_page("views/claims.py")
+    at.run()
+    assert_clean(at)
+    scope = next(r for r in at.radio if r.label == "Verdicts")
+    assert scope.value == "pooled"
+    captions = [c.value for c in at.caption]
+    assert any("Source: `across_seeds/claims.csv`" in c for c in captions), captions
+    assert any("Each training seed's own verdicts (2 seeds)" in e.label for e in at.expander)
+    scope.set_value("own")
+    at.run()
+    assert_clean(at)
+    assert any("Source: `claims.csv`" in c.value for c in at.caption)
+    assert any("Across training seeds" in m.value for m in at.markdown)  # the primary report's REPORT.md
+
+    next(s for s in at.sidebar.selectbox if s.label == "Training seed").set_value(1)
+    at.run()
+    assert_clean(at)
+    assert not [r for r in at.radio if r.label == "Verdicts"]  # seed 1's own report: its own claims only
+    assert any("Source: `claims.csv`" in c.value for c in at.caption)
+    assert not any("Across training seeds" in m.value for m in at.markdown)  # seed 1's REPORT.md, not the primary's

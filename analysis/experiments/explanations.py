@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from analysis.experiments.registry import Context, Output, experiment, figure_path, quiet
-from analysis.report_figures import fig_map_continuity, fig_road, fig_sanity
+from analysis.experiments.drawing import draw_explanation_continuity, draw_road, draw_sanity_checks
+from analysis.experiments.registry import Context, Output, experiment, figure_dir, quiet
 from models.perturbations import KINDS
 
 
@@ -21,7 +21,7 @@ def _sizes(ctx: Context) -> dict[str, int]:
 
 @experiment("road", "Faithfulness by ROAD (most / least relevant first)", "4.5 (extension)",
             ("attr_images", "attr_slow_images", "attr_method_names", "ig_steps", "lime_samples", "road_percentiles",
-             "batch_size"))  # fmt: skip
+             "batch_size"), draw=draw_road)  # fmt: skip
 def run_road(ctx: Context) -> Output:
     from analysis.attributions import get_method
     from analysis.road import road_paired, road_scores, road_summary
@@ -51,11 +51,12 @@ def run_road(ctx: Context) -> Output:
     ran = {"n_images": max(sizes.values(), default=0), "images per method": counts,
            "percentiles": list(s.road_percentiles)}  # fmt: skip
     return Output({"road": summary, "paired": road_paired(per_image, ctx.roles), "per_image": per_image}, notes,
-                  [fig_road(summary, figure_path(ctx, "road.png"))], ran)  # fmt: skip
+                  draw_road({"road": summary}, figure_dir(ctx)), ran)  # fmt: skip
 
 
 @experiment("sanity_checks", "Sanity checks: cascading model-parameter randomisation", "4.5 (extension)",
-            ("sanity_images", "sanity_method_names", "ig_steps", "lime_samples", "subset_seed"))  # fmt: skip
+            ("sanity_images", "sanity_method_names", "ig_steps", "lime_samples", "subset_seed"),
+            draw=draw_sanity_checks)  # fmt: skip
 def run_sanity_checks(ctx: Context) -> Output:
     from analysis.attributions import get_method
     from analysis.sanity_checks import cascading_randomisation, flagged_methods, sanity_summary
@@ -82,14 +83,14 @@ def run_sanity_checks(ctx: Context) -> Output:
         "no method's maps survive randomisation (mean rank correlation below 0.5 once every block is random)"
     ]
     return Output({"sanity_checks": summary, "per_image": per_image}, notes,
-                  [fig_sanity(summary, figure_path(ctx, "sanity_checks.png"))],
+                  draw_sanity_checks({"sanity_checks": summary}, figure_dir(ctx)),
                   {"n_images": len(data), "methods": ", ".join(s.sanity_method_names),
                    "flagged": ", ".join(flags) or "none"})  # fmt: skip
 
 
 @experiment("explanation_continuity", "Explanation continuity: how far the maps move under Table 1 perturbations",
             "4.5 (extension)", ("map_continuity_images", "map_continuity_method_names", "map_continuity_levels",
-                                "ig_steps", "lime_samples"))  # fmt: skip
+                                "ig_steps", "lime_samples"), draw=draw_explanation_continuity)  # fmt: skip
 def run_explanation_continuity(ctx: Context) -> Output:
     from analysis.attributions import get_method
     from analysis.explanation_continuity import continuity_summary, explanation_continuity
@@ -108,6 +109,6 @@ def run_explanation_continuity(ctx: Context) -> Output:
              "copy against its map of the clean image: Spearman, SSIM, top-10% overlap (1 = unchanged); mean over "
              "images with a bootstrap 95% CI"]  # fmt: skip
     return Output({"explanation_continuity": summary, "per_image": per_image}, notes,
-                  [fig_map_continuity(summary, figure_path(ctx, "explanation_continuity.png"))],
+                  draw_explanation_continuity({"explanation_continuity": summary}, figure_dir(ctx)),
                   {"n_images": len(data), "methods": ", ".join(methods),
                    "levels": list(s.map_continuity_levels)})  # fmt: skip

@@ -9,19 +9,24 @@ import torch
 from tqdm import tqdm
 
 from analysis import roles as R
-from analysis.claims import PROBE_FIGURES
-from analysis.experiments.registry import Context, ExperimentSkipped, Output, experiment, figure_path, quiet
-from analysis.report_figures import fig_continuity, fig_eps, fig_probe, fig_tradeoff
+from analysis.experiments.drawing import draw_continuity, draw_eps_sweep, draw_probes, draw_tradeoff
+from analysis.experiments.registry import Context, ExperimentSkipped, Output, experiment, figure_dir, quiet
 
 
-@experiment("continuity", "Distance score under Table 1 perturbations", "4.2, Fig. 3", ("n_images", "batch_size"))
+@experiment(
+    "continuity",
+    "Distance score under Table 1 perturbations",
+    "4.2, Fig. 3",
+    ("n_images", "batch_size"),
+    draw=draw_continuity,
+)
 def run_continuity(ctx: Context) -> Output:
     from analysis.continuity import ds_tables
 
     ds, per_image = ds_tables(ctx.models, ctx.eval.images, batch_size=ctx.settings.batch_size, progress=ctx.progress,
                               labels=ctx.eval.labels)  # fmt: skip
-    fig = fig_continuity(ds, figure_path(ctx, "fig3_continuity.png"), per_image)
-    return Output({"continuity": ds, "per_image": per_image}, figures=[fig], ran={"n_images": len(ctx.eval)})
+    parts = {"continuity": ds, "per_image": per_image}
+    return Output(parts, figures=draw_continuity(parts, figure_dir(ctx)), ran={"n_images": len(ctx.eval)})
 
 
 @experiment("neighbourhood_rank", "Same-class images nearer than a perturbed copy", "2.2, Figs. 1-2",
@@ -43,13 +48,15 @@ def run_neighbourhood_rank(ctx: Context) -> Output:
                   ran={"n_anchors": n_anchors, "n_candidate_images": len(pool)})  # fmt: skip
 
 
-@experiment("probes", "Semantic probes", "4.3, Figs. 6, 8, 10", ("n_images", "batch_size", "probe_seed"))
+@experiment(
+    "probes", "Semantic probes", "4.3, Figs. 6, 8, 10", ("n_images", "batch_size", "probe_seed"), draw=draw_probes
+)
 def run_probes(ctx: Context) -> Output:
     from analysis.probes import probe_tables
 
     df, per_image = probe_tables(ctx.models, ctx.eval.images, ctx.eval.labels, seed=ctx.settings.probe_seed,
                                  batch_size=ctx.settings.batch_size, progress=ctx.progress)  # fmt: skip
-    figs = [fig_probe(df, p, figure_path(ctx, f"{f}_{p}.png"), f[3:], per_image) for p, f in PROBE_FIGURES.items()]
+    figs = draw_probes({"probes": df, "per_image": per_image}, figure_dir(ctx))
     notes = sorted({f"channel translation {lab}: {d}" for lab, d in zip(df["level_label"], df["detail"], strict=True)
                     if "rounds to 0" in str(d)})  # fmt: skip
     notes.append("sliding puzzle: one seeded tile permutation per image (never the identity)")
@@ -71,7 +78,8 @@ def run_robustness(ctx: Context) -> Output:
 
 @experiment("tradeoff", "Clean vs PGD-10 accuracy along the weight interpolation from the baseline",
             "4.4 (matched clean accuracy)", ("tradeoff_images", "tradeoff_lambdas", "batch_size"),
-            uses=(R.BASELINE, R.ADVERSARIAL, R.ADVERSARIAL_CONSTRAINED, R.MIXED_CONTROL))  # fmt: skip
+            uses=(R.BASELINE, R.ADVERSARIAL, R.ADVERSARIAL_CONSTRAINED, R.MIXED_CONTROL),
+            draw=draw_tradeoff)  # fmt: skip
 def run_tradeoff(ctx: Context) -> Output:
     """Issue 23: each adversarial variant's trade-off curve from the baseline it was fine-tuned from, and ADV+C vs
     ADV (and its control) read off at a common clean accuracy (``analysis.tradeoff``)."""
@@ -98,20 +106,21 @@ def run_tradeoff(ctx: Context) -> Output:
              *init_notes({v: ctx.zoo[v].card for v in curved}, base, curved)]  # fmt: skip
     if matched is not None:
         notes += [f"{r.a} vs {r.b}: {r.reason}" for r in matched.itertuples() if r.reason]
-    fig = fig_tradeoff(curves, matched, figure_path(ctx, "tradeoff.png"))
     parts = {"tradeoff": curves, **({"matched": matched} if matched is not None else {}), "per_image": per_image}
-    return Output(parts, notes, [fig], ran={"n_images": len(data), "lambdas": len(s.tradeoff_lambdas),
-                                            "pgd_steps": 10})  # fmt: skip
+    ran = {"n_images": len(data), "lambdas": len(s.tradeoff_lambdas), "pgd_steps": 10}
+    return Output(parts, notes, draw_tradeoff(parts, figure_dir(ctx)), ran)
 
 
-@experiment("eps_sweep", "PGD-10 accuracy against eps", "4.4 (extension)", ("eps_images", "eps_values_255"))
+@experiment(
+    "eps_sweep", "PGD-10 accuracy against eps", "4.4 (extension)", ("eps_images", "eps_values_255"), draw=draw_eps_sweep
+)
 def run_eps_sweep(ctx: Context) -> Output:
     from analysis.robustness import eps_sweep, large_eps_warnings
 
     data = ctx.first(ctx.settings.eps_images)
     df = eps_sweep(ctx.models, data.images, data.labels, tuple(e / 255 for e in ctx.settings.eps_values_255),
                    batch_size=ctx.settings.batch_size, progress=ctx.progress)  # fmt: skip
-    return Output({"eps_sweep": df}, large_eps_warnings(df), [fig_eps(df, figure_path(ctx, "eps_sweep.png"))],
+    return Output({"eps_sweep": df}, large_eps_warnings(df), draw_eps_sweep({"eps_sweep": df}, figure_dir(ctx)),
                   ran={"n_images": len(data), "pgd_steps": 10})  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,10 @@ class ExperimentSkipped(Exception):
     """Raised by an experiment that does not apply to this zoo; the message (the reason) goes into the report."""
 
 
+#: Draws an experiment's figures from its tables (part -> table, as stored) into a folder; returns their paths.
+Draw = Callable[[Mapping[str, pd.DataFrame], Path], list[str]]
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str
@@ -98,16 +102,22 @@ class Experiment:
     run: Callable[[Context], Output]
     settings: tuple[str, ...]  # the Settings fields it uses
     uses: tuple[str, ...] | None = None  # roles of the zoo variants whose weights it reads (None: all of them)
+    #: its figures from its stored tables alone, so that a reused result's figures can be drawn again with the
+    #: current figure code (``--redraw``) or when one is missing, without computing anything
+    draw: Draw | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(name: str, title: str, paper: str, settings: tuple[str, ...], uses: tuple[str, ...] | None = None):
-    """Register the decorated runner as experiment ``name``."""
+def experiment(
+    name: str, title: str, paper: str, settings: tuple[str, ...], uses: tuple[str, ...] | None = None,
+    draw: Draw | None = None,
+) -> Callable[[Callable[[Context], Output]], Callable[[Context], Output]]:  # fmt: skip
+    """Register the decorated runner as experiment ``name`` (``draw``: its figures from its tables)."""
 
     def register(fn: Callable[[Context], Output]) -> Callable[[Context], Output]:
-        EXPERIMENTS[name] = Experiment(name, title, paper, fn, settings, uses)
+        EXPERIMENTS[name] = Experiment(name, title, paper, fn, settings, uses, draw)
         return fn
 
     return register
@@ -125,5 +135,6 @@ def quiet(enabled: bool) -> Iterator[None]:
         yield
 
 
-def figure_path(ctx: Context, name: str) -> Path:
-    return ctx.out / "figures" / name
+def figure_dir(ctx: Context) -> Path:
+    """Where a report's figures go."""
+    return ctx.out / "figures"

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from analysis import roles as R
-from analysis.experiments.registry import Context, ExperimentSkipped, Output, experiment, figure_path, quiet
-from analysis.report_figures import fig_alpha, fig_bars
+from analysis.experiments.drawing import draw_alpha_sweep, draw_fairness, draw_transfer
+from analysis.experiments.registry import Context, ExperimentSkipped, Output, experiment, figure_dir, quiet
 from analysis.transfer import DOMAIN_SHIFT, keep_threads, summarise, target_kind
 from models.checkpoints import load_model
 from models.data import load_dataset
@@ -48,7 +48,7 @@ def _baseline(ctx: Context) -> tuple[dict[str, Any], Path]:
     "alpha_sweep", "Accuracy and continuity against alpha", "4.2, Fig. 4",
     ("alphas", "seeds", "alpha_epochs", "alpha_preset", "alpha_lr", "alpha_batch_size", "alpha_train_limit",
      "alpha_val_size", "alpha_eval_images", "train_threads"),
-    uses=(R.BASELINE,),
+    uses=(R.BASELINE,), draw=draw_alpha_sweep,
 )  # fmt: skip
 def run_alpha_sweep(ctx: Context) -> Output:
     from analysis.continuity import alpha_sweep
@@ -80,13 +80,13 @@ def run_alpha_sweep(ctx: Context) -> Output:
              f"the {len(ctx.eval)}-image evaluation subset, DS on its first {len(eval_images)} images."]  # fmt: skip
     ran = {"n_train": n_train, "epochs": s.alpha_epochs, "seeds": list(s.seeds), "alphas": list(s.alphas),
            "n_test": len(ctx.eval), "n_ds_images": len(eval_images), "threads": s.train_threads}  # fmt: skip
-    return Output({"alpha_sweep": df}, notes, [fig_alpha(df, figure_path(ctx, "fig4_alpha.png"))], ran)
+    return Output({"alpha_sweep": df}, notes, draw_alpha_sweep({"alpha_sweep": df}, figure_dir(ctx)), ran)
 
 
 @experiment("transfer", "Fine-tuning each variant on other data sets", "4.6, Table 3",
             ("transfer_targets", "transfer_seeds", "transfer_epochs", "transfer_min_steps", "transfer_train_limit",
              "domain_shift_train_limit", "transfer_test_limit", "warmup_steps", "train_batch_size",
-             "train_threads"))  # fmt: skip
+             "train_threads"), draw=draw_transfer)  # fmt: skip
 def run_transfer(ctx: Context) -> Output:
     from analysis.transfer import transfer_table
 
@@ -111,14 +111,14 @@ def run_transfer(ctx: Context) -> Output:
             threads=s.train_threads))  # fmt: skip
     df = pd.concat(frames, ignore_index=True)
     summary = summarise(df)
-    fig = fig_bars(summary, "test_acc", "target", figure_path(ctx, "table3_transfer.png"), "Table 3: transfer")
     ran = {t: {"kind": g["kind"].iloc[0], "n_train": int(g["n_train"].iloc[0]), "n_test": int(g["n_test"].iloc[0]),
                "epochs": float(g["epochs"].iloc[0]), "seeds": sorted(g["seed"].unique().tolist())}
            for t, g in df.groupby("target", sort=False)}  # fmt: skip
     notes = ["each variant's checkpoint, head re-initialised (seeded), fine-tuned with cross-entropy (all layers, "
              "preset finetune); " + "; ".join(f"{t}: {r['kind']}, {r['n_train']} training / {r['n_test']} test "
                                              f"images, {r['epochs']:g} epochs" for t, r in ran.items())]  # fmt: skip
-    return Output({"transfer": df, "summary": summary}, notes, [fig], {**ran, "threads": s.train_threads})
+    parts = {"transfer": df, "summary": summary}
+    return Output(parts, notes, draw_transfer(parts, figure_dir(ctx)), {**ran, "threads": s.train_threads})
 
 
 def fairness_variants(ctx: Context) -> tuple[list[str], dict[str, str]]:
@@ -156,7 +156,8 @@ def fairness_network(ctx: Any) -> tuple[str, int | None]:
             ("fairness_source", "fairness_shortcut", "fairness_seeds", "fairness_epochs", "fairness_train_limit",
              "fairness_test_limit",
              "fairness_width", "fairness_pgd_steps", "fairness_preset", "fairness_lr", "fairness_schedule",
-             "fairness_val_size", "fairness_alpha", "train_batch_size", "train_threads"), uses=())  # fmt: skip
+             "fairness_val_size", "fairness_alpha", "train_batch_size", "train_threads"), uses=(),
+            draw=draw_fairness)  # fmt: skip
 def run_fairness(ctx: Context) -> Output:
     from analysis.fairness import fairness_table
 
@@ -176,7 +177,6 @@ def run_fairness(ctx: Context) -> Output:
     summary = pd.concat([summarise(df, col, by=("variant",)).rename(columns={"n_seeds": f"n_seeds_{col}"})
                          .set_index("variant") for col in ("test_acc", "test_acc_red", "test_acc_blue")],
                         axis=1).reset_index()  # fmt: skip
-    fig = fig_bars(summary, "test_acc", None, figure_path(ctx, "table4_fairness.png"), "Table 4: colour bias")
     low = df[df["val_acc"] < s.fairness_min_val_acc]
     n_test = int(df["n_red"].iloc[0] + df["n_blue"].iloc[0])
     n_train, n_val = int(df["n_train"].iloc[0]), int(df["n_val"].iloc[0])
@@ -209,4 +209,4 @@ def run_fairness(ctx: Context) -> Output:
         notes.insert(1, "shortcut design (colour-bias-shortcut, the same variants, seeds and settings): 95% of each "
                      "class's training images on the class's own background colour, test colours independent of "
                      f"the label; mean test accuracy {accs}")  # fmt: skip
-    return Output(parts, notes, [fig], ran)
+    return Output(parts, notes, draw_fairness(parts, figure_dir(ctx)), ran)

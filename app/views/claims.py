@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import report_bundle
+from analysis.results_store import ACROSS_SEEDS
 from app import components
 from app.tables import claims_view, comparisons_view, display_table, filter_comparisons
 
@@ -28,6 +29,7 @@ VERDICT_BADGES = {"holds": ("HOLDS", "green"), "partly": ("PARTLY", "orange"),
                   "true": ("HOLDS", "green"), "yes": ("HOLDS", "green"), "supported": ("HOLDS", "green"),
                   "false": ("DOES NOT HOLD", "red"), "no": ("DOES NOT HOLD", "red")}  # fmt: skip
 TESTS_FILE = "claim_tests"  # one row per comparison behind a verdict (effect, 95% CI, test, p, n)
+PER_SEED_FILE = "claims_per_seed.csv"  # in across_seeds/: each training seed's own claims
 SEEDS_FILE = "claim_seeds"  # every comparison seed by seed (a zoo with replicas)
 VERDICT_COLUMNS = ("verdict", "control_verdict", "secondary_verdict")  # paper's pairs, controls, secondary forms
 ROW_PX = 35  # st.dataframe's row height: tables sized to show every row without an inner scroll bar
@@ -163,6 +165,31 @@ def report_document(folder: Path, text: str) -> None:
                 st.image(str(file), caption=part.alt or file.stem)
 
 
+def pooled_or_own(found: dict) -> dict:
+    """A report over several training seeds (``--zoo-seeds``) has two sets of claims: pooled over the seeds
+    (``across_seeds/``, the seed as the top level of the bootstrap) and its own checkpoints'. The reader picks one
+    (pooled first); each seed's own verdicts side by side below."""
+    pooled = {n: o for n, o in found.items() if n.startswith(f"{ACROSS_SEEDS}/")}
+    if not pooled:
+        return found
+    per_seed = pooled.pop(f"{ACROSS_SEEDS}/{PER_SEED_FILE}", None)
+    choice = st.radio("Verdicts", ["pooled", "own"], horizontal=True, key="claims_scope",
+                      format_func=lambda c: {"pooled": "pooled over every training seed",
+                                             "own": "this report's checkpoints alone"}[c])  # fmt: skip
+    if choice == "own":
+        return {n: o for n, o in found.items() if not n.startswith(f"{ACROSS_SEEDS}/")}
+    st.caption("Each claim tested on every training seed's results at once: the seed is the top level of the "
+               "bootstrap (seeds, then images), n reads seeds x images, and a verdict is about the training method "
+               "with >= 3 seeds per variant.")  # fmt: skip
+    if isinstance(per_seed, pd.DataFrame) and {"key", "training_seed", "verdict"} <= set(per_seed.columns):
+        wide = per_seed.pivot_table(index="key", columns="training_seed", values="verdict", aggfunc="first")
+        wide.columns = [f"seed {c}" for c in wide.columns]
+        with st.expander(f"Each training seed's own verdicts ({wide.shape[1]} seeds)"):
+            st.dataframe(wide.reset_index(), hide_index=True, width="stretch", key="claims_per_seed")
+    return pooled
+
+
+found = pooled_or_own(found)
 tests_name, tests_table = next(((n, o) for n, o in found.items() if TESTS_FILE in n and isinstance(o, pd.DataFrame)),
                                (None, None))  # fmt: skip
 seeds_name, seeds_table = next(((n, o) for n, o in found.items() if SEEDS_FILE in n and isinstance(o, pd.DataFrame)),
