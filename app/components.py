@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analysis.results_store import Results
+from analysis.results_store import SEED_REPORTS, Results
 from app import long_lived, public, results_store, zoo_cache
 from models.checkpoints import CheckpointError
 from models.data import DatasetError
@@ -329,6 +329,9 @@ def results_or_quick(
         )
     else:
         st.caption(public.redact(f"Results read from `{results.folder}`."))
+        if handle.seed is not None and Path(results.folder).parent.name != SEED_REPORTS:
+            st.warning(f"No report of training seed {handle.seed}'s checkpoints here: the results below are the "
+                       "primary checkpoints'. `scl-report --zoo-seeds all` measures every seed's.")  # fmt: skip
     if experiment is not None and quick is None and ctx.dataset_name and results.folder is None:
         n = results_store.QUICK_SIZES[experiment]
         label = f"Compute a quick version now ({n} test images)"

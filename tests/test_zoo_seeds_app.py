@@ -245,3 +245,11 @@ def test_the_dashboard_shows_the_pooled_claims_and_each_seeds_own_report(seeded_
     assert not [r for r in at.radio if r.label == "Verdicts"]  # seed 1's own report: its own claims only
     assert any("Source: `claims.csv`" in c.value for c in at.caption)
     assert not any("Across training seeds" in m.value for m in at.markdown)  # seed 1's REPORT.md, not the primary's
+    assert not [w for w in at.warning if "No report of training seed" in w.value]
+
+    import shutil
+
+    shutil.rmtree(out / "seeds")  # a report of the primary checkpoints only: the page says so for seed 1
+    at.run()
+    assert_clean(at)
+    assert any("No report of training seed 1's checkpoints" in w.value for w in at.warning)
