@@ -109,7 +109,8 @@ def unfinished(out: str | Path) -> list[str]:
     out = Path(out)
     once = set(zoo_independent())
     left: list[str] = []
-    for folder in [out, *sorted((out / SEED_REPORTS).glob("*"), key=lambda p: p.name)]:
+    seeds = [p for p in (out / SEED_REPORTS).glob("*") if p.is_dir() and not p.name.startswith(".")]  # no lock
+    for folder in [out, *sorted(seeds, key=lambda p: p.name)]:
         label = "" if folder == out else f" (seed {folder.name})"
         try:
             done = json.loads((folder / "summary.json").read_text())["experiments"]

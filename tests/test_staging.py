@@ -44,6 +44,7 @@ def test_what_is_still_to_run_across_the_seeds_reports(tmp_path):
     summary(tmp_path, continuity=ok, probes=not_selected, transfer=does_not_apply, **{once: {"status": "not run"}})
     summary(tmp_path / "seeds" / "1", continuity={"status": "failed"}, probes=ok, **{once: not_selected})
     (tmp_path / "seeds" / "2").mkdir()
+    (tmp_path / "seeds" / ".2.lock").write_text("4242")  # the lock a running seed report holds: not a seed
     assert unfinished(tmp_path) == ["probes", once, "continuity (seed 1)", "(no report) (seed 2)"]
     summary(tmp_path, continuity=ok, probes=ok, **{once: ok})
     summary(tmp_path / "seeds" / "1", continuity=ok, probes=ok, **{once: not_selected})
