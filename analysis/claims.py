@@ -501,14 +501,14 @@ def per_source(df: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> 
 
 
 def _with_runs(claim: Claim, runs: int | None) -> Claim:
-    """Say in each test's n that its seeds are source checkpoints, each the mean of ``runs`` fine-tune runs."""
+    """Say in the rule and in each test's n that its seeds are source checkpoints, each the mean of ``runs``
+    fine-tune runs (``per_source``); the verdicts are untouched."""
     if runs is not None:
+        claim.rule += "; over several zoo seeds the units are the source checkpoints, each one's fine-tune runs " \
+            "averaged first"  # fmt: skip
         for t in claim.tests:
             t["n"] = f"{_n_text(t)} (each the mean of {runs} runs)"
     return claim
-
-
-_SOURCES = "; over several zoo seeds the units are the source checkpoints, each one's fine-tune runs averaged first"
 
 
 def _alpha_ends(alpha_df: pd.DataFrame, col: str) -> tuple[float, float, np.ndarray, np.ndarray]:
@@ -547,8 +547,8 @@ def claim_alpha_continuity(results: Results, roles: Mapping[str, str] | None = N
     def render(c: Claim) -> str:
         return sweep_text + "".join(f"; {t['form']}: {t['verdict']}" for t in c.tests)
 
-    return _finish(_with_runs(Claim(key, claim, paper, FIGURE_SHORT["fig4_right"], "", NOT_MEASURED, rule + _SOURCES,
-                                    tests, sources, render=render), runs))  # fmt: skip
+    return _finish(_with_runs(Claim(key, claim, paper, FIGURE_SHORT["fig4_right"], "", NOT_MEASURED, rule, tests,
+                                    sources, render=render), runs))  # fmt: skip
 
 
 def claim_alpha_accuracy(results: Results, roles: Mapping[str, str] | None = None, tolerance: float = 0.05) -> Claim:
@@ -567,8 +567,8 @@ def claim_alpha_accuracy(results: Results, roles: Mapping[str, str] | None = Non
     res = S.noninferiority(b, a, tolerance, "higher", method="welch")
     tests = [test_row(key, comp, res, "higher", "test accuracy", null=-tolerance, decision=NONINFERIORITY)]
     values = {comp.label: f"accuracy {pct(b.mean())} vs {pct(a.mean())};"}
-    return _finish(_with_runs(Claim(key, claim, paper, FIGURE_SHORT["fig4_left"], "", NOT_MEASURED, rule + _SOURCES,
-                                    tests, sources, render=lambda c: _ours(c.tests, values)), runs))  # fmt: skip
+    return _finish(_with_runs(Claim(key, claim, paper, FIGURE_SHORT["fig4_left"], "", NOT_MEASURED, rule, tests,
+                                    sources, render=lambda c: _ours(c.tests, values)), runs))  # fmt: skip
 
 
 def _conditional_shares(df: pd.DataFrame, probe: str) -> Any:
@@ -761,11 +761,8 @@ def claim_transfer(results: Results, roles: Mapping[str, str], target: str | Non
     sub = df[df["target"] == target]
     sources = _source_seeds(sub)
     sub, runs = per_source(sub, ["variant"], ["test_acc"])
-    found = seeded_claim(key, claim, paper, fig, f"test accuracy after fine-tuning on {target}", sub, "test_acc",
-                         roles, trained_seeds=sources)  # fmt: skip
-    if runs is not None:
-        found.rule += _SOURCES
-    return _finish(_with_runs(found, runs))
+    return _with_runs(seeded_claim(key, claim, paper, fig, f"test accuracy after fine-tuning on {target}", sub,
+                                   "test_acc", roles, trained_seeds=sources), runs)  # fmt: skip
 
 
 FAIRNESS_DESIGNS = {"paper": ("fairness", "the colour-flipped test split (the paper's design: colour independent of "

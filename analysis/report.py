@@ -359,18 +359,16 @@ def main(argv: list[str] | None = None) -> int:
                           "verdicts rest on the seeds it has", file=sys.stderr)  # fmt: skip
             roles: dict[str, str] = {}  # every seed's report's variants (a control may lack some seeds)
             for seed, folder in folders.items():
-                skip = _names(args.skip)
+                skip, left_out = _names(args.skip), {}
                 if seed is not None and seed != primary and once:  # the same runs for every zoo seed: run once
                     print(f"[report] seed {seed}: {', '.join(once)} not repeated (it reads no zoo checkpoint; the "
                           f"primary seed's report has it)", file=sys.stderr)  # fmt: skip
-                    skip = [*skip, *once]
+                    skip, left_out = [*skip, *once], dict.fromkeys(once, "run once, in the primary seed's report")
                 summary = run_report(args.zoo, folder, settings, skip, _names(args.only) or None,
                                      args.work_dir, args.device, args.data_root, roots,
                                      progress=not args.no_progress, resume=args.resume, allow_nan=args.allow_nan,
                                      zoo_seed=args.zoo_seed if seed is None else seed,
-                                     redraw=args.redraw, left_out=dict.fromkeys(
-                                         once if seed is not None and seed != primary else [],
-                                         "run once, in the primary seed's report"))  # fmt: skip
+                                     redraw=args.redraw, left_out=left_out)  # fmt: skip
                 roles = {**summary["roles"], **roles}
             if args.zoo_seeds is not None:
                 from analysis.seed_report import write_across_seeds

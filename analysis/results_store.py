@@ -306,8 +306,9 @@ class Results:
 
 
 def folder_stamp(folder: str | Path) -> tuple:
-    """(name, mtime) of every CSV and JSON file under ``folder``: changes whenever a result file does."""
-    files = [p for p in Path(folder).rglob("*") if is_table_file(p) or p.suffix == ".json"]
+    """(name, mtime) of every CSV and JSON file of ``folder``'s own (:func:`own_files`): changes whenever a result
+    file does."""
+    files = [p for p in own_files(folder) if is_table_file(p) or p.suffix == ".json"]
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in files))
 
 
@@ -333,16 +334,25 @@ def seed_report_folder(folder: str | Path, seed: int | None) -> Path:
     return own if has_results(own) else folder
 
 
+def own_files(folder: str | Path) -> list[Path]:
+    """Every file under ``folder``, sorted, except, in a report folder (one with summary.json), the other training
+    seeds' reports under ``seeds/``: those are not walked at all (:func:`seed_report_folder` reads one)."""
+    folder = Path(folder)
+    report = (folder / "summary.json").is_file()
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        if report and Path(root) == folder and SEED_REPORTS in dirs:
+            dirs.remove(SEED_REPORTS)
+        found += [Path(root) / f for f in files]
+    return sorted(found)
+
+
 def read_folder(folder: str | Path) -> Results:
-    """Every CSV and JSON file under ``folder`` (a JSON list of records is also a table), except the other
-    training seeds' reports under ``seeds/`` (:func:`seed_report_folder` reads one of them); a broken file is
-    listed in ``problems``, never raised."""
+    """Every CSV and JSON file of ``folder``'s own (:func:`own_files`; a JSON list of records is also a table); a
+    broken file is listed in ``problems``, never raised."""
     res = Results(Path(folder))
-    for path in sorted(Path(folder).rglob("*")):
+    for path in own_files(folder):
         name = str(path.relative_to(folder))
-        if Path(name).parts[0] == SEED_REPORTS and (Path(folder) / SEED_REPORTS).is_dir() and \
-                (Path(folder) / "summary.json").is_file():  # fmt: skip
-            continue
         try:
             if is_table_file(path):
                 res.tables[name] = pd.read_csv(path)
