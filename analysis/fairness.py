@@ -23,7 +23,6 @@ class's training colour).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,12 +33,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from analysis.run_rows import normalised, store_row, stored_row
 from analysis.transfer import run_identity, run_training
 from models.data import COLOUR_BIAS_COLOURS, DATASETS, ImageDataset
 from models.datasets.colour_bias import shortcut_colour_index
 from models.evaluation import predict_logits
 from models.objectives import VARIANTS
-from models.safe_output import temp_sibling
 from models.train import TrainConfig
 from models.train_setup import validation_count
 
@@ -173,49 +172,25 @@ def fairness_table(
             out=str(out_dir / variant / f"seed-{seed}"), num_threads=threads,
         )  # fmt: skip
         identity = _row_identity(cfg, train_set, test, design)
-        row = stored_row(Path(cfg.out), identity)
+        row = stored_row(cfg.out, identity, ROW_FILE)
         if row is None:
             metrics, model, seconds = run_training(cfg, progress=progress, data=train_set, reuse=True)
             row = _fairness_row(variant, seed, metrics, model, seconds, test, colours, labels)
-            _store_row(Path(cfg.out), identity, row)
+            store_row(cfg.out, identity, row, ROW_FILE)
         elif progress:
             print(f"[fairness] {variant}, seed {seed}: scored earlier ({Path(cfg.out) / ROW_FILE})", flush=True)
         rows.append({**row, **split, "design": design})
     return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
 
 
-ROW_FILE = "fairness_row.json"  # a scored run's row, kept beside (or instead of) its checkpoints
+ROW_FILE = "fairness_row.json"  # a scored run's row (analysis.run_rows), kept beside or instead of its checkpoints
 
 
 def _row_identity(cfg: TrainConfig, train_set: ImageDataset, test: ImageDataset, design: str) -> dict[str, Any]:
     """What a stored row was computed from: the run (``analysis.transfer.run_identity``), the test images, the
-    design; JSON-normalised so that it compares equal to what was written."""
+    design."""
     config, trained_on = run_identity(cfg, train_set)
-    doc = {"config": config, "trained_on": trained_on, "test": test.describe(), "design": design}
-    return json.loads(json.dumps(doc, default=str))
-
-
-def stored_row(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """The row scored earlier for this very run (same identity), or None (absent, unreadable or another run's).
-
-    The row file is a few hundred bytes, so a colour-bias experiment split over sessions whose training folders do
-    not survive can keep just these files (e.g. committed) and never retrain or rescore a run it has scored."""
-    try:
-        doc = json.loads((run_dir / ROW_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc.get("row") if isinstance(doc, dict) and doc.get("identity") == identity else None
-
-
-def _store_row(run_dir: Path, identity: dict[str, Any], row: dict[str, Any]) -> None:
-    """Write the row file atomically (a stopped write leaves no half file that a rerun would trust)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(run_dir / ROW_FILE)
-    try:
-        tmp.write_text(json.dumps({"identity": identity, "row": row}, indent=1, default=float) + "\n")
-        os.replace(tmp, run_dir / ROW_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return normalised({"config": config, "trained_on": trained_on, "test": test.describe(), "design": design})
 
 
 def _fairness_row(

@@ -19,7 +19,10 @@ recomputed: ``analysis.experiments.drawing``). One report at a time writes a fol
 Training runs go to ``--work-dir`` (default: a
 temporary folder deleted at the end); in a kept ``--work-dir`` the colour-bias experiment loads the runs already
 finished there under the same settings and resumes a stopped one, so an interrupted experiment loses at most the
-steps since the last checkpoint (and several processes given different ``fairness_seeds`` can share the folder).
+steps since the last checkpoint (and several processes given different ``fairness_seeds`` can share the folder);
+every scored colour-bias and transfer run also leaves a small row file (``analysis.run_rows``) from which a rerun
+takes it even when its checkpoints are gone. With ``--zoo-seeds`` a non-primary seed's runs go to
+``<work-dir>/seeds/<seed>``.
 ``--quick`` runs the same pipeline on small subsets, one seed and tiny training runs, and decides no claim. A
 failing experiment is recorded (status "failed") and the others still run; the exit status is 1 if any failed.
 Ctrl-C or SIGTERM stops the report: every finished experiment is already on disk,
@@ -65,6 +68,7 @@ from analysis.results_store import (
 )
 from analysis.results_store import write_experiment as _write_experiment
 from analysis.roles import zoo_roles
+from analysis.seed_report import seed_work_dir
 from analysis.settings_check import check_settings
 from analysis.transfer import seeded_subset
 from models.checkpoints import CheckpointError, git_commit, load_zoo, read_zoo_manifest
@@ -365,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"primary seed's report has it)", file=sys.stderr)  # fmt: skip
                     skip, left_out = [*skip, *once], dict.fromkeys(once, "run once, in the primary seed's report")
                 summary = run_report(args.zoo, folder, settings, skip, _names(args.only) or None,
-                                     args.work_dir, args.device, args.data_root, roots,
+                                     seed_work_dir(args.work_dir, seed, primary), args.device, args.data_root, roots,
                                      progress=not args.no_progress, resume=args.resume, allow_nan=args.allow_nan,
                                      zoo_seed=args.zoo_seed if seed is None else seed,
                                      redraw=args.redraw, left_out=left_out)  # fmt: skip

@@ -130,6 +130,16 @@ def report_folders(out: str | Path, seeds: Sequence[int], primary: int) -> dict[
     return {s: out if s == primary else out / SEED_REPORTS / str(s) for s in seeds}
 
 
+def seed_work_dir(work_dir: str | Path | None, seed: int | None, primary: int | None) -> Path | None:
+    """Where the report of zoo seed ``seed`` keeps its training runs: ``work_dir`` for the primary seed (or a
+    one-zoo report), ``work_dir/seeds/<seed>`` for the others, so that each seed's fine-tunes (from its own
+    checkpoints) keep their own folders and scored rows instead of overwriting another seed's; None stays None
+    (a temporary folder)."""
+    if work_dir is None or seed is None or seed == primary:
+        return None if work_dir is None else Path(work_dir)
+    return Path(work_dir) / SEED_REPORTS / str(seed)
+
+
 RUN_STRIDE = 10_000  # a training experiment's run id across zoo seeds: zoo seed * RUN_STRIDE + its own seed
 
 

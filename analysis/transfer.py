@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from analysis.run_rows import normalised, store_row, stored_row
 from models.checkpoints import (
     ZOO_MANIFEST,
     CheckpointError,
@@ -44,6 +45,7 @@ from models.checkpoints import (
     load_checkpoint,
     load_model,
     read_zoo_manifest,
+    sha256_file,
     zoo_member,
 )
 from models.data import ImageDataset, load_dataset
@@ -287,16 +289,48 @@ def _fine_tune_and_score(
     every run), and its row."""
     train_set, test = splits
     run_dir = Path(out_dir) / target / variant
-    run_dir.mkdir(parents=True, exist_ok=True)
-    init = _headless_copy(path, run_dir / "init-fresh-head.pt", seed) if fresh_head else path
+    head_file = run_dir / "init-fresh-head.pt"
     cfg = TrainConfig(variant="standard", dataset=target, network=spec["name"], width=spec.get("width"),
-                      epochs=run_epochs, seed=int(seed), out=str(run_dir / f"seed-{seed}"), init=str(init),
-                      **settings)  # fmt: skip
+                      epochs=run_epochs, seed=int(seed), out=str(run_dir / f"seed-{seed}"),
+                      init=str(head_file if fresh_head else path), **settings)  # fmt: skip
+    identity = _run_row_identity(cfg, path, fresh_head, train_set, test, source_classes)
+    row = stored_row(cfg.out, identity, ROW_FILE)
+    if row is not None:
+        if progress:
+            print(f"[transfer] {variant} -> {target}, seed {seed}: scored earlier ({Path(cfg.out) / ROW_FILE})",
+                  flush=True)  # fmt: skip
+        return row
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if fresh_head:
+        _headless_copy(path, head_file, seed)
     _, model, seconds = run_training(cfg, progress=progress, data=train_set)
-    return {"variant": variant, "target": target, "kind": target_kind(test.classes, source_classes),
-            "seed": int(seed), "test_acc": accuracy(model, test.images, test.labels),
-            "n_train": int(n_train), "n_test": len(test), "epochs": round(run_epochs, 4),
-            "train_seconds": round(seconds, 2)}  # fmt: skip
+    row = {"variant": variant, "target": target, "kind": target_kind(test.classes, source_classes),
+           "seed": int(seed), "test_acc": accuracy(model, test.images, test.labels),
+           "n_train": int(n_train), "n_test": len(test), "epochs": round(run_epochs, 4),
+           "train_seconds": round(seconds, 2)}  # fmt: skip
+    store_row(cfg.out, identity, row, ROW_FILE)
+    return row
+
+
+ROW_FILE = "transfer_row.json"  # a scored fine-tune's row (analysis.run_rows), kept beside or instead of its run
+
+
+def _run_row_identity(
+    cfg: TrainConfig,
+    source: Path,
+    fresh_head: bool,
+    train_set: ImageDataset,
+    test: ImageDataset,
+    source_classes: Sequence[str] | None,
+) -> dict[str, Any]:
+    """What a fine-tune's stored row was computed from: the run (``run_identity``, without the folders it was
+    written to, so that a moved work folder keeps its rows), the source checkpoint's bytes (a retrained zoo is
+    fine-tuned again), whether the head was new, the test images and the classes that decide ``kind``."""
+    config, trained_on = run_identity(cfg, train_set)
+    config = {k: v for k, v in config.items() if k not in ("out", "init")}
+    return normalised({"config": config, "trained_on": trained_on, "source_sha256": sha256_file(source),
+                       "fresh_head": fresh_head, "test": test.describe(),
+                       "source_classes": None if source_classes is None else list(source_classes)})  # fmt: skip
 
 
 def _target_splits(

@@ -18,7 +18,7 @@ from analysis.transfer import (
     transfer_table,
     variant_paths,
 )
-from models.checkpoints import load_zoo
+from models.checkpoints import load_checkpoint, load_zoo
 from models.data import COLOUR_BIAS_COLOURS, DATASETS
 from tests.conftest import make_tiny_zoo
 
@@ -109,6 +109,41 @@ def test_a_scored_run_is_taken_from_its_row_file_even_without_its_checkpoints(tm
     (rows[0]).write_text("{not json")  # a damaged row file is not trusted: the run is trained again
     with pytest.raises(AssertionError, match="trained again"):
         fairness_table(**kwargs)
+
+
+def test_a_scored_fine_tune_is_taken_from_its_row_file_until_its_source_checkpoint_changes(
+    tiny_zoo, tmp_path, monkeypatch
+):
+    """Transfer split over sessions: with only the row files kept, the same runs give the same table without
+    training; a retrained source checkpoint (other bytes) or a moved work folder are told apart correctly."""
+    import shutil
+
+    import analysis.transfer
+
+    zoo = load_zoo(tiny_zoo)
+    kwargs = dict(targets=("digits",), epochs=0.1, train_limit=64, seeds=(0, 1), test_limit=32,
+                  variants=("standard",), batch_size=32, val_size=0)  # fmt: skip
+    first = transfer_table(zoo, out_dir=tmp_path / "w", **kwargs)
+    rows = sorted((tmp_path / "w").rglob(analysis.transfer.ROW_FILE))
+    assert [p.parent.name for p in rows] == ["seed-0", "seed-1"]
+    for path in (tmp_path / "w").rglob("*"):
+        if path.is_file() and path.name != analysis.transfer.ROW_FILE:
+            path.unlink()  # a new machine: the training folders are gone, the row files kept
+    shutil.move(tmp_path / "w", tmp_path / "moved")  # the rows do not depend on where the work folder was
+
+    def no_training(*args, **kw):
+        raise AssertionError("a run with a stored row was trained again")
+
+    monkeypatch.setattr(analysis.transfer, "run_training", no_training)
+    pd.testing.assert_frame_equal(transfer_table(zoo, out_dir=tmp_path / "moved", **kwargs), first)
+    with pytest.raises(AssertionError, match="trained again"):  # another number of epochs: another run
+        transfer_table(zoo, out_dir=tmp_path / "moved", **{**kwargs, "epochs": 0.2})
+    retrained = tmp_path / "retrained.pt"
+    ckpt = load_checkpoint(variant_paths(zoo)["standard"])
+    ckpt["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, retrained)
+    with pytest.raises(AssertionError, match="trained again"):  # the same run from other source weights
+        transfer_table({"standard": retrained}, out_dir=tmp_path / "moved", **kwargs)
 
 
 def shortcut_colour_read(images: torch.Tensor) -> np.ndarray:
