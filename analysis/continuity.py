@@ -23,10 +23,11 @@ from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
+from analysis.run_rows import normalised, store_row, stored_row, tensor_digest
 from analysis.statistics import TestResult, mean_ci, proportion
-from models.checkpoints import load_model
+from models.checkpoints import load_model, sha256_file
 from models.data import ImageDataset, load_dataset
-from models.evaluation import predict_logits
+from models.evaluation import accuracy, predict_logits
 from models.objectives import distance_score
 from models.perturbations import KINDS, perturb
 from models.train import FINAL_FILE, TrainConfig, pick_device, train
@@ -120,6 +121,8 @@ def alpha_sweep(
     eval_images: torch.Tensor | None = None,
     kinds: Sequence[str] = KINDS,
     data: ImageDataset | None = None,
+    test_set: ImageDataset | None = None,
+    batch_size: int = 256,
 ) -> pd.DataFrame:
     """Train the C variant at each alpha (and seed) and measure accuracy and continuity (paper Fig. 4).
 
@@ -129,7 +132,16 @@ def alpha_sweep(
     ``ds_level1_sum`` on the test split of ``base_config.dataset`` or on ``eval_images`` when given. ``data``: the
     training set in memory (``models.train.train(cfg, data=...)``) instead of loading ``base_config.dataset``.
 
-    Columns: alpha, seed, val_clean_acc, test_clean_acc (NaN when ``base_config.eval_test`` is off), ds_level1_sum.
+    ``test_set``: also score each run's accuracy on these images (column ``test_acc``, batches of
+    ``batch_size``).
+
+    Each scored run leaves ``alpha_row.json`` in its folder (``analysis.run_rows``): a rerun with the same
+    configuration, initial checkpoint (by its bytes), evaluation images and kinds takes the row from there without
+    training, even when the run's checkpoints are gone, so an interrupted sweep (Ctrl-C, or a session's end) loses
+    only the run it was in.
+
+    Columns: alpha, seed, val_clean_acc, test_clean_acc (NaN when ``base_config.eval_test`` is off), ds_level1_sum,
+    and test_acc with ``test_set``.
     """
     out_dir = Path(out_dir)
     if eval_images is None:
@@ -149,19 +161,47 @@ def alpha_sweep(
             init=init if init is not None else base_config.init,
             resume=False,
         )
-        metrics = train(cfg, progress=progress, data=data, raise_on_interrupt=True)  # Ctrl-C: TrainingInterrupted
-        model, _ = load_model(Path(cfg.out) / FINAL_FILE, pick_device(cfg.device))
-        ds = ds_table({"C": model}, eval_images, kinds=kinds, levels=(1,))
-        rows.append(
-            {
+        identity = _alpha_row_identity(cfg, data, eval_images, kinds, test_set)
+        row = stored_row(cfg.out, identity, ALPHA_ROW_FILE)
+        if row is None:
+            metrics = train(cfg, progress=progress, data=data, raise_on_interrupt=True)  # Ctrl-C: TrainingInterrupted
+            model, _ = load_model(Path(cfg.out) / FINAL_FILE, pick_device(cfg.device))
+            ds = ds_table({"C": model}, eval_images, kinds=kinds, levels=(1,))
+            row = {
                 "alpha": alpha,
                 "seed": seed,
                 "val_clean_acc": float(metrics.get("val_clean_acc", math.nan)),
                 "test_clean_acc": float(metrics.get("test_clean_acc", math.nan)),
                 "ds_level1_sum": float(ds_level1_sum(ds).iloc[0]),
             }
-        )
-    return pd.DataFrame(rows, columns=["alpha", "seed", "val_clean_acc", "test_clean_acc", "ds_level1_sum"])
+            if test_set is not None:
+                row["test_acc"] = accuracy(model, test_set.images, test_set.labels, batch_size)
+            store_row(cfg.out, identity, row, ALPHA_ROW_FILE)
+        rows.append(row)
+    columns = ["alpha", "seed", "val_clean_acc", "test_clean_acc", "ds_level1_sum"]
+    return pd.DataFrame(rows, columns=[*columns, *(["test_acc"] if test_set is not None else [])])
+
+
+ALPHA_ROW_FILE = "alpha_row.json"  # a scored alpha-sweep run's row (analysis.run_rows)
+
+
+def _alpha_row_identity(
+    cfg: TrainConfig,
+    data: ImageDataset | None,
+    eval_images: torch.Tensor,
+    kinds: Sequence[str],
+    test_set: ImageDataset | None,
+) -> dict[str, object]:
+    """What an alpha-sweep run's stored row was computed from: the run (``analysis.transfer.run_identity``,
+    without its folders), the initial checkpoint's bytes, the DS images and kinds, the accuracy images."""
+    from analysis.transfer import run_identity
+
+    config, trained_on = run_identity(cfg, data)
+    config = {k: v for k, v in config.items() if k not in ("out", "init")}
+    init = sha256_file(cfg.init) if cfg.init else None
+    test = None if test_set is None else {"described": test_set.describe(), "images": tensor_digest(test_set.images)}
+    return normalised({"config": config, "trained_on": trained_on, "init_sha256": init,
+                       "ds_images": tensor_digest(eval_images), "kinds": list(kinds), "test": test})  # fmt: skip
 
 
 def neighbourhood_per_anchor(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,3 +184,37 @@ def test_alpha_sweep_trains_c_at_each_alpha(tmp_path):
     assert (df["ds_level1_sum"] >= 0).all()
     for alpha in ("0", "1"):
         assert (tmp_path / f"alpha-{alpha}-seed-0" / "model.pt").is_file()
+
+
+def test_a_scored_alpha_run_is_taken_from_its_row_file_without_training(tmp_path, monkeypatch):
+    """An alpha sweep split over sessions: with only the row files kept, the same sweep gives the same table
+    without training; other evaluation images or another initial checkpoint are other runs."""
+    import analysis.continuity
+    from models.data import load_dataset
+    from models.train import train
+
+    base = TrainConfig(dataset="digits", width=4, epochs=0.1, batch_size=32, train_limit=96, val_size=0,
+                       checkpoint_every=1000, num_threads=1, device="cpu", augment=False, eval_test=False)  # fmt: skip
+    test = load_dataset("digits", "test")
+    images = test.images[:24]
+    first = alpha_sweep((0.0, 1.0), base, tmp_path / "w", eval_images=images, test_set=test, batch_size=64)
+    assert first["test_acc"].between(0, 1).all() and list(first.columns)[-1] == "test_acc"
+    for path in (tmp_path / "w").rglob("*"):
+        if path.is_file() and path.name != analysis.continuity.ALPHA_ROW_FILE:
+            path.unlink()  # a new machine: the run folders are gone, the row files kept
+
+    def no_training(*args, **kw):
+        raise AssertionError("a run with a stored row was trained again")
+
+    monkeypatch.setattr(analysis.continuity, "train", no_training)
+    again = alpha_sweep((0.0, 1.0), base, tmp_path / "w", eval_images=images, test_set=test, batch_size=64)
+    pd.testing.assert_frame_equal(again, first)
+    with pytest.raises(AssertionError, match="trained again"):  # DS on other images
+        alpha_sweep((0.0,), base, tmp_path / "w", eval_images=images[1:], test_set=test)
+    monkeypatch.setattr(analysis.continuity, "train", train)
+    start = train(dataclasses.replace(base, variant="standard", out=str(tmp_path / "start")))
+    assert start is not None
+    monkeypatch.setattr(analysis.continuity, "train", no_training)
+    with pytest.raises(AssertionError, match="trained again"):  # fine-tuned from another checkpoint
+        alpha_sweep((0.0,), base, tmp_path / "w", init=str(tmp_path / "start" / "model.pt"), eval_images=images,
+                    test_set=test)  # fmt: skip

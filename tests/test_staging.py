@@ -17,11 +17,11 @@ def ignored(path: str) -> bool:
 
 def test_only_the_scored_runs_row_files_of_the_staged_work_dir_are_kept():
     for run, row in (("staging/report-work/fairness/shortcut/C/seed-3", "fairness_row.json"),
-                     ("staging/report-work/seeds/2/transfer/digits/ADV/seed-1", "transfer_row.json")):  # fmt: skip
+                     ("staging/report-work/seeds/2/transfer/digits/ADV/seed-1", "transfer_row.json"),
+                     ("staging/report-work/alpha_sweep/alpha-0.1-seed-0", "alpha_row.json")):  # fmt: skip
         assert not ignored(f"{run}/{row}"), row
         for transient in ("model.pt", "checkpoint.pt", "config.json", "metrics.jsonl", "../init-fresh-head.pt"):
             assert ignored(f"{run}/{transient}"), transient
-    assert ignored("staging/report-work/alpha_sweep/alpha-0.1-seed-0/model.pt")
     assert not ignored("staging/report/results/continuity.json") and not ignored("staging/continue.sh")
 
 

@@ -12,12 +12,10 @@ from analysis import roles as R
 from analysis.experiments.drawing import draw_alpha_sweep, draw_fairness, draw_transfer
 from analysis.experiments.registry import Context, ExperimentSkipped, Output, experiment, figure_dir, quiet
 from analysis.transfer import DOMAIN_SHIFT, keep_threads, summarise, target_kind
-from models.checkpoints import load_model
 from models.data import load_dataset
-from models.evaluation import accuracy
 from models.networks import NETWORKS
 from models.objectives import VARIANT_REGISTRY
-from models.train import FINAL_FILE, TrainConfig
+from models.train import TrainConfig
 
 NATIVE_SIZE = 32  # px: the side of the built-in training sets (colour-bias, digits, fashion-mnist)
 
@@ -67,12 +65,8 @@ def run_alpha_sweep(ctx: Context) -> Output:
     eval_images = ctx.first(s.alpha_eval_images).images
     with keep_threads(), quiet(not ctx.progress):
         df = alpha_sweep(s.alphas, base, out_dir, init=str(init), progress=ctx.progress, seeds=s.seeds,
-                         eval_images=eval_images, data=train_set)  # fmt: skip
-    accs = []
-    for alpha, seed in zip(df["alpha"], df["seed"], strict=True):
-        model, _ = load_model(out_dir / f"alpha-{alpha:g}-seed-{seed}" / FINAL_FILE, ctx.device)
-        accs.append(accuracy(model, ctx.eval.images, ctx.eval.labels, s.batch_size))
-    df["test_acc"] = accs
+                         eval_images=eval_images, data=train_set, test_set=ctx.eval,
+                         batch_size=s.batch_size)  # fmt: skip
     n_train = min(s.alpha_train_limit, len(train_set)) - s.alpha_val_size
     notes = [f"C fine-tuned from the zoo's baseline checkpoint for {s.alpha_epochs:g} epoch(s) on {n_train} training "
              f"images ({s.alpha_val_size} held out), batch {s.alpha_batch_size}, preset {s.alpha_preset} at lr "
