@@ -180,7 +180,8 @@ def redraw_experiment(
     """Draw a reused result's figures again from its stored tables (``exp.draw``) with the current figure code, and
     record them in results/<name>.json and in ``entry``; returns the figures' paths relative to the report. The
     tables, notes and the commit that computed them stay as they were; the JSON's ``figures_drawn`` names the
-    commit whose code drew the figures."""
+    commit whose code drew the figures. A figure the result listed that the current code no longer draws (renamed
+    or dropped) is removed from ``figures/``."""
     if exp.draw is None:
         return list(entry.get("files", {}).get("figures", []))
     folder = ctx.out / "figures"
@@ -188,6 +189,10 @@ def redraw_experiment(
     figures = [str(Path(p).relative_to(ctx.out)) for p in exp.draw(parts, folder)]
     path = ctx.out / "results" / f"{exp.name}.json"
     doc = json.loads(path.read_text())
+    for old in set(doc.get("files", {}).get("figures", [])) - set(figures):  # a figure the current code names
+        stale = ctx.out / old  # otherwise (or no longer draws) would stay beside the redrawn ones
+        if Path(old).parts[:1] == ("figures",) and ".." not in Path(old).parts:
+            stale.unlink(missing_ok=True)
     doc.setdefault("files", {})["figures"] = figures
     doc["figures_drawn"] = {"git_commit": git_commit(), "from": "the stored tables"}
     dump_json(doc, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -258,8 +259,16 @@ def test_a_reused_results_figures_are_drawn_again_from_its_tables(tiny_zoo, tmp_
     assert "figures_drawn" in json.loads((out / "results" / "continuity.json").read_text())
     assert "figures_drawn" not in json.loads((out / "results" / "eps_sweep.json").read_text())  # had its figure
 
+    record = out / "results" / "eps_sweep.json"  # as if an earlier commit had named its figure otherwise
+    doc = json.loads(record.read_text())
+    renamed = out / "figures" / "eps_sweep_old_name.png"
+    shutil.copy(out / doc["files"]["figures"][0], renamed)
+    doc["files"]["figures"] = ["figures/eps_sweep_old_name.png"]
+    record.write_text(json.dumps(doc))
     assert main([*base, "--only", "continuity,eps_sweep", "--resume", "--redraw"]) == 0
-    assert "figures_drawn" in json.loads((out / "results" / "eps_sweep.json").read_text())
+    assert "figures_drawn" in json.loads(record.read_text())
+    assert not renamed.exists()  # the redraw leaves no figure of an older name behind
+    assert all((out / f).is_file() for f in json.loads(record.read_text())["files"]["figures"])
     assert json.loads((out / "summary.json").read_text())["experiments"]["eps_sweep"]["reused"]
 
 
