@@ -23,10 +23,12 @@ class's training colour).
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -39,8 +41,11 @@ from models.data import COLOUR_BIAS_COLOURS, DATASETS, ImageDataset
 from models.datasets.colour_bias import shortcut_colour_index
 from models.evaluation import predict_logits
 from models.objectives import VARIANTS
+from models.safe_output import OutputInUse, folder_lock
 from models.train import TrainConfig
 from models.train_setup import validation_count
+
+T = TypeVar("T")
 
 FAIRNESS_COLUMNS = [
     "variant", "seed", "test_acc", "test_acc_red", "test_acc_blue", "n_red", "n_blue", "val_acc", "n_train", "n_val",
@@ -127,9 +132,11 @@ def fairness_table(
     ``schedule`` ("constant" or "cosine") and ``warmup_steps`` (short runs need fewer warm-up steps). Runs go to
     ``out_dir/<variant>/seed-<seed>``; a run already there under the same settings (finished, or interrupted) is
     reused or resumed, not retrained (``analysis.transfer.run_training(reuse=True)``), so a stopped experiment
-    continues where it was and processes given different ``seeds`` can share one ``out_dir``. Each scored run also
-    leaves its row (``ROW_FILE``, with what it was computed from): a run whose row is there is neither retrained
-    nor rescored, even when its checkpoints are gone, so only those small files need to outlive a session.
+    continues where it was and several processes can share one ``out_dir``: a run another process is training is
+    left for last, then waited for and its row taken (``when_free``), so they never train one run twice. Each
+    scored run also leaves its row (``ROW_FILE``, with what it was computed from): a run whose row is there is
+    neither retrained nor rescored, even when its checkpoints are gone, so only those small files need to outlive
+    a session.
     ``val_acc`` is the accuracy at the end of training on ``val_size`` images held out of the (95% red) training
     split: the training distribution (with ``val_size=0``, on the training images themselves). ``threads`` fixes
     torch's thread count during each run, so the same command, seeds and thread count give the same numbers.
@@ -155,11 +162,12 @@ def fairness_table(
     else:  # the loader's seed (0): each test image's colour index, drawn independently of its label
         on_colour = shortcut_colour_index(labels, "test", 0, len(test.classes)) == labels
         colours = np.where(on_colour, "on", "off")
-    rows = []
     train_set = loader("train")
     n_val = validation_count(len(train_set), val_size)
     split = {"n_train": len(train_set) - n_val, "n_val": n_val}
     jobs = [(v, seed) for v in variants for seed in seeds]
+    rows: dict[int, dict[str, Any]] = {}
+    busy: dict[int, TrainConfig] = {}  # runs another process is training in the shared folder: taken at the end
     for done, (variant, seed) in enumerate(jobs, 1):
         if progress:
             print(f"[fairness {done}/{len(jobs)}] {variant}, seed {seed}", flush=True)
@@ -171,16 +179,53 @@ def fairness_table(
             eval_test=False, seed=int(seed), device=device,
             out=str(out_dir / variant / f"seed-{seed}"), num_threads=threads,
         )  # fmt: skip
-        identity = _row_identity(cfg, train_set, test, design)
-        row = stored_row(cfg.out, identity, ROW_FILE)
-        if row is None:
-            metrics, model, seconds = run_training(cfg, progress=progress, data=train_set, reuse=True)
-            row = _fairness_row(variant, seed, metrics, model, seconds, test, colours, labels)
-            store_row(cfg.out, identity, row, ROW_FILE)
-        elif progress:
-            print(f"[fairness] {variant}, seed {seed}: scored earlier ({Path(cfg.out) / ROW_FILE})", flush=True)
-        rows.append({**row, **split, "design": design})
-    return pd.DataFrame(rows, columns=FAIRNESS_COLUMNS)
+        score = functools.partial(_scored_row, cfg, train_set, test, design, colours, labels, progress)
+        try:
+            rows[done] = score()
+        except OutputInUse:
+            print(f"[fairness] {variant}, seed {seed}: another process is training it in {cfg.out}; its row is "
+                  "taken when it ends", flush=True)  # fmt: skip
+            busy[done] = cfg
+    for done, cfg in busy.items():  # wait for the other process, then take its row (or train what it left)
+        score = functools.partial(_scored_row, cfg, train_set, test, design, colours, labels, progress)
+        rows[done] = when_free(cfg.out, score, WAIT_POLL_S)
+    return pd.DataFrame([{**rows[i], **split, "design": design} for i in sorted(rows)], columns=FAIRNESS_COLUMNS)
+
+
+def _scored_row(
+    cfg: TrainConfig,
+    train_set: ImageDataset,
+    test: ImageDataset,
+    design: str,
+    colours: np.ndarray,
+    labels: np.ndarray,
+    progress: bool,
+) -> dict[str, Any]:
+    """One run's row: stored earlier (``ROW_FILE``), else trained (or reused, resumed) and scored, and stored.
+    OutputInUse when another process is training this run in the same folder."""
+    identity = _row_identity(cfg, train_set, test, design)
+    row = stored_row(cfg.out, identity, ROW_FILE)
+    if row is None:
+        metrics, model, seconds = run_training(cfg, progress=progress, data=train_set, reuse=True)
+        row = _fairness_row(cfg.variant, cfg.seed, metrics, model, seconds, test, colours, labels)
+        store_row(cfg.out, identity, row, ROW_FILE)
+    elif progress:
+        print(f"[fairness] {cfg.variant}, seed {cfg.seed}: scored earlier ({Path(cfg.out) / ROW_FILE})", flush=True)
+    return row
+
+
+WAIT_POLL_S = 10.0  # how often a run another process is training is looked at again
+
+
+def when_free(folder: str | os.PathLike, work: Callable[[], T], poll_s: float = WAIT_POLL_S) -> T:
+    """``work()`` under ``folder``'s lock, waiting (polling every ``poll_s`` seconds) while another live process
+    holds it: so that processes sharing a work folder take each other's finished runs instead of failing."""
+    while True:
+        try:
+            with folder_lock(folder, "colour-bias run"):
+                return work()
+        except OutputInUse:
+            time.sleep(poll_s)
 
 
 ROW_FILE = "fairness_row.json"  # a scored run's row (analysis.run_rows), kept beside or instead of its checkpoints

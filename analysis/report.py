@@ -16,13 +16,12 @@ An earlier report in the output folder is never deleted: a rerun without ``--res
 checkpoints and settings and runs only what is missing; a reused result's missing figure is drawn again from its
 stored tables, and ``--resume --redraw`` draws all of them again with the current figure code (nothing is
 recomputed: ``analysis.experiments.drawing``). One report at a time writes a folder.
-Training runs go to ``--work-dir`` (default: a
-temporary folder deleted at the end); in a kept ``--work-dir`` the colour-bias experiment loads the runs already
-finished there under the same settings and resumes a stopped one, so an interrupted experiment loses at most the
-steps since the last checkpoint (and several processes given different ``fairness_seeds`` can share the folder);
-every scored colour-bias, transfer and alpha-sweep run also leaves a small row file (``analysis.run_rows``)
-from which a rerun takes it even when its checkpoints are gone. With ``--zoo-seeds`` a non-primary seed's runs go to
-``<work-dir>/seeds/<seed>``.
+Training runs go to ``--work-dir`` (default: a temporary folder deleted at the end); in a kept ``--work-dir`` the
+colour-bias experiment loads the runs already finished there under the same settings and resumes a stopped one,
+so an interrupted experiment loses at most the steps since the last checkpoint, and several processes can share
+the folder (a run another one is training is waited for, not repeated). Every scored colour-bias, transfer and
+alpha-sweep run also leaves a small row file (``analysis.run_rows``) from which a rerun takes it even when its
+checkpoints are gone. With ``--zoo-seeds`` a non-primary seed's runs go to ``<work-dir>/seeds/<seed>``.
 ``--quick`` runs the same pipeline on small subsets, one seed and tiny training runs, and decides no claim. A
 failing experiment is recorded (status "failed") and the others still run; the exit status is 1 if any failed.
 Ctrl-C or SIGTERM stops the report: every finished experiment is already on disk,

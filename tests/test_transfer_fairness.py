@@ -3,6 +3,8 @@ epoch, one seed): the tables' shape and ranges, the colours of the colour-bias s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +23,8 @@ from analysis.transfer import (
 from models.checkpoints import load_checkpoint, load_zoo
 from models.data import COLOUR_BIAS_COLOURS, DATASETS
 from tests.conftest import make_tiny_zoo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -144,6 +148,47 @@ def test_a_scored_fine_tune_is_taken_from_its_row_file_until_its_source_checkpoi
     torch.save(ckpt, retrained)
     with pytest.raises(AssertionError, match="trained again"):  # the same run from other source weights
         transfer_table({"standard": retrained}, out_dir=tmp_path / "moved", **kwargs)
+
+
+def test_processes_sharing_the_work_folder_take_each_others_runs_instead_of_failing(tmp_path, monkeypatch, capsys):
+    """A run another process is training (its folder locked) is left for last, waited for, and its row taken: the
+    run is never trained twice and the table keeps its order."""
+    import shutil
+    import subprocess
+    import sys
+
+    import analysis.fairness
+
+    kwargs = dict(variants=("standard",), source="digits", epochs=0.1, train_limit=96, width=4, batch_size=32,
+                  test_limit=60)  # fmt: skip
+    alone = fairness_table(seeds=(0,), out_dir=tmp_path / "alone", **kwargs)
+    shared = tmp_path / "shared" / "standard" / "seed-0"
+    holder = ("import shutil, sys, time\nfrom models.safe_output import folder_lock\n"
+              "with folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(3)\n"
+              "    shutil.copytree(sys.argv[2], sys.argv[1], dirs_exist_ok=True)\n")  # "trains" it  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", holder, str(shared), str(tmp_path / "alone" / "standard" /
+                              "seed-0")], stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    try:
+        assert other.stdout.readline().strip() == "held"
+        trained = []
+        real = analysis.fairness.run_training
+
+        def counted(cfg, **kw):
+            done = real(cfg, **kw)  # OutputInUse while the other process holds the run
+            trained.append(cfg.seed)
+            return done
+
+        monkeypatch.setattr(analysis.fairness, "run_training", counted)
+        monkeypatch.setattr(analysis.fairness, "WAIT_POLL_S", 0.2)
+        df = fairness_table(seeds=(0, 1), out_dir=tmp_path / "shared", progress=True, **kwargs)
+    finally:
+        other.wait(timeout=60)
+    assert "seed 0: another process is training it" in capsys.readouterr().out
+    assert trained == [1]  # seed 0 was the other process's: taken from its row, not trained again
+    assert df["seed"].tolist() == [0, 1]
+    pd.testing.assert_series_equal(df.iloc[0][["test_acc", "val_acc"]], alone.iloc[0][["test_acc", "val_acc"]],
+                                   check_names=False)  # fmt: skip
+    shutil.rmtree(tmp_path / "alone")
 
 
 def shortcut_colour_read(images: torch.Tensor) -> np.ndarray:
