@@ -51,3 +51,40 @@ def test_what_is_still_to_run_across_the_seeds_reports(tmp_path):
     summary(tmp_path / "seeds" / "1", continuity=ok, probes=ok, **{once: not_selected})
     summary(tmp_path / "seeds" / "2", continuity=ok)
     assert unfinished(tmp_path) == []
+
+
+def test_publishing_replaces_the_results_only_with_a_finished_pooled_report(tmp_path):
+    import json
+    import os
+    import sys
+
+    import pandas as pd
+
+    staged, published = tmp_path / "staged", tmp_path / "published"
+    for folder in (staged / "across_seeds", published):
+        folder.mkdir(parents=True)
+    row = {"key": "continuity", "control_verdict": "", "secondary_verdict": "", "scope": "x", "effect_ci": "e"}
+    pd.DataFrame([{**row, "verdict": "holds", "n": "1 seed"}]).to_csv(published / "claims.csv", index=False)
+    (published / "REPORT.md").write_text("the interim report\n")
+    pd.DataFrame([{**row, "verdict": "holds", "n": "1 seed"}]).to_csv(staged / "claims.csv", index=False)
+    pd.DataFrame([{**row, "verdict": "inconclusive", "n": "3 seeds"}]).to_csv(staged / "across_seeds" / "claims.csv",
+                                                                              index=False)  # fmt: skip
+    (staged / "REPORT.md").write_text("the final report\n")
+    (staged / "summary.json").write_text(json.dumps({"experiments": {"continuity": {"status": "not run"}}}))
+    env = {**os.environ, "SCL_STAGED": str(staged), "SCL_PUBLISHED": str(published),
+           "SCL_CHANGES": str(tmp_path / "changes"), "SCL_PYTHON": sys.executable}  # fmt: skip
+
+    def publish():
+        return subprocess.run(["bash", "staging/publish.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    done = publish()  # unfinished: refused, nothing touched
+    assert done.returncode == 1 and "still to run: continuity" in done.stderr
+    assert (published / "REPORT.md").read_text() == "the interim report\n"
+    (staged / "summary.json").write_text(json.dumps({"experiments": {"continuity": {"status": "ok"}}}))
+    done = publish()
+    assert done.returncode == 0, done.stderr
+    assert (published / "REPORT.md").read_text() == "the final report\n"
+    assert (published / "across_seeds" / "claims.csv").is_file() and (staged / "REPORT.md").is_file()
+    assert "| continuity | verdict | holds | inconclusive | 1 seed | 3 seeds |" in (tmp_path / "changes.md").read_text()
+    assert "(1 change(s))" in done.stdout
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temporary copy left
