@@ -196,8 +196,7 @@ def _alpha_row_identity(
     without its folders), the initial checkpoint's bytes, the DS images and kinds, the accuracy images."""
     from analysis.transfer import run_identity
 
-    config, trained_on = run_identity(cfg, data)
-    config = {k: v for k, v in config.items() if k not in ("out", "init")}
+    config, trained_on = run_identity(cfg, data, without_folders=True)
     init = sha256_file(cfg.init) if cfg.init else None
     test = None if test_set is None else {"described": test_set.describe(), "images": tensor_digest(test_set.images)}
     return normalised({"config": config, "trained_on": trained_on, "init_sha256": init,

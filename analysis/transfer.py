@@ -142,14 +142,19 @@ _REUSE_MAY_DIFFER = {
 }  # fmt: skip
 
 
-def run_identity(cfg: TrainConfig, data: ImageDataset | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_identity(
+    cfg: TrainConfig, data: ImageDataset | None, without_folders: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """What makes two runs the same run: ``cfg`` resolved as training will run it (batch size capped for a small
-    set), without the fields of ``_REUSE_MAY_DIFFER``, and the description of the training images selected."""
+    set), without the fields of ``_REUSE_MAY_DIFFER``, and the description of the training images selected.
+    ``without_folders`` also leaves out where the run is written and the path of its initial checkpoint (for a
+    row that stays valid when its work folder moves; the caller then identifies the initial weights by content)."""
     wanted = cfg.resolved()
     train_set, _ = training_data(wanted, data)
     batch = small_set_batch_size(len(train_set), wanted.batch_size, wanted.min_epoch_steps)
     config = dataclasses.asdict(dataclasses.replace(wanted, batch_size=batch))
-    return {k: v for k, v in config.items() if k not in _REUSE_MAY_DIFFER}, train_set.describe()
+    dropped = {*_REUSE_MAY_DIFFER, *(("out", "init") if without_folders else ())}
+    return {k: v for k, v in config.items() if k not in dropped}, train_set.describe()
 
 
 def _matching_checkpoint(path: Path, cfg: TrainConfig, data: ImageDataset | None) -> dict[str, Any] | None:
@@ -326,8 +331,7 @@ def _run_row_identity(
     """What a fine-tune's stored row was computed from: the run (``run_identity``, without the folders it was
     written to, so that a moved work folder keeps its rows), the source checkpoint's bytes (a retrained zoo is
     fine-tuned again), whether the head was new, the test images and the classes that decide ``kind``."""
-    config, trained_on = run_identity(cfg, train_set)
-    config = {k: v for k, v in config.items() if k not in ("out", "init")}
+    config, trained_on = run_identity(cfg, train_set, without_folders=True)
     return normalised({"config": config, "trained_on": trained_on, "source_sha256": sha256_file(source),
                        "fresh_head": fresh_head, "test": test.describe(),
                        "source_classes": None if source_classes is None else list(source_classes)})  # fmt: skip
