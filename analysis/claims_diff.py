@@ -42,11 +42,11 @@ def verdict_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     side ``(no such claim)``), with each side's n and effect; claims in the order of ``after``, then removed ones."""
     old, new = before.set_index("key"), after.set_index("key")
     keys = [*new.index, *[k for k in old.index if k not in new.index]]
+    fields = [f for f in COMPARED if f in new.columns or f in old.columns]
     rows = []
     for key in keys:
         a = old.loc[key] if key in old.index else None
         b = new.loc[key] if key in new.index else None
-        fields = [f for f in COMPARED if f in new.columns or f in old.columns]
         for field in fields:
             was = ABSENT if a is None else str(a.get(field, ""))
             now = ABSENT if b is None else str(b.get(field, ""))

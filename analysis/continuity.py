@@ -23,7 +23,8 @@ from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
-from analysis.run_rows import normalised, store_row, stored_row, tensor_digest
+from analysis.precomputed_store import image_digest
+from analysis.run_rows import normalised, store_row, stored_row
 from analysis.statistics import TestResult, mean_ci, proportion
 from models.checkpoints import load_model, sha256_file
 from models.data import ImageDataset, load_dataset
@@ -198,9 +199,9 @@ def _alpha_row_identity(
 
     config, trained_on = run_identity(cfg, data, without_folders=True)
     init = sha256_file(cfg.init) if cfg.init else None
-    test = None if test_set is None else {"described": test_set.describe(), "images": tensor_digest(test_set.images)}
+    test = None if test_set is None else {"described": test_set.describe(), "images": image_digest(test_set.images)}
     return normalised({"config": config, "trained_on": trained_on, "init_sha256": init,
-                       "ds_images": tensor_digest(eval_images), "kinds": list(kinds), "test": test})  # fmt: skip
+                       "ds_images": image_digest(eval_images), "kinds": list(kinds), "test": test})  # fmt: skip
 
 
 def neighbourhood_per_anchor(

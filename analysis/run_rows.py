@@ -13,12 +13,9 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models.safe_output import temp_sibling
-
-if TYPE_CHECKING:
-    import torch
 
 
 def normalised(identity: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,15 +46,3 @@ def store_row(run_dir: str | os.PathLike, identity: Mapping[str, Any], row: Mapp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def tensor_digest(values: torch.Tensor) -> str:
-    """sha256 of a tensor's shape, dtype and bytes: the identity of images a run is scored on."""
-    import hashlib
-
-    import numpy as np
-
-    a = np.ascontiguousarray(values.detach().cpu().numpy())
-    h = hashlib.sha256(f"{a.shape}|{a.dtype}|".encode())
-    h.update(a.tobytes())
-    return h.hexdigest()
